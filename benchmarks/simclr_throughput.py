@@ -1,0 +1,656 @@
+"""SimCLR training throughput on CPU: ssljax (JAX) vs. an equivalent PyTorch step.
+
+Launch (on an otherwise idle machine)::
+
+    python benchmarks/simclr_throughput.py
+    python benchmarks/simclr_throughput.py --quick --out /tmp/quick.json  # smoke test
+
+What is compared. The model is the Fashion-MNIST SimCLR configuration of
+``experiments/configs/simclr_fashion_mnist.py``: ``SmallResNet(widths=(32, 64,
+128), first_stage_stride=2)`` + the 2-layer projection MLP, NT-Xent (T from the
+config), LARS (optax.lars semantics) with the config's learning-rate schedule,
+at the config's batch size (256 source images = 512 views a step).
+
+* JAX side: the library itself (``ssljax.train.build.build_method``), no
+  re-implementation.
+* PyTorch side: the same architecture, loss and optimizer written in torch in
+  this file (eager mode, channels_last or contiguous, whichever is faster).
+
+Timed region. For the side-by-side comparison ONLY the train step is timed
+(forward of both views in one batch, NT-Xent, backward, LARS update) on views
+that were augmented beforehand, as float32 ``[B, 28, 28, 1]``; the very same
+view tensors feed both frameworks. Separately, the full ssljax step
+(``SimCLR.train_step``: uint8 images in, augmentation on the fly) is timed too.
+"images/s" counts source images (each yields 2 views). Compile time and
+warm-up steps are excluded; JAX timings end with ``jax.block_until_ready``.
+
+The three measurements are interleaved in one process: every round times the
+JAX step, the torch step and the full ssljax step (order reversed on odd
+rounds); the reported figure is the median over rounds, and the ratio is
+``jax images/s / torch images/s`` (> 1: JAX faster).
+
+Before timing, equivalence is checked: equal parameter counts (and equal
+per-tensor sizes), and the JAX initial weights copied into the torch model give
+the same loss and the same one-step LARS update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as tnn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import ssljax  # noqa: E402
+import ssljax.train.build  # noqa: E402
+from ssljax.train.optim import make_optimizer  # noqa: E402
+
+CONFIG_PATH = REPO / "experiments" / "configs" / "simclr_fashion_mnist.py"
+NUM_EXAMPLES = 60000          # Fashion-MNIST train split (sets the lr schedule)
+IMAGE_SHAPE = (28, 28, 1)
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "simclr_throughput.json"
+QUICK_OUT = REPO / "benchmarks" / "results" / "simclr_throughput_quick.json"
+
+
+def load_config():
+  spec = importlib.util.spec_from_file_location("simclr_fashion_mnist_config",
+                                                CONFIG_PATH)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+# --------------------------------------------------------------------------
+# PyTorch equivalent of ssljax's SmallResNet + ProjectionMLP, NT-Xent and LARS
+# --------------------------------------------------------------------------
+
+def _bn2d(c):
+  # Flax momentum 0.9 (decay of the running average) == torch momentum 0.1.
+  return tnn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+
+
+class TorchBasicBlock(tnn.Module):
+  """ssljax.models.resnet.BasicBlock: 3x3 conv-BN-ReLU, 3x3 conv-BN (scale
+  initialized to 0), projection shortcut 1x1 conv + BN when the shape changes."""
+
+  def __init__(self, cin: int, cout: int, stride: int):
+    super().__init__()
+    self.conv1 = tnn.Conv2d(cin, cout, 3, stride, padding=1, bias=False)
+    self.bn1 = _bn2d(cout)
+    self.conv2 = tnn.Conv2d(cout, cout, 3, 1, padding=1, bias=False)
+    self.bn2 = _bn2d(cout)
+    tnn.init.zeros_(self.bn2.weight)
+    self.has_proj = stride != 1 or cin != cout
+    if self.has_proj:
+      self.proj_conv = tnn.Conv2d(cin, cout, 1, stride, bias=False)
+      self.proj_bn = _bn2d(cout)
+
+  def forward(self, x):
+    y = F.relu(self.bn1(self.conv1(x)))
+    y = self.bn2(self.conv2(y))
+    r = self.proj_bn(self.proj_conv(x)) if self.has_proj else x
+    return F.relu(r + y)
+
+
+class TorchSmallResNet(tnn.Module):
+  """ResNet(stage_sizes=(1,1,1), BasicBlock, CIFAR stem); pooled features."""
+
+  def __init__(self, in_ch: int, widths=(32, 64, 128), stage_sizes=(1, 1, 1),
+               first_stage_stride: int = 2):
+    super().__init__()
+    self.stem_conv = tnn.Conv2d(in_ch, widths[0], 3, 1, padding=1, bias=False)
+    self.stem_bn = _bn2d(widths[0])
+    blocks, cin = [], widths[0]
+    for i, (n, w) in enumerate(zip(stage_sizes, widths)):
+      for j in range(n):
+        stride = (first_stage_stride if i == 0 else 2) if j == 0 else 1
+        blocks.append(TorchBasicBlock(cin, w, stride))
+        cin = w
+    self.blocks = tnn.Sequential(*blocks)
+    self.features = cin
+    for m in self.modules():
+      if isinstance(m, tnn.Conv2d):   # variance_scaling(2.0, fan_out, normal)
+        tnn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+  def forward(self, x):
+    x = F.relu(self.stem_bn(self.stem_conv(x)))
+    x = self.blocks(x)
+    return x.mean(dim=(2, 3))
+
+
+class TorchProjectionMLP(tnn.Module):
+  """ProjectionMLP(num_layers=2): Linear(no bias)-BN1d-ReLU, Linear(+bias)."""
+
+  def __init__(self, features: int, hidden: int, out_dim: int):
+    super().__init__()
+    self.fc1 = tnn.Linear(features, hidden, bias=False)
+    self.bn1 = tnn.BatchNorm1d(hidden, eps=1e-5, momentum=0.1)
+    self.fc2 = tnn.Linear(hidden, out_dim, bias=True)
+    for fc in (self.fc1, self.fc2):   # flax Dense: lecun_normal, zero bias
+      tnn.init.trunc_normal_(fc.weight, std=1.0 / math.sqrt(fc.in_features)
+                             / 0.87962566103423978, a=-2 / math.sqrt(
+                                 fc.in_features) / 0.87962566103423978,
+                             b=2 / math.sqrt(fc.in_features) / 0.87962566103423978)
+    tnn.init.zeros_(self.fc2.bias)
+
+  def forward(self, h):
+    return self.fc2(F.relu(self.bn1(self.fc1(h))))
+
+
+class TorchSimCLRModel(tnn.Module):
+
+  def __init__(self, config, in_ch: int):
+    super().__init__()
+    enc = config.encoder
+    if enc.name != "small_resnet":
+      raise ValueError(f"this benchmark mirrors small_resnet only; got {enc.name}")
+    self.encoder = TorchSmallResNet(
+        in_ch, widths=tuple(enc.widths),
+        stage_sizes=tuple(enc.get("stage_sizes", (1, 1, 1))),
+        first_stage_stride=enc.get("first_stage_stride", 1))
+    head = config.head
+    if head.num_layers != 2 or not head.get("use_bn", True) or head.get(
+        "final_bn", False):
+      raise ValueError("this benchmark mirrors the 2-layer BN projection head")
+    hidden = head.hidden_dim or self.encoder.features
+    self.head = TorchProjectionMLP(self.encoder.features, hidden, head.out_dim)
+
+  def forward(self, x):
+    return self.head(self.encoder(x))
+
+
+def torch_nt_xent(z1, z2, temperature: float):
+  """ssljax.losses.nt_xent: 2N x 2N cosine similarities / T, diagonal masked,
+  mean over the 2N anchors of logsumexp - positive."""
+  n = z1.shape[0]
+  z = torch.cat([z1, z2], 0)
+  # l2_normalize: x * rsqrt(max(|x|^2, 1e-12)) == x / max(|x|, 1e-6)
+  z = z * torch.rsqrt(torch.clamp((z * z).sum(1, keepdim=True), min=1e-12))
+  logits = (z @ z.T) / temperature
+  eye = torch.eye(2 * n, dtype=torch.bool)
+  logits = logits.masked_fill(eye, float("-inf"))
+  idx = torch.arange(2 * n)
+  positive = logits[idx, (idx + n) % (2 * n)]
+  return (torch.logsumexp(logits, dim=1) - positive).mean()
+
+
+class TorchLARS:
+  """optax.lars with ssljax's mask, in torch.
+
+  For weights (ndim > 1): g <- g + wd * w; g <- g * r with
+  r = eta * |w| / |g| (1 when either norm is 0). Biases and BN parameters
+  (ndim <= 1): neither weight decay nor trust ratio. Then for all:
+  u = -lr * g; m <- u + momentum * m; w <- w + m (optax.trace after the lr).
+  """
+
+  def __init__(self, params, weight_decay: float, momentum: float,
+               trust_coefficient: float):
+    params = [p for p in params if p.requires_grad]
+    self.adapt = [p for p in params if p.ndim > 1]
+    self.plain = [p for p in params if p.ndim <= 1]
+    self.buf_adapt = [torch.zeros_like(p) for p in self.adapt]
+    self.buf_plain = [torch.zeros_like(p) for p in self.plain]
+    self.wd = float(weight_decay)
+    self.momentum = float(momentum)
+    self.eta = float(trust_coefficient)
+
+  def zero_grad(self):
+    for p in self.adapt + self.plain:
+      p.grad = None
+
+  @torch.no_grad()
+  def step(self, lr: float):
+    g = [p.grad for p in self.adapt]
+    if self.wd:
+      torch._foreach_add_(g, self.adapt, alpha=self.wd)
+    wn = torch.stack(torch._foreach_norm(self.adapt))
+    gn = torch.stack(torch._foreach_norm(g))
+    ratio = torch.where((wn == 0) | (gn == 0), torch.ones_like(wn),
+                        self.eta * wn / gn)
+    torch._foreach_mul_(g, (ratio * -lr).tolist())
+    torch._foreach_mul_(self.buf_adapt, self.momentum)
+    torch._foreach_add_(self.buf_adapt, g)
+    torch._foreach_add_(self.adapt, self.buf_adapt)
+    gp = [p.grad for p in self.plain]
+    torch._foreach_mul_(self.buf_plain, self.momentum)
+    torch._foreach_add_(self.buf_plain, gp, alpha=-lr)
+    torch._foreach_add_(self.plain, self.buf_plain)
+
+
+class TorchTrainer:
+  """One SimCLR train step on pre-augmented views (NCHW float32)."""
+
+  def __init__(self, model, opt_config, temperature, lrs, memory_format):
+    self.model = model.to(memory_format=memory_format).train()
+    self.opt = TorchLARS(self.model.parameters(), opt_config.weight_decay,
+                         opt_config.get("momentum", 0.9),
+                         opt_config.get("trust_coefficient", 1e-3))
+    self.temperature = temperature
+    self.lrs = lrs
+    self.count = 0
+
+  def step(self, v1, v2):
+    n = v1.shape[0]
+    z = self.model(torch.cat([v1, v2], 0))
+    loss = torch_nt_xent(z[:n], z[n:], self.temperature)
+    self.opt.zero_grad()
+    loss.backward()
+    self.opt.step(float(self.lrs[min(self.count, len(self.lrs) - 1)]))
+    self.count += 1
+    return loss.detach()
+
+
+def load_flax_into_torch(model: TorchSimCLRModel, params, batch_stats):
+  """Copy ssljax EncoderWithHead variables into the torch model (for the
+  equivalence check)."""
+  t = lambda a: torch.from_numpy(np.array(a))   # a writable copy
+
+  def conv(m, p):
+    m.weight.copy_(t(np.asarray(p["kernel"]).transpose(3, 2, 0, 1)))
+
+  def bn(m, p, s):
+    m.weight.copy_(t(p["scale"]))
+    m.bias.copy_(t(p["bias"]))
+    m.running_mean.copy_(t(s["mean"]))
+    m.running_var.copy_(t(s["var"]))
+
+  with torch.no_grad():
+    ep, es = params["encoder"], batch_stats["encoder"]
+    conv(model.encoder.stem_conv, ep["stem_conv"])
+    bn(model.encoder.stem_bn, ep["stem_bn"], es["stem_bn"])
+    for i, blk in enumerate(model.encoder.blocks):
+      p, s = ep[f"BasicBlock_{i}"], es[f"BasicBlock_{i}"]
+      conv(blk.conv1, p["Conv_0"])
+      bn(blk.bn1, p["BatchNorm_0"], s["BatchNorm_0"])
+      conv(blk.conv2, p["Conv_1"])
+      bn(blk.bn2, p["BatchNorm_1"], s["BatchNorm_1"])
+      if blk.has_proj:
+        conv(blk.proj_conv, p["proj_conv"])
+        bn(blk.proj_bn, p["proj_bn"], s["proj_bn"])
+    hp, hs = params["head"], batch_stats["head"]
+    model.head.fc1.weight.copy_(t(np.asarray(hp["Dense_0"]["kernel"]).T))
+    bn(model.head.bn1, hp["BatchNorm_0"], hs["BatchNorm_0"])
+    model.head.fc2.weight.copy_(t(np.asarray(hp["Dense_1"]["kernel"]).T))
+    model.head.fc2.bias.copy_(t(hp["Dense_1"]["bias"]))
+
+
+def flax_to_torch_order(model: TorchSimCLRModel, tree):
+  """The leaves of a flax ``params``-shaped tree in torch parameter order,
+  converted to torch layout (numpy arrays)."""
+  ep, hp = tree["encoder"], tree["head"]
+  k = lambda p: np.asarray(p["kernel"]).transpose(3, 2, 0, 1)
+  out = [k(ep["stem_conv"]), ep["stem_bn"]["scale"], ep["stem_bn"]["bias"]]
+  for i, blk in enumerate(model.encoder.blocks):
+    p = ep[f"BasicBlock_{i}"]
+    out += [k(p["Conv_0"]), p["BatchNorm_0"]["scale"], p["BatchNorm_0"]["bias"],
+            k(p["Conv_1"]), p["BatchNorm_1"]["scale"], p["BatchNorm_1"]["bias"]]
+    if blk.has_proj:
+      out += [k(p["proj_conv"]), p["proj_bn"]["scale"], p["proj_bn"]["bias"]]
+  out += [np.asarray(hp["Dense_0"]["kernel"]).T, hp["BatchNorm_0"]["scale"],
+          hp["BatchNorm_0"]["bias"], np.asarray(hp["Dense_1"]["kernel"]).T,
+          hp["Dense_1"]["bias"]]
+  return [np.asarray(x) for x in out]
+
+
+# --------------------------------------------------------------------------
+# Machine information
+# --------------------------------------------------------------------------
+
+def cpu_model() -> str:
+  try:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True,
+                         timeout=10).stdout
+    for line in out.splitlines():
+      if line.lower().startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except (OSError, subprocess.SubprocessError):
+    pass
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.lower().startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def machine_info() -> dict:
+  try:
+    affinity = len(os.sched_getaffinity(0))
+  except AttributeError:
+    affinity = None
+  return {
+      "cpu_model": cpu_model(),
+      "platform_processor": platform.processor(),
+      "platform": platform.platform(),
+      "logical_cores": os.cpu_count(),
+      "cores_available_to_process": affinity,
+      "python": platform.python_version(),
+      "jax": jax.__version__,
+      "jax_backend": jax.default_backend(),
+      "jax_devices": [str(d) for d in jax.devices()],
+      "flax": importlib.import_module("flax").__version__,
+      "optax": optax.__version__,
+      "torch": torch.__version__,
+      "torch_num_threads": torch.get_num_threads(),
+      "torch_num_interop_threads": torch.get_num_interop_threads(),
+      "torch_mkldnn": torch.backends.mkldnn.is_available(),
+      "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+      "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", ""),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"),
+  }
+
+
+# --------------------------------------------------------------------------
+# Benchmark
+# --------------------------------------------------------------------------
+
+def param_sizes_jax(params):
+  return sorted(int(x.size) for x in jax.tree_util.tree_leaves(params))
+
+
+def param_sizes_torch(model):
+  return sorted(p.numel() for p in model.parameters())
+
+
+def timed_jax(fn, state, args, steps):
+  jax.block_until_ready(state)
+  gc.collect()
+  t0 = time.perf_counter()
+  out = None
+  for _ in range(steps):
+    state, out = fn(state, *args)
+  jax.block_until_ready((state, out))
+  return state, time.perf_counter() - t0
+
+
+def timed_torch(trainer, v1, v2, steps):
+  gc.collect()
+  t0 = time.perf_counter()
+  loss = None
+  for _ in range(steps):
+    loss = trainer.step(v1, v2)
+  float(loss)   # eager CPU is synchronous; this is just a final barrier
+  return time.perf_counter() - t0
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--batch-size", type=int, default=None,
+                 help="source images per step (default: the config's, 256)")
+  p.add_argument("--rounds", type=int, default=5)
+  p.add_argument("--steps", type=int, default=5, help="timed steps per round")
+  p.add_argument("--warmup", type=int, default=2,
+                 help="untimed steps per side before the rounds (compile etc.)")
+  p.add_argument("--quick", action="store_true",
+                 help="smoke test: batch 16, 1 round, 2 steps, 1 warm-up step")
+  p.add_argument("--torch-memory-format", default="auto",
+                 choices=("auto", "channels_last", "contiguous"),
+                 help="auto: time both after warm-up, keep the faster")
+  p.add_argument("--torch-threads", type=int, default=None,
+                 help="torch.set_num_threads (default: torch's own choice)")
+  p.add_argument("--out", type=Path, default=None,
+                 help=f"JSON output (default {DEFAULT_OUT.relative_to(REPO)}; "
+                      f"{QUICK_OUT.relative_to(REPO)} with --quick)")
+  args = p.parse_args(argv)
+  if args.quick:
+    args.batch_size = args.batch_size or 16
+    args.rounds, args.steps, args.warmup = 1, 2, 1
+  if args.out is None:
+    args.out = QUICK_OUT if args.quick else DEFAULT_OUT
+  return args
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  if args.torch_threads:
+    torch.set_num_threads(args.torch_threads)
+  config = load_config()
+  if args.batch_size:
+    config.batch_size = args.batch_size
+  batch = int(config.batch_size)
+  if batch < 2:
+    raise SystemExit("--batch-size must be >= 2 (NT-Xent needs negatives)")
+
+  info = machine_info()
+  load_start = os.getloadavg()
+  print(f"CPU: {info['cpu_model']} | {info['logical_cores']} logical cores "
+        f"({info['cores_available_to_process']} available) | jax {info['jax']} "
+        f"| torch {info['torch']} ({info['torch_num_threads']} threads)")
+  print(f"load average at start: {load_start[0]:.2f}")
+  if load_start[0] > 0.5 * (info["cores_available_to_process"] or 1):
+    print("WARNING: the machine is busy; timings will be noisy/low.")
+
+  # ---------------- JAX (the library) ----------------
+  method, total = ssljax.train.build.build_method(config, NUM_EXAMPLES)
+  key = jax.random.key(0)
+  state = method.init(key, IMAGE_SHAPE)
+  state_full = method.init(key, IMAGE_SHAPE)     # separate buffers (donation)
+  jax_sizes = param_sizes_jax(state.params)
+  jax_count = sum(jax_sizes)
+
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, size=(batch, *IMAGE_SHAPE), dtype=np.uint8)
+  images_j = jnp.asarray(images)
+  data_key = jax.random.key(1)
+  v1_j, v2_j = jax.jit(method.views)(images_j, jax.random.key(2))
+  v1_np, v2_np = np.asarray(v1_j), np.asarray(v2_j)
+
+  def model_step(state, v1, v2):
+    (loss, (batch_stats, _, _)), grads = jax.value_and_grad(
+        method.loss, has_aux=True)(state.params, state.batch_stats, v1, v2)
+    updates, opt_state = method.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return state.replace(step=state.step + 1, params=params,
+                         batch_stats=batch_stats, opt_state=opt_state), loss
+
+  jax_model_step = jax.jit(model_step, donate_argnums=0)
+  jax_full_step = jax.jit(method.train_step, donate_argnums=0)
+
+  # Learning rates per step (the same schedule for torch).
+  n_lr = 4 * args.warmup + 2 * args.steps + args.rounds * args.steps + 8
+  lrs = np.asarray(jax.vmap(method.schedule)(jnp.arange(n_lr)), np.float64)
+  peak_lr = ssljax.train.optim.scale_learning_rate(
+      config.optimizer.base_lr, batch, config.optimizer.lr_scaling)
+
+  # ---------------- equivalence checks ----------------
+  torch.manual_seed(0)
+  t_model = TorchSimCLRModel(config, IMAGE_SHAPE[2])
+  torch_sizes = param_sizes_torch(t_model)
+  torch_count = sum(torch_sizes)
+  print(f"parameters: ssljax {jax_count:,} | torch {torch_count:,}")
+  assert jax_count == torch_count, (jax_count, torch_count)
+  assert jax_sizes == torch_sizes, "per-tensor parameter sizes differ"
+
+  to_nchw = lambda a: torch.from_numpy(np.array(a.transpose(0, 3, 1, 2), copy=True))
+  v1_t, v2_t = to_nchw(v1_np), to_nchw(v2_np)
+  temperature = float(config.temperature)
+
+  jax_loss0 = float(method.loss(state.params, state.batch_stats, v1_j, v2_j)[0])
+  with torch.no_grad():
+    z = t_model.train()(torch.cat([v1_t, v2_t]))
+    torch_loss0 = float(torch_nt_xent(z[:batch], z[batch:], temperature))
+  # BN running stats were updated by that forward; re-create the model.
+  torch.manual_seed(0)
+  t_model = TorchSimCLRModel(config, IMAGE_SHAPE[2])
+  print(f"loss at init (own initialization): ssljax {jax_loss0:.5f} | "
+        f"torch {torch_loss0:.5f}")
+
+  # Same weights on both sides: loss and one LARS step (constant peak lr).
+  check = TorchSimCLRModel(config, IMAGE_SHAPE[2]).train()
+  load_flax_into_torch(check, state.params, state.batch_stats)
+  opt = config.optimizer
+  tx = make_optimizer("lars", peak_lr, weight_decay=opt.weight_decay,
+                      momentum=opt.get("momentum", 0.9),
+                      trust_coefficient=opt.get("trust_coefficient", 1e-3))
+  (l_j, _), g_j = jax.value_and_grad(method.loss, has_aux=True)(
+      state.params, state.batch_stats, v1_j, v2_j)
+  upd, _ = tx.update(g_j, tx.init(state.params), state.params)
+  before = [p.detach().clone() for p in check.parameters()]
+  ctrainer = TorchTrainer(check, opt, temperature, np.array([peak_lr]),
+                          torch.contiguous_format)
+  l_t = float(ctrainer.step(v1_t, v2_t))
+  t_upd = [(p.detach() - b).numpy() for p, b in zip(check.parameters(), before)]
+  j_upd = flax_to_torch_order(check, upd)
+  upd_err = max(float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+                for a, b in zip(t_upd, j_upd) if np.linalg.norm(b) > 0)
+  loss_err = abs(float(l_j) - l_t) / abs(float(l_j))
+  print(f"same weights: loss ssljax {float(l_j):.6f} | torch {l_t:.6f} "
+        f"(rel. diff {loss_err:.1e}); one LARS step, max rel. diff of the "
+        f"per-tensor updates {upd_err:.1e}")
+  if loss_err > 1e-4 or upd_err > 1e-2:
+    raise SystemExit("equivalence check failed: the torch model/optimizer "
+                     "does not match ssljax")
+  del check, ctrainer, before
+
+  # ---------------- warm-up ----------------
+  print(f"warm-up ({args.warmup} steps per side, compile excluded) ...", flush=True)
+  t0 = time.perf_counter()
+  for _ in range(args.warmup):
+    state, _ = jax_model_step(state, v1_j, v2_j)
+  jax.block_until_ready(state)
+  jax_model_compile_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  for _ in range(args.warmup):
+    state_full, _ = jax_full_step(state_full, images_j, data_key)
+  jax.block_until_ready(state_full)
+  jax_full_compile_s = time.perf_counter() - t0
+
+  formats = {"channels_last": torch.channels_last,
+             "contiguous": torch.contiguous_format}
+  candidates = (list(formats) if args.torch_memory_format == "auto"
+                else [args.torch_memory_format])
+  probe = {}
+  trainers = {}
+  for name in candidates:
+    m = TorchSimCLRModel(config, IMAGE_SHAPE[2])
+    m.load_state_dict(t_model.state_dict())
+    tr = TorchTrainer(m, opt, temperature, lrs, formats[name])
+    tv1 = v1_t.contiguous(memory_format=formats[name])
+    tv2 = v2_t.contiguous(memory_format=formats[name])
+    timed_torch(tr, tv1, tv2, args.warmup)
+    if len(candidates) > 1:
+      probe[name] = args.steps * batch / timed_torch(tr, tv1, tv2, args.steps)
+    trainers[name] = (tr, tv1, tv2)
+  fmt = max(probe, key=probe.get) if probe else candidates[0]
+  trainer, tv1, tv2 = trainers[fmt]
+  trainer.count = args.warmup   # same lr sequence as the JAX step from here on
+  del trainers
+  if probe:
+    print("torch memory-format probe (images/s): " + ", ".join(
+        f"{k} {v:.1f}" for k, v in probe.items()) + f" -> {fmt}")
+
+  # ---------------- timed rounds ----------------
+  names = ("jax_model", "torch_model", "jax_full")
+  rows = []
+  print(f"\nbatch {batch} images (x2 views), {args.rounds} rounds x "
+        f"{args.steps} steps")
+  print(f"{'round':>5}  {'order':<34} {'jax step s':>11} {'torch step s':>13} "
+        f"{'jax full s':>11}")
+  for r in range(args.rounds):
+    order = names if r % 2 == 0 else names[::-1]
+    secs = {}
+    for name in order:
+      if name == "jax_model":
+        state, secs[name] = timed_jax(jax_model_step, state, (v1_j, v2_j),
+                                      args.steps)
+      elif name == "jax_full":
+        state_full, secs[name] = timed_jax(jax_full_step, state_full,
+                                           (images_j, data_key), args.steps)
+      else:
+        secs[name] = timed_torch(trainer, tv1, tv2, args.steps)
+    row = {"round": r, "order": list(order),
+           **{f"{k}_s": v for k, v in secs.items()},
+           **{f"{k}_images_per_s": args.steps * batch / v for k, v in secs.items()}}
+    rows.append(row)
+    print(f"{r:>5}  {','.join(order):<34} {secs['jax_model']:>11.3f} "
+          f"{secs['torch_model']:>13.3f} {secs['jax_full']:>11.3f}", flush=True)
+
+  med = {k: statistics.median(row[f"{k}_images_per_s"] for row in rows)
+         for k in names}
+  ratio = med["jax_model"] / med["torch_model"]
+  load_end = os.getloadavg()
+
+  print("\nmedian images/s (source images; each gives 2 views)")
+  print(f"  ssljax (JAX)  train step, pre-augmented float views : "
+        f"{med['jax_model']:9.1f}")
+  print(f"  PyTorch       train step, pre-augmented float views : "
+        f"{med['torch_model']:9.1f}   ({fmt}, {torch.get_num_threads()} threads"
+        f", eager)")
+  print(f"  ratio jax/torch                                      : "
+        f"{ratio:9.3f}")
+  print(f"  ssljax full train_step (uint8 in, augmentation incl.): "
+        f"{med['jax_full']:9.1f}")
+  print(f"load average at end: {load_end[0]:.2f}")
+
+  result = {
+      "benchmark": "simclr_throughput",
+      "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+      "machine": info,
+      "load_average_1min": {"start": load_start[0], "end": load_end[0]},
+      "timed_region": (
+          "model comparison (jax_model, torch_model): the train step only -- "
+          "forward of both views as one batch, NT-Xent, backward, LARS update -- "
+          "on pre-augmented float32 views [B,28,28,1] (identical tensors for "
+          "both frameworks); compile and warm-up excluded. jax_full: "
+          "ssljax SimCLR.train_step on uint8 images, augmentation included."),
+      "images_per_s_definition": "source images per second (2 views each)",
+      "config": {
+          "config_file": str(CONFIG_PATH.relative_to(REPO)),
+          "batch_size": batch, "views_per_step": 2 * batch,
+          "rounds": args.rounds, "steps_per_round": args.steps,
+          "warmup_steps": args.warmup, "quick": args.quick,
+          "encoder": config.encoder.to_dict(), "head": config.head.to_dict(),
+          "temperature": temperature,
+          "optimizer": config.optimizer.to_dict(),
+          "peak_lr": peak_lr, "schedule_total_steps": total,
+          "lr_first_timed_steps": lrs[args.warmup:args.warmup + 4].tolist(),
+          "torch_memory_format": fmt,
+          "torch_memory_format_probe_images_per_s": probe,
+          "torch_mode": "eager",
+          "torch_num_threads": torch.get_num_threads(),
+      },
+      "equivalence": {
+          "param_count_jax": jax_count, "param_count_torch": torch_count,
+          "loss_at_init_jax": jax_loss0, "loss_at_init_torch": torch_loss0,
+          "same_weights_loss_jax": float(l_j), "same_weights_loss_torch": l_t,
+          "same_weights_loss_rel_diff": loss_err,
+          "same_weights_lars_update_max_rel_diff": upd_err,
+      },
+      "warmup_seconds_incl_compile": {"jax_model": jax_model_compile_s,
+                                      "jax_full": jax_full_compile_s},
+      "rounds": rows,
+      "median_images_per_s": med,
+      "ratio_jax_over_torch": ratio,
+  }
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  args.out.write_text(json.dumps(result, indent=2) + "\n")
+  print(f"wrote {args.out}")
+  return result
+
+
+if __name__ == "__main__":
+  main()

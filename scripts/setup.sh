@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up ssljax on a fresh machine (idempotent):
+#   - the Debian package dataset-fashion-mnist (where apt-get exists and the
+#     files are missing),
+#   - a virtual environment at .venv/ with ssljax installed in editable mode
+#     plus the `test` extra (and `bench` with SSLJAX_EXTRAS=test,bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FMNIST_DIR=/usr/share/datasets/fashion-mnist
+if [ ! -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ] && command -v apt-get >/dev/null; then
+  echo "[setup] installing Debian package dataset-fashion-mnist"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+EXTRAS=${SSLJAX_EXTRAS:-test}
+STAMP=.venv/.ssljax-installed
+WANT="$(cat setup.cfg pyproject.toml | sha1sum | cut -c1-16)-$EXTRAS"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+  echo "[setup] installing ssljax[$EXTRAS] into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  echo "$WANT" > "$STAMP"
+fi
+echo "[setup] ready: $(.venv/bin/python -c 'import jax, flax; print("jax", jax.__version__, "flax", flax.__version__)')"

@@ -1,0 +1,54 @@
+"""Data: sources (local IDX files, scikit-learn, TFDS), host pipelines, global arrays.
+
+Importing ``ssljax.data`` does not import TensorFlow or TFDS; they are imported
+inside the functions that use them (:func:`load` for TFDS names,
+:func:`tfds_batches`, :func:`info` for names without built-in facts).
+
+Typical use::
+
+    ds = ssljax.data.load("fashion_mnist", "train")
+    mesh = ssljax.parallel.make_data_mesh()
+    it = ssljax.data.batches(ds, batch_size=256, seed=0, start_step=state.step)
+    for batch in ssljax.data.device_prefetch(ssljax.data.prefetch(it), mesh):
+      state, metrics = train_step(state, batch)   # batch: global jax.Arrays
+"""
+
+from ssljax.data.pipeline import (
+    batches,
+    device_prefetch,
+    epoch_permutation,
+    prefetch,
+    steps_per_epoch,
+    to_global,
+)
+from ssljax.data.sources import (
+    DATA_DIR_ENV,
+    DIGITS_TRAIN_SIZE,
+    ArrayDataset,
+    DatasetInfo,
+    DatasetNotAvailableError,
+    channel_stats,
+    info,
+    load,
+    read_idx,
+    tfds_batches,
+)
+
+__all__ = [
+    "ArrayDataset",
+    "DATA_DIR_ENV",
+    "DIGITS_TRAIN_SIZE",
+    "DatasetInfo",
+    "DatasetNotAvailableError",
+    "batches",
+    "channel_stats",
+    "device_prefetch",
+    "epoch_permutation",
+    "info",
+    "load",
+    "prefetch",
+    "read_idx",
+    "steps_per_epoch",
+    "tfds_batches",
+    "to_global",
+]

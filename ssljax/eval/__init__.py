@@ -1,0 +1,8 @@
+"""Evaluation: frozen features, linear probe, weighted kNN."""
+
+from ssljax.eval.features import extract_features
+from ssljax.eval.knn import knn_accuracy, knn_predict
+from ssljax.eval.linear import linear_probe_accuracy, train_linear_classifier
+
+__all__ = ["extract_features", "knn_accuracy", "knn_predict",
+           "linear_probe_accuracy", "train_linear_classifier"]

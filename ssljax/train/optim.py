@@ -1,0 +1,93 @@
+"""Optimizers, parameter masks, learning-rate schedules and scaling rules.
+
+SimCLR (Chen et al. 2020, appendix B.1): LARS with momentum 0.9 and trust
+coefficient (eeta) 1e-3, weight decay 1e-6, both the weight decay and the LARS
+adaptation skipped for biases and BatchNorm parameters; linear warm-up for 10
+epochs then cosine decay without restarts; learning rate ``0.3 * B / 256``
+(linear rule) or ``0.075 * sqrt(B)`` (square-root rule).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import optax
+
+
+def scale_learning_rate(base_lr: float, batch_size: int, rule: str = "linear"
+                        ) -> float:
+  """``base_lr * B / 256`` (``"linear"``), ``base_lr * sqrt(B)`` (``"sqrt"``),
+  or ``base_lr`` unchanged (``"none"``)."""
+  if batch_size <= 0:
+    raise ValueError(f"batch_size must be positive; got {batch_size}.")
+  if rule == "linear":
+    return base_lr * batch_size / 256.0
+  if rule == "sqrt":
+    return base_lr * math.sqrt(batch_size)
+  if rule == "none":
+    return base_lr
+  raise ValueError(f"lr scaling rule must be 'linear', 'sqrt' or 'none'; got "
+                   f"{rule!r}.")
+
+
+def warmup_cosine_schedule(peak_lr: float, total_steps: int, warmup_steps: int,
+                           end_lr: float = 0.0) -> optax.Schedule:
+  """Linear warm-up from 0 to ``peak_lr`` over ``warmup_steps``, then cosine
+  decay to ``end_lr`` at ``total_steps``."""
+  if total_steps <= 0:
+    raise ValueError(f"total_steps must be positive; got {total_steps}.")
+  if not 0 <= warmup_steps <= total_steps:
+    raise ValueError(f"warmup_steps ({warmup_steps}) must lie in "
+                     f"[0, total_steps={total_steps}].")
+  if warmup_steps == total_steps:
+    return optax.linear_schedule(0.0, peak_lr, warmup_steps)
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=peak_lr, warmup_steps=warmup_steps,
+      decay_steps=total_steps, end_value=end_lr)
+
+
+def _path_names(path) -> list[str]:
+  names = []
+  for k in path:
+    names.append(str(getattr(k, "key", getattr(k, "name", k))))
+  return names
+
+
+def weight_decay_mask(params: Any) -> Any:
+  """True for weights that get weight decay / LARS adaptation.
+
+  Excluded (False): biases and every BatchNorm parameter (``scale``/``bias``),
+  i.e. every parameter with fewer than two dimensions, as in SimCLR's and
+  BYOL's LARS set-up.
+  """
+  def keep(path, x):
+    names = _path_names(path)
+    if names and names[-1] in ("bias", "scale"):
+      return False
+    return x.ndim > 1
+  return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def make_optimizer(name: str, learning_rate: float | optax.Schedule, *,
+                   weight_decay: float = 0.0, momentum: float = 0.9,
+                   trust_coefficient: float = 1e-3, b1: float = 0.9,
+                   b2: float = 0.999, mask: Callable | None = weight_decay_mask
+                   ) -> optax.GradientTransformation:
+  """``"lars"`` (optax.lars), ``"sgd"`` (momentum SGD + decoupled L2 on
+  weights) or ``"adamw"``; ``mask`` selects the weights that are decayed
+  (and LARS-adapted)."""
+  mask = mask if mask is not None else True
+  if name == "lars":
+    return optax.lars(learning_rate, weight_decay=weight_decay,
+                      weight_decay_mask=mask, trust_coefficient=trust_coefficient,
+                      trust_ratio_mask=mask, momentum=momentum)
+  if name == "sgd":
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask),
+                       optax.sgd(learning_rate, momentum=momentum))
+  if name == "adamw":
+    return optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay,
+                       mask=mask)
+  raise ValueError(f"optimizer must be 'lars', 'sgd' or 'adamw'; got {name!r}.")

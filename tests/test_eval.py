@@ -1,0 +1,57 @@
+"""kNN against scikit-learn, the linear probe against logistic regression."""
+
+import jax
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+
+from ssljax.eval import extract_features, knn_accuracy, knn_predict
+from ssljax.eval import linear_probe_accuracy
+
+
+def _blobs(n, f, c, seed, spread=2.0):
+  rng = np.random.default_rng(seed)
+  centers = rng.normal(size=(c, f)) * spread
+  y = rng.integers(0, c, n)
+  return (centers[y] + rng.normal(size=(n, f))).astype(np.float32), y
+
+
+def test_weighted_knn_matches_sklearn():
+  x, y = _blobs(400, 8, 5, 0, spread=0.7)
+  xt, yt = _blobs(100, 8, 5, 1, spread=0.7)
+  k, t = 20, 0.1
+  # cosine distance d = 1 - s, so exp(-d / t) is exp(s / t) up to a constant.
+  ref = KNeighborsClassifier(n_neighbors=k, metric="cosine",
+                             weights=lambda d: np.exp(-d / t)).fit(x, y)
+  got = knn_predict(x, y, xt, num_classes=5, k=k, t=t, chunk=33)
+  np.testing.assert_array_equal(got, ref.predict(xt))
+
+
+def test_knn_hand_case():
+  train = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+  labels = np.array([0, 0, 1])
+  assert knn_accuracy(train, labels, np.array([[1.0, 0.05], [0.1, 1.0]]),
+                      np.array([0, 1]), num_classes=2, k=1) == 1.0
+
+
+def test_linear_probe_close_to_logistic_regression():
+  x, y = _blobs(2000, 20, 10, 2, spread=0.6)
+  xt, yt = _blobs(1000, 20, 10, 3, spread=0.6)
+  got = linear_probe_accuracy(x, y, xt, yt, num_classes=10, epochs=20,
+                              batch_size=256, lr=0.1, weight_decay=1e-4)
+  ref = LogisticRegression(max_iter=2000).fit(x, y).score(xt, yt)
+  assert ref > 0.5  # a non-trivial problem
+  assert abs(got - ref) < 0.02
+
+
+def test_extract_features_pads_the_last_batch():
+  images = np.arange(10 * 2 * 2 * 1, dtype=np.uint8).reshape(10, 2, 2, 1)
+  fn = lambda v, x: x.reshape(x.shape[0], -1).astype(np.float32) * v
+  out = extract_features(fn, 2.0, images, batch_size=8, progress=False)
+  np.testing.assert_array_equal(out, images.reshape(10, -1) * 2.0)
+
+
+def test_bad_feature_shapes():
+  with pytest.raises(ValueError, match="features must be"):
+    knn_predict(np.ones((4, 3)), np.zeros(4), np.ones((2, 5)), num_classes=2)
