@@ -13,12 +13,15 @@ from ssljax.eval.protocol import evaluate_run, format_table
 _WORKDIR = flags.DEFINE_string("workdir", None, "A pretrain.py --workdir.",
                                required=True)
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+_BASELINES = flags.DEFINE_bool(
+    "baselines", True, "Also evaluate the random-init encoder and raw pixels.")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  out = evaluate_run(_WORKDIR.value, step=_STEP.value)
+  out = evaluate_run(_WORKDIR.value, step=_STEP.value,
+                     baselines=_BASELINES.value)
   print(f"\nTest accuracy on all {out['test_examples']} test images "
         f"(checkpoint step {out['step']}):")
   print(format_table(out["results"]))

@@ -1,4 +1,4 @@
-"""SimCLR on Fashion-MNIST in the CPU budget (about 12 minutes on 2 cores).
+"""SimCLR on Fashion-MNIST in the CPU budget (about 13 minutes on 2 cores).
 
 Launch::
 
@@ -21,9 +21,11 @@ def get_config():
   c.data_dir = ""
   c.data_source = "auto"
   c.batch_size = 256
-  c.num_epochs = 3.0
+  c.num_epochs = 2.0
   c.num_steps = 0                   # > 0 overrides num_epochs
-  c.temperature = 0.5               # SimCLR's CIFAR-size value
+  # 0.2 rather than SimCLR's CIFAR value 0.5: in 200-step trials on this data
+  # it gave 81.5% vs 80.2% linear-probe accuracy (BENCHMARKS.md).
+  c.temperature = 0.2
 
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(32, 64, 128), first_stage_stride=2))
@@ -31,9 +33,10 @@ def get_config():
       out_dim=128, hidden_dim=0, num_layers=2))   # hidden 0 = encoder width
 
   # SimCLR's family T, adapted to 28x28 grayscale: no blur (as on CIFAR),
-  # grayscale is a no-op on 1 channel, so jitter is brightness + contrast.
+  # grayscale is a no-op on 1 channel, so jitter is brightness + contrast;
+  # crops keep >= 35% of the (centred) garment (82.3% vs 81.5% with 0.2).
   c.augment = ml_collections.ConfigDict(dict(
-      area_range=(0.2, 1.0), aspect_range=(3 / 4, 4 / 3), flip=True,
+      area_range=(0.35, 1.0), aspect_range=(3 / 4, 4 / 3), flip=True,
       strength=0.5, jitter_p=0.8, grayscale_p=0.0, blur_p=0.0))
 
   c.optimizer = ml_collections.ConfigDict(dict(
