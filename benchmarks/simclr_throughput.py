@@ -6,8 +6,8 @@ Launch (on an otherwise idle machine)::
     python benchmarks/simclr_throughput.py --quick --out /tmp/quick.json  # smoke test
 
 What is compared. The model is the Fashion-MNIST SimCLR configuration of
-``experiments/configs/simclr_fashion_mnist.py``: ``SmallResNet(widths=(32, 64,
-128), first_stage_stride=2)`` + the 2-layer projection MLP, NT-Xent (T from the
+``experiments/configs/simclr_fashion_mnist.py``: its ``SmallResNet`` (widths and
+strides read from the config) + the 2-layer projection MLP, NT-Xent (T from the
 config), LARS (optax.lars semantics) with the config's learning-rate schedule,
 at the config's batch size (256 source images = 512 views a step).
 

@@ -18,8 +18,8 @@ def _blobs(n, f, c, seed, spread=2.0):
 
 
 def test_weighted_knn_matches_sklearn():
-  x, y = _blobs(400, 8, 5, 0, spread=0.7)
-  xt, yt = _blobs(100, 8, 5, 1, spread=0.7)
+  x, y = _blobs(500, 8, 5, 0, spread=0.7)
+  x, y, xt = x[:400], y[:400], x[400:]
   k, t = 20, 0.1
   # cosine distance d = 1 - s, so exp(-d / t) is exp(s / t) up to a constant.
   ref = KNeighborsClassifier(n_neighbors=k, metric="cosine",
@@ -36,8 +36,8 @@ def test_knn_hand_case():
 
 
 def test_linear_probe_close_to_logistic_regression():
-  x, y = _blobs(2000, 20, 10, 2, spread=0.6)
-  xt, yt = _blobs(1000, 20, 10, 3, spread=0.6)
+  x, y = _blobs(3000, 20, 10, 2, spread=0.6)
+  x, y, xt, yt = x[:2000], y[:2000], x[2000:], y[2000:]
   got = linear_probe_accuracy(x, y, xt, yt, num_classes=10, epochs=20,
                               batch_size=256, lr=0.1, weight_decay=1e-4)
   ref = LogisticRegression(max_iter=2000).fit(x, y).score(xt, yt)

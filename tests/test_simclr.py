@@ -33,6 +33,7 @@ def test_state_is_a_pytree_and_init_is_deterministic(setup):
 
 def test_step_reports_the_nt_xent_of_its_views(setup):
   method, state, ds = setup
+  state = state.replace(step=jnp.asarray(3, jnp.int32))   # past warm-up: lr > 0
   images = jnp.asarray(ds.images[:16])
   key = jax.random.key(3)
   new_state, metrics = jax.jit(method.train_step)(state, images, key)
@@ -43,9 +44,10 @@ def test_step_reports_the_nt_xent_of_its_views(setup):
       jnp.concatenate([v1, v2]), train=True, mutable=["batch_stats"])
   expected = losses.nt_xent(z[:16], z[16:], temperature=0.5)
   np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-5)
-  np.testing.assert_allclose(metrics["mi_bound"], np.log(31) - expected, rtol=1e-5)
-  assert int(new_state.step) == 1
-  assert float(metrics["lr"]) == pytest.approx(float(method.schedule(0)))
+  np.testing.assert_allclose(metrics["mi_bound"], np.log(31) - expected, atol=1e-5)
+  assert int(new_state.step) == 4
+  assert float(metrics["lr"]) == pytest.approx(float(method.schedule(3)))
+  assert float(metrics["lr"]) > 0
   # the step changed the parameters and the BN statistics
   diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()),
                       state.params, new_state.params)
@@ -80,16 +82,22 @@ def test_step_is_deterministic_and_key_dependent(setup):
   assert float(m1["loss"]) != float(m3["loss"])
 
 
-def test_loss_decreases_on_a_fixed_batch(setup):
-  method, state, ds = setup
+def test_loss_decreases_on_a_fixed_batch():
+  # Identity "augmentation" (whole-image crop, no flip, no jitter) makes the
+  # two views equal, so the objective is deterministic and must go down.
+  config = tiny_config(num_steps=20)
+  config.augment = dict(area_range=(1.0, 1.0), aspect_range=(1.0, 1.0),
+                        flip=False, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
+  ds = tiny_dataset(n=32)
+  method, _ = build_method(config, len(ds))
+  state = method.init(jax.random.key(0), ds.image_shape)
   images = jnp.asarray(ds.images[:16])
   step = jax.jit(method.train_step, donate_argnums=0)
-  state = jax.tree.map(jnp.copy, state)
-  first = None
-  for _ in range(8):
+  losses_seen = []
+  for _ in range(10):
     state, m = step(state, images, jax.random.key(0))
-    first = first if first is not None else float(m["loss"])
-  assert float(m["loss"]) < first
+    losses_seen.append(float(m["loss"]))
+  assert losses_seen[-1] < losses_seen[0] - 0.05, losses_seen
 
 
 def test_sharded_step_matches_single_device(setup):

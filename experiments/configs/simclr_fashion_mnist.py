@@ -1,4 +1,4 @@
-"""SimCLR on Fashion-MNIST in the CPU budget (about 13 minutes on 2 cores).
+"""SimCLR on Fashion-MNIST in the CPU budget (about 13 minutes of training on 2 cores).
 
 Launch::
 
@@ -28,15 +28,18 @@ def get_config():
   c.temperature = 0.2
 
   c.encoder = ml_collections.ConfigDict(dict(
-      name="small_resnet", widths=(32, 64, 128), first_stage_stride=2))
+      name="small_resnet", widths=(32, 64, 256), first_stage_stride=2))
+  # A 256-wide last stage (at 4x4) gives 256-d features: 83.1% vs 82.3%
+  # linear probe in 200-step trials, for ~25% fewer images/s.
   c.head = ml_collections.ConfigDict(dict(
       out_dim=128, hidden_dim=0, num_layers=2))   # hidden 0 = encoder width
 
   # SimCLR's family T, adapted to 28x28 grayscale: no blur (as on CIFAR),
   # grayscale is a no-op on 1 channel, so jitter is brightness + contrast;
-  # crops keep >= 35% of the (centred) garment (82.3% vs 81.5% with 0.2).
+  # crops keep >= 60% of the (centred) garment: 200-step trials gave 81.5%
+  # (0.2), 82.3% (0.35, 128 wide), 83.1% (0.35) and 83.3% (0.6, 256 wide).
   c.augment = ml_collections.ConfigDict(dict(
-      area_range=(0.35, 1.0), aspect_range=(3 / 4, 4 / 3), flip=True,
+      area_range=(0.6, 1.0), aspect_range=(3 / 4, 4 / 3), flip=True,
       strength=0.5, jitter_p=0.8, grayscale_p=0.0, blur_p=0.0))
 
   c.optimizer = ml_collections.ConfigDict(dict(
