@@ -67,3 +67,17 @@ def build_method(config, num_examples: int):
   else:
     raise ValueError(f"unknown method {config.method!r}; available: 'simclr'.")
   return method, steps
+
+
+def load_config_file(path: str):
+  """``get_config()`` of a config file (for notebooks; the launchers use
+  ``ml_collections.config_flags``)."""
+  import importlib.util
+  import os
+  spec = importlib.util.spec_from_file_location(
+      os.path.splitext(os.path.basename(path))[0], path)
+  if spec is None or spec.loader is None:
+    raise FileNotFoundError(f"no config file at {path}")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
