@@ -10,20 +10,14 @@ Launch::
 What it reaches, and how long it takes, is in BENCHMARKS.md.
 """
 
-import importlib.util
 import os
 
-
-def _base():
-  path = os.path.join(os.path.dirname(__file__), "simclr_fashion_mnist.py")
-  spec = importlib.util.spec_from_file_location("simclr_fashion_mnist", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from ssljax.train.build import load_config_file
 
 
 def get_config():
-  c = _base().get_config()
+  c = load_config_file(
+      os.path.join(os.path.dirname(__file__), "simclr_fashion_mnist.py"))
   c.num_epochs = 12.0
   c.optimizer.warmup_epochs = 1.0
   c.checkpoint_every = 500
