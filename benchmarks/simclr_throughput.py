@@ -1,9 +1,15 @@
-"""SimCLR training throughput on CPU: ssljax (JAX) vs. an equivalent PyTorch step.
+"""SimCLR training throughput: ssljax (JAX) vs. an equivalent PyTorch step (CPU or GPU).
 
 Launch (on an otherwise idle machine)::
 
     python benchmarks/simclr_throughput.py
     python benchmarks/simclr_throughput.py --quick --out /tmp/quick.json  # smoke test
+    python benchmarks/simclr_throughput.py --torch-device cuda --batch-size 1024 \
+        --out benchmarks/results/simclr_throughput_h200_b1024.json      # on a GPU
+
+On a GPU, JAX runs on its default backend and torch on ``cuda`` with TF32
+allowed (XLA's default float32 precision there); the equivalence checks are
+computed at full float32 precision on both sides.
 
 What is compared. The model is the Fashion-MNIST SimCLR configuration of
 ``experiments/configs/simclr_fashion_mnist.py``: its ``SmallResNet`` (widths and
@@ -189,7 +195,7 @@ def torch_nt_xent(z1, z2, temperature: float):
   # l2_normalize: x * rsqrt(max(|x|^2, 1e-12)) == x / max(|x|, 1e-6)
   z = z * torch.rsqrt(torch.clamp((z * z).sum(1, keepdim=True), min=1e-12))
   logits = (z @ z.T) / temperature
-  eye = torch.eye(2 * n, dtype=torch.bool)
+  eye = torch.eye(2 * n, dtype=torch.bool, device=logits.device)
   logits = logits.masked_fill(eye, float("-inf"))
   idx = torch.arange(2 * n)
   positive = logits[idx, (idx + n) % (2 * n)]
@@ -229,7 +235,8 @@ class TorchLARS:
     gn = torch.stack(torch._foreach_norm(g))
     ratio = torch.where((wn == 0) | (gn == 0), torch.ones_like(wn),
                         self.eta * wn / gn)
-    torch._foreach_mul_(g, (ratio * -lr).tolist())
+    # A list of 0-d tensors, not .tolist(): no host sync on an accelerator.
+    torch._foreach_mul_(g, list((ratio * -lr).unbind()))
     torch._foreach_mul_(self.buf_adapt, self.momentum)
     torch._foreach_add_(self.buf_adapt, g)
     torch._foreach_add_(self.adapt, self.buf_adapt)
@@ -357,6 +364,9 @@ def machine_info() -> dict:
       "torch_num_threads": torch.get_num_threads(),
       "torch_num_interop_threads": torch.get_num_interop_threads(),
       "torch_mkldnn": torch.backends.mkldnn.is_available(),
+      "jax_device_kind": jax.devices()[0].device_kind,
+      "torch_cuda_device": (torch.cuda.get_device_name(0)
+                            if torch.cuda.is_available() else None),
       "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
       "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", ""),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -389,11 +399,13 @@ def timed_jax(fn, state, args, steps):
 
 def timed_torch(trainer, v1, v2, steps):
   gc.collect()
+  if v1.is_cuda:
+    torch.cuda.synchronize()
   t0 = time.perf_counter()
   loss = None
   for _ in range(steps):
     loss = trainer.step(v1, v2)
-  float(loss)   # eager CPU is synchronous; this is just a final barrier
+  float(loss)   # waits for the device (CUDA) / final barrier (CPU)
   return time.perf_counter() - t0
 
 
@@ -412,6 +424,9 @@ def parse_args(argv=None):
                  help="auto: time both after warm-up, keep the faster")
   p.add_argument("--torch-threads", type=int, default=None,
                  help="torch.set_num_threads (default: torch's own choice)")
+  p.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda"),
+                 help="where the torch step runs (JAX uses its default "
+                      "backend); the equivalence checks always run on CPU")
   p.add_argument("--out", type=Path, default=None,
                  help=f"JSON output (default {DEFAULT_OUT.relative_to(REPO)}; "
                       f"{QUICK_OUT.relative_to(REPO)} with --quick)")
@@ -428,6 +443,13 @@ def main(argv=None):
   args = parse_args(argv)
   if args.torch_threads:
     torch.set_num_threads(args.torch_threads)
+  device = torch.device(args.torch_device)
+  if device.type == "cuda":
+    # XLA's default float32 precision on GPU lets convs and matmuls use TF32;
+    # allow the same in torch so the two sides do the same arithmetic.
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
   config = load_config()
   if args.batch_size:
     config.batch_size = args.batch_size
@@ -489,7 +511,9 @@ def main(argv=None):
   v1_t, v2_t = to_nchw(v1_np), to_nchw(v2_np)
   temperature = float(config.temperature)
 
-  jax_loss0 = float(method.loss(state.params, state.batch_stats, v1_j, v2_j)[0])
+  exact = jax.default_matmul_precision("highest")   # no TF32 in the checks
+  with exact:
+    jax_loss0 = float(method.loss(state.params, state.batch_stats, v1_j, v2_j)[0])
   with torch.no_grad():
     z = t_model.train()(torch.cat([v1_t, v2_t]))
     torch_loss0 = float(torch_nt_xent(z[:batch], z[batch:], temperature))
@@ -506,8 +530,9 @@ def main(argv=None):
   tx = make_optimizer("lars", peak_lr, weight_decay=opt.weight_decay,
                       momentum=opt.get("momentum", 0.9),
                       trust_coefficient=opt.get("trust_coefficient", 1e-3))
-  (l_j, _), g_j = jax.value_and_grad(method.loss, has_aux=True)(
-      state.params, state.batch_stats, v1_j, v2_j)
+  with exact:
+    (l_j, _), g_j = jax.value_and_grad(method.loss, has_aux=True)(
+        state.params, state.batch_stats, v1_j, v2_j)
   upd, _ = tx.update(g_j, tx.init(state.params), state.params)
   before = [p.detach().clone() for p in check.parameters()]
   ctrainer = TorchTrainer(check, opt, temperature, np.array([peak_lr]),
@@ -533,11 +558,13 @@ def main(argv=None):
     state, _ = jax_model_step(state, v1_j, v2_j)
   jax.block_until_ready(state)
   jax_model_compile_s = time.perf_counter() - t0
+  print(f"  jax model step ready ({jax_model_compile_s:.1f} s)", flush=True)
   t0 = time.perf_counter()
   for _ in range(args.warmup):
     state_full, _ = jax_full_step(state_full, images_j, data_key)
   jax.block_until_ready(state_full)
   jax_full_compile_s = time.perf_counter() - t0
+  print(f"  jax full step ready ({jax_full_compile_s:.1f} s)", flush=True)
 
   formats = {"channels_last": torch.channels_last,
              "contiguous": torch.contiguous_format}
@@ -548,10 +575,13 @@ def main(argv=None):
   for name in candidates:
     m = TorchSimCLRModel(config, IMAGE_SHAPE[2])
     m.load_state_dict(t_model.state_dict())
+    m = m.to(device)
     tr = TorchTrainer(m, opt, temperature, lrs, formats[name])
-    tv1 = v1_t.contiguous(memory_format=formats[name])
-    tv2 = v2_t.contiguous(memory_format=formats[name])
+    tv1 = v1_t.to(device).contiguous(memory_format=formats[name])
+    tv2 = v2_t.to(device).contiguous(memory_format=formats[name])
+    t0 = time.perf_counter()
     timed_torch(tr, tv1, tv2, args.warmup)
+    print(f"  torch {name} warm-up ({time.perf_counter() - t0:.1f} s)", flush=True)
     if len(candidates) > 1:
       probe[name] = args.steps * batch / timed_torch(tr, tv1, tv2, args.steps)
     trainers[name] = (tr, tv1, tv2)
@@ -631,6 +661,7 @@ def main(argv=None):
           "torch_memory_format": fmt,
           "torch_memory_format_probe_images_per_s": probe,
           "torch_mode": "eager",
+          "torch_device": args.torch_device,
           "torch_num_threads": torch.get_num_threads(),
       },
       "equivalence": {

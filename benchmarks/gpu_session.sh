@@ -1,0 +1,63 @@
+#!/bin/bash
+# One GPU session (written for the H200 lent to this project): versions, the
+# SimCLR throughput benchmark (JAX vs PyTorch on CUDA) at batch 256 and 1024,
+# the Fashion-MNIST accuracy sweep (several trials at once on the one GPU),
+# and the loss tests on the GPU backend. Everything lands in $OUT.
+#
+#   OUT=/tmp/gpu_out WHEELS=.whl SSLJAX_DATA_DIR=/usr/share/datasets/fashion-mnist \
+#     bash benchmarks/gpu_session.sh
+#
+# WHEELS (optional): a folder of wheels for packages the GPU image lacks
+# (ml_collections, dm-pix, tensorboardX), installed into /tmp/site.
+set -u
+OUT=${OUT:-/tmp/gpu_out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/device.log") 2>&1
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+if [ -n "${WHEELS:-}" ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+date -u
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+$PY - <<'EOF'
+import importlib
+for m in ("jax", "jaxlib", "flax", "optax", "orbax.checkpoint", "chex", "dm_pix",
+          "ml_collections", "torch", "numpy"):
+  try:
+    mod = importlib.import_module(m)
+    print(f"{m:18s} {getattr(mod, '__version__', '?')}")
+  except Exception as e:  # noqa: BLE001
+    print(f"{m:18s} MISSING: {e}")
+import jax
+print("jax devices:", jax.devices())
+EOF
+
+# JAX would otherwise take 75% of the GPU's memory before torch starts.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+echo "=== throughput, batch 256 (the config's) ==="
+timeout -k 5 110 $PY benchmarks/simclr_throughput.py --torch-device cuda \
+  --rounds 5 --steps 20 --warmup 3 --out "$OUT/throughput_b256.json"
+date -u
+echo "=== throughput, batch 1024 ==="
+timeout -k 5 100 $PY benchmarks/simclr_throughput.py --torch-device cuda \
+  --batch-size 1024 --rounds 5 --steps 20 --warmup 3 \
+  --out "$OUT/throughput_b1024.json"
+
+date -u
+[ "${SKIP_SWEEP:-0}" = 1 ] && exit 0
+echo "=== accuracy sweep ==="
+(timeout -k 5 200 $PY -m pytest -q -x tests/test_losses.py -p no:cacheprovider \
+   > "$OUT/pytest_losses_gpu.log" 2>&1; echo "pytest exit $?" >> "$OUT/pytest_losses_gpu.log") &
+PYTEST_PID=$!
+timeout -k 5 "${SWEEP_S:-300}" $PY benchmarks/fashion_mnist_sweep.py \
+  --trials "${TRIALS:-long_60ep,long_30ep,long_w16_30ep,long_12ep,base_2ep,cpu_w16_6ep,cpu_w16x64x256_3ep,cpu_w24_3ep,cpu_t05,cpu_t01,cpu_b128,cpu_lr2,cpu_strong_aug,cpu_w16_6ep_b128,cpu_w16_6ep_t05}" \
+  --parallel "${PARALLEL:-8}" --deadline-s "$(( ${SWEEP_S:-300} - 20 ))" \
+  --out "$OUT/sweep.jsonl"
+wait "$PYTEST_PID"   # not a bare wait: that would wait for the tee above
+nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv
+date -u
