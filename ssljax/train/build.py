@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import optax
+
 from ssljax import data as data_lib
-from ssljax.methods import SimCLR
+from ssljax.methods import MoCo, SimCLR, momentum_schedule
 from ssljax.models import EncoderWithHead, ProjectionMLP, get_encoder
 from ssljax.train.optim import (make_optimizer, scale_learning_rate,
                                 warmup_cosine_schedule)
@@ -52,7 +54,20 @@ def build_method(config, num_examples: int):
   steps_per_epoch = max(1, num_examples // config.batch_size)
   warmup = int(round(opt.warmup_epochs * steps_per_epoch))
   warmup = min(warmup, steps)
-  schedule = warmup_cosine_schedule(peak, steps, warmup)
+  if opt.get("schedule", "cosine") == "step":
+    # MoCo v1: lr x decay_factor at each of decay_epochs (120 and 160 of 200).
+    if warmup:
+      raise ValueError("optimizer.schedule='step' has no warm-up; set "
+                       "optimizer.warmup_epochs=0.")
+    factor = opt.get("decay_factor", 0.1)
+    schedule = optax.piecewise_constant_schedule(
+        peak, {int(round(e * steps_per_epoch)): factor
+               for e in opt.decay_epochs})
+  elif opt.get("schedule", "cosine") == "cosine":
+    schedule = warmup_cosine_schedule(peak, steps, warmup)
+  else:
+    raise ValueError(f"optimizer.schedule must be 'cosine' or 'step'; got "
+                     f"{opt.schedule!r}.")
   tx = make_optimizer(opt.name, schedule, weight_decay=opt.weight_decay,
                       momentum=opt.get("momentum", 0.9),
                       trust_coefficient=opt.get("trust_coefficient", 1e-3))
@@ -64,9 +79,66 @@ def build_method(config, num_examples: int):
     method = SimCLR(model=model, tx=tx, temperature=config.temperature,
                     augment=_plain(config.augment), mean=mean, std=std,
                     schedule=schedule)
+  elif config.method == "moco":
+    method = _build_moco(config, tx, schedule, steps, mean, std)
+  elif config.method in ("rotation", "jigsaw", "relpos"):
+    method = _build_pretext(config, tx, schedule, mean, std)
   else:
-    raise ValueError(f"unknown method {config.method!r}; available: 'simclr'.")
+    raise ValueError(f"unknown method {config.method!r}; available: 'simclr', "
+                     "'moco', 'rotation', 'jigsaw', 'relpos'.")
   return method, steps
+
+
+def _build_moco(config, tx, schedule, steps, mean, std):
+  moco = config.moco
+  model = EncoderWithHead(encoder=build_encoder(config),
+                          head=ProjectionMLP(**_plain(config.head)))
+  kind = moco.get("momentum_schedule", "constant")
+  if kind == "constant":
+    momentum = float(moco.momentum)
+  elif kind == "cosine":
+    momentum = momentum_schedule(float(moco.momentum), steps)
+  else:
+    raise ValueError(f"moco.momentum_schedule must be 'constant' or 'cosine'; "
+                     f"got {kind!r}.")
+  return MoCo(model=model, tx=tx, queue_size=int(moco.queue_size),
+              temperature=config.temperature, momentum=momentum,
+              shuffle_bn=bool(moco.get("shuffle_bn", True)),
+              bn_splits=int(moco.get("bn_splits", 1)),
+              batch_size=int(config.batch_size), augment=_plain(config.augment),
+              mean=mean, std=std, schedule=schedule)
+
+
+def _build_pretext(config, tx, schedule, mean, std):
+  """Rotation / jigsaw / relative position: a TileClassifier (shared encoder,
+  head ``ProjectionMLP(**config.head)`` with ``out_dim`` = the task's number
+  of classes) and the task's geometry from ``config.<method>``."""
+  # pylint: disable=import-outside-toplevel
+  from ssljax.methods import (Jigsaw, RelativePosition, Rotation,
+                              TileClassifier, permutation_set)
+  from ssljax.methods.relpos import PAIR_GROUPS
+  head = {k: v for k, v in _plain(config.head).items() if k != "out_dim"}
+  common = dict(tx=tx, mean=mean, std=std, schedule=schedule)
+  encoder = build_encoder(config)
+  if config.method == "rotation":
+    model = TileClassifier(encoder=encoder,
+                           head=ProjectionMLP(out_dim=4, **head))
+    return Rotation(model=model, augment=_plain(config.get("augment") or {}),
+                    **common)
+  task = _plain(config[config.method])
+  size = task.pop("size", None) or None
+  if config.method == "jigsaw":
+    perms = permutation_set(int(task.pop("num_permutations", 100)),
+                            grid=int(task.get("grid", 3)),
+                            seed=int(task.pop("permutation_seed", 0)))
+    model = TileClassifier(encoder=encoder,
+                           head=ProjectionMLP(out_dim=len(perms), **head))
+    return Jigsaw(model=model, permutations=perms, size=size, **task, **common)
+  all_neighbors = bool(task.pop("all_neighbors", True))
+  model = TileClassifier(encoder=encoder, head=ProjectionMLP(out_dim=8, **head),
+                         groups=PAIR_GROUPS if all_neighbors else None)
+  return RelativePosition(model=model, size=size, all_neighbors=all_neighbors,
+                          **task, **common)
 
 
 def load_config_file(path: str):

@@ -6,6 +6,10 @@ writes TensorBoard events and ``metrics.jsonl``, saves Orbax checkpoints every
 continues from the latest checkpoint: data order (``start_step``) and
 augmentation keys (``fold_in(key, step)``) make the resumed run reach the same
 parameters as an uninterrupted one.
+
+With ``config.monitor.every > 0`` a weighted-kNN accuracy of the frozen encoder
+on a small labelled subset (``ssljax.eval.monitor.KNNMonitor``) is logged as
+``knn_acc`` every ``every`` steps and at the last step.
 """
 
 from __future__ import annotations
@@ -54,8 +58,25 @@ def init_state(method, config, image_shape, mesh):
   return jax.device_put(state, replicated_sharding(mesh)), data_key
 
 
+def make_monitor(config, train, *, mesh=None, test=None):
+  """The kNN monitor of ``config.monitor`` (``None`` when it is off).
+
+  Bank images come from ``train``; queries from ``test`` (held-out images,
+  e.g. the test split), or when ``test`` is None from other images of
+  ``train``.
+  """
+  mon = config.get("monitor")
+  if not mon or not mon.get("every"):
+    return None
+  # The monitor is evaluation code (ssljax.eval sits above ssljax.train); it is
+  # imported here, lazily, so that a config alone turns it on for any method.
+  from ssljax.eval.monitor import KNNMonitor  # pylint: disable=import-outside-toplevel
+  return KNNMonitor.from_config(config, train, test, mesh=mesh)
+
+
 def pretrain(config, workdir: str, *, resume: bool = False,
-             stop_at: int | None = None, dataset=None, progress: bool = True):
+             stop_at: int | None = None, dataset=None, progress: bool = True,
+             monitor=None):
   """Pre-train; returns ``(method, state)``.
 
   Args:
@@ -66,6 +87,10 @@ def pretrain(config, workdir: str, *, resume: bool = False,
       is overwritten.
     stop_at: stop after this global step (simulates a pre-empted run).
     dataset: an ``ArrayDataset`` to use instead of ``config.dataset``.
+    monitor: ``monitor(method, state) -> dict`` of scalars, called when
+      ``monitor.due(step, last_step)``; default :func:`make_monitor` (from
+      ``config.monitor``; with ``dataset`` given, its queries are other images
+      of ``dataset``).
   """
   mesh = make_data_mesh()
   check_batch_divides(config.batch_size, mesh)
@@ -81,6 +106,10 @@ def pretrain(config, workdir: str, *, resume: bool = False,
         "another --workdir. Nothing was overwritten.")
   if jax.process_index() == 0:
     save_config(config, workdir)
+  if monitor is None and config.get("monitor") and config.monitor.get("every"):
+    monitor = make_monitor(config, ds, mesh=mesh,
+                           test=None if dataset is not None
+                           else load_dataset(config, "test"))
 
   state, data_key = init_state(method, config, ds.image_shape, mesh)
   if resume and ckpt.latest_step() is not None:
@@ -105,14 +134,22 @@ def pretrain(config, workdir: str, *, resume: bool = False,
         step += 1
         seen += config.batch_size
         bar.update(1)
+        extra = {}
+        if monitor is not None and monitor.due(step, steps):
+          jax.block_until_ready(state)          # the step counts in images/s,
+          t_mon = time.perf_counter()
+          extra = monitor(method, state)
+          t0 += time.perf_counter() - t_mon     # the monitor does not
         if step % config.log_every == 0 or step == end:
           metrics = jax.device_get(metrics)
           dt = time.perf_counter() - t0
           metrics["images_per_sec"] = seen / max(dt, 1e-9)
-          writer.write(step, metrics)
+          writer.write(step, {**metrics, **extra})
           bar.set_postfix(loss=f"{float(metrics['loss']):.3f}",
                           img_s=f"{metrics['images_per_sec']:.0f}")
           t0, seen = time.perf_counter(), 0
+        elif extra:
+          writer.write(step, extra)
         if step % config.checkpoint_every == 0 or step == steps:
           ckpt.save(step, state, force=True)
   finally:
