@@ -123,3 +123,24 @@ def test_bad_batch_shape_is_rejected(setup):
   method, state, ds = setup
   with pytest.raises(ValueError, match=r"\[N, H, W, C\]"):
     method.train_step(state, jnp.asarray(ds.images[0]), jax.random.key(0))
+
+
+def test_blockwise_loss_config_gives_the_same_step(setup):
+  """config.loss_block_size switches to the memory-bounded NT-Xent: same
+  loss and same parameters after a step, on one device and sharded."""
+  method, state, ds = setup
+  config = tiny_config(loss_block_size=5)
+  config.optimizer.warmup_epochs = 0.0
+  blocked, _ = build_method(config, len(ds))
+  assert blocked.loss_block_size == 5 and method.loss_block_size is None
+  images = jnp.asarray(ds.images[:16])
+  key = jax.random.key(7)
+  ref_state, ref_metrics = jax.jit(method.train_step)(state, images, key)
+  mesh = make_data_mesh()
+  with jax.set_mesh(mesh):
+    got_state, got_metrics = jax.jit(blocked.train_step)(
+        jax.device_put(state, replicated_sharding(mesh)),
+        jax.device_put(images, data_sharding(mesh, 4)), key)
+  np.testing.assert_allclose(got_metrics["loss"], ref_metrics["loss"], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               got_state.params, ref_state.params)

@@ -58,6 +58,9 @@ class SimCLR:
     augment: keyword arguments of ``ssljax.augment.simclr_view``.
     mean, std: per-channel input normalization applied after augmentation.
     schedule: the learning-rate schedule, only to report ``lr`` in metrics.
+    loss_block_size: ``None``: dense NT-Xent; an int: the memory-bounded
+      blockwise NT-Xent (``ssljax.losses.nt_xent(block_size=...)``), for
+      batches whose ``[2N, 2N]`` logits do not fit.
   """
   model: nn.Module
   tx: optax.GradientTransformation
@@ -66,6 +69,7 @@ class SimCLR:
   mean: Sequence[float] = (0.0,)
   std: Sequence[float] = (1.0,)
   schedule: Callable[[jax.Array], jax.Array] | None = None
+  loss_block_size: int | None = None
 
   def init(self, key: jax.Array, image_shape: Sequence[int]) -> SimCLRState:
     """Parameters, BN statistics and optimizer state for ``[H, W, C]`` images."""
@@ -94,7 +98,8 @@ class SimCLR:
         {"params": params, "batch_stats": batch_stats},
         jnp.concatenate([v1, v2], axis=0), train=True, mutable=["batch_stats"])
     z1, z2 = z[:n], z[n:]
-    loss = losses.nt_xent(z1, z2, temperature=self.temperature)
+    loss = losses.nt_xent(z1, z2, temperature=self.temperature,
+                          block_size=self.loss_block_size)
     return loss, (updates["batch_stats"], z1, z2)
 
   def train_step(self, state: SimCLRState, images: jax.Array, key: jax.Array

@@ -71,6 +71,9 @@ def build_method(config, num_examples: int):
   tx = make_optimizer(opt.name, schedule, weight_decay=opt.weight_decay,
                       momentum=opt.get("momentum", 0.9),
                       trust_coefficient=opt.get("trust_coefficient", 1e-3))
+  if config.method in ("cpc_sequence", "cpc_image"):
+    from ssljax.train.build_cpc import build_cpc  # pylint: disable=import-outside-toplevel
+    return build_cpc(config, tx, schedule), steps
   mean, std = input_stats(config)
   if config.method == "simclr":
     head = _plain(config.head)
@@ -78,7 +81,8 @@ def build_method(config, num_examples: int):
                             head=ProjectionMLP(**head))
     method = SimCLR(model=model, tx=tx, temperature=config.temperature,
                     augment=_plain(config.augment), mean=mean, std=std,
-                    schedule=schedule)
+                    schedule=schedule,
+                    loss_block_size=config.get("loss_block_size") or None)
   elif config.method == "moco":
     method = _build_moco(config, tx, schedule, steps, mean, std)
   elif config.method in ("rotation", "jigsaw", "relpos"):
