@@ -97,7 +97,7 @@ class SimCLR:
     (_, z), updates = self.model.apply(
         {"params": params, "batch_stats": batch_stats},
         jnp.concatenate([v1, v2], axis=0), train=True, mutable=["batch_stats"])
-    z1, z2 = z[:n], z[n:]
+    z1, z2 = z[:n].astype(jnp.float32), z[n:].astype(jnp.float32)
     loss = losses.nt_xent(z1, z2, temperature=self.temperature,
                           block_size=self.loss_block_size)
     return loss, (updates["batch_stats"], z1, z2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax.numpy as jnp
 import optax
 
 from ssljax import data as data_lib
@@ -40,9 +41,21 @@ def input_stats(config):
   return tuple(info.mean), tuple(info.std)
 
 
+def compute_dtype(config):
+  """``config.compute_dtype`` ("float32" default, or "bfloat16"): the dtype of
+  activations and matmuls; parameters, BN statistics and losses stay float32."""
+  name = config.get("compute_dtype", "float32") or "float32"
+  if name not in ("float32", "bfloat16", "float16"):
+    raise ValueError(f"compute_dtype must be 'float32', 'bfloat16' or "
+                     f"'float16'; got {name!r}.")
+  return jnp.dtype(name)
+
+
 def build_encoder(config):
   enc = _plain(config.encoder)
   name = enc.pop("name")
+  if "dtype" not in enc and compute_dtype(config) != jnp.float32:
+    enc["dtype"] = compute_dtype(config)
   return get_encoder(name, **enc)
 
 
@@ -76,7 +89,7 @@ def build_method(config, num_examples: int):
     return build_cpc(config, tx, schedule), steps
   mean, std = input_stats(config)
   if config.method == "simclr":
-    head = _plain(config.head)
+    head = {"dtype": compute_dtype(config), **_plain(config.head)}
     model = EncoderWithHead(encoder=build_encoder(config),
                             head=ProjectionMLP(**head))
     method = SimCLR(model=model, tx=tx, temperature=config.temperature,
