@@ -14,6 +14,14 @@ if [ ! -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ] && command -v apt-get >/dev
   $SUDO apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist
 fi
+# espeak-ng synthesizes the spoken-word dataset of sequence CPC
+# (ssljax/data/speech.py, experiments/cpc_audio.py).
+if ! command -v espeak-ng >/dev/null && command -v apt-get >/dev/null; then
+  echo "[setup] installing Debian package espeak-ng"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng
+fi
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

@@ -1,10 +1,18 @@
 """Self-supervised methods: one module each (State, init, train step)."""
 
+from ssljax.methods.cpc import CPCState, ImageCPC, SequenceCPC
 from ssljax.methods.ema import constant_momentum, ema_update, momentum_schedule
 from ssljax.methods.moco import (MoCo, MoCoState, check_queue_divides, enqueue,
                                  shuffled_group_apply)
 from ssljax.methods.simclr import SimCLR, SimCLRState
+from ssljax.methods.jigsaw import Jigsaw, JigsawState, permutation_set
+from ssljax.methods.pretext import PretextMethod, PretextState, TileClassifier
+from ssljax.methods.relpos import RelativePosition, RelativePositionState
+from ssljax.methods.rotation import Rotation, RotationState
 
-__all__ = ["MoCo", "MoCoState", "SimCLR", "SimCLRState", "check_queue_divides",
+__all__ = ["Jigsaw", "JigsawState", "PretextMethod", "PretextState",
+           "RelativePosition", "RelativePositionState", "Rotation",
+           "RotationState", "TileClassifier", "permutation_set",
+           "MoCo", "MoCoState", "SimCLR", "SimCLRState", "check_queue_divides",
            "constant_momentum", "ema_update", "enqueue", "momentum_schedule",
-           "shuffled_group_apply"]
+           "shuffled_group_apply", "CPCState", "ImageCPC", "SequenceCPC"]

@@ -134,7 +134,8 @@ def _build_pretext(config, tx, schedule, mean, std):
   from ssljax.methods import (Jigsaw, RelativePosition, Rotation,
                               TileClassifier, permutation_set)
   from ssljax.methods.relpos import PAIR_GROUPS
-  head = {k: v for k, v in _plain(config.head).items() if k != "out_dim"}
+  head = {"dtype": compute_dtype(config),
+          **{k: v for k, v in _plain(config.head).items() if k != "out_dim"}}
   common = dict(tx=tx, mean=mean, std=std, schedule=schedule)
   encoder = build_encoder(config)
   if config.method == "rotation":

@@ -1,0 +1,489 @@
+"""Pretext tasks: rotation, jigsaw, relative patch position (ops and steps)."""
+
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from helpers import tiny_config, tiny_dataset
+from ssljax import augment
+from ssljax.methods import (Jigsaw, PretextState, RelativePosition, Rotation,
+                            TileClassifier)
+from ssljax.methods.jigsaw import hamming_distances, permutation_set
+from ssljax.methods.pretext import classification_metrics
+from ssljax.methods.relpos import PAIR_GROUPS
+from ssljax.models import ProjectionMLP, SmallResNet
+from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding
+from ssljax.train.build import build_method
+
+# ----------------------------------------------------------------------------
+# rotations
+# ----------------------------------------------------------------------------
+
+
+def test_rotations_match_np_rot90_under_jit():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (3, 5, 5, 2)).astype(np.uint8)
+  rotated, labels = jax.jit(augment.rotations)(images)
+  assert rotated.shape == (12, 5, 5, 2) and rotated.dtype == jnp.uint8
+  assert labels.dtype == jnp.int32
+  for i in range(3):
+    for k in range(4):
+      np.testing.assert_array_equal(rotated[4 * i + k], np.rot90(images[i], k))
+      assert int(labels[4 * i + k]) == k
+  # 90 degrees counter-clockwise by hand: the top row becomes the left column,
+  # read bottom to top.
+  img = np.arange(4).reshape(1, 2, 2, 1)          # [[0, 1], [2, 3]]
+  r, _ = augment.rotations(img)
+  np.testing.assert_array_equal(r[1, ..., 0], [[1, 3], [0, 2]])
+  np.testing.assert_array_equal(r[2, ..., 0], [[3, 2], [1, 0]])
+
+
+def test_rotations_reject_non_square_and_unbatched():
+  with pytest.raises(ValueError, match="square"):
+    augment.rotations(np.zeros((2, 4, 5, 1)))
+  with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
+    augment.rotations(np.zeros((4, 4, 1)))
+
+
+# ----------------------------------------------------------------------------
+# permutation set
+# ----------------------------------------------------------------------------
+
+
+def _reference_greedy(num, n, seed):
+  """Plain-Python max-min greedy with the documented tie-breaks: largest
+  minimum distance to the chosen set, then largest summed distance, then
+  the highest priority ``default_rng(seed).permutation(n!)``."""
+  cands = list(itertools.permutations(range(n)))
+  priority = list(np.random.default_rng(seed).permutation(len(cands)))
+  chosen = []
+  for _ in range(num):
+    best, best_key = None, None
+    for c, cand in enumerate(cands):
+      if c in chosen:
+        continue
+      ds = [sum(a != b for a, b in zip(cand, cands[j])) for j in chosen]
+      key = (min(ds) if ds else n + 1, sum(ds), priority[c])
+      if best_key is None or key > best_key:
+        best, best_key = c, key
+    chosen.append(best)
+  return np.array([cands[c] for c in chosen])
+
+
+@pytest.mark.parametrize("num,seed", [(1, 0), (6, 0), (6, 3), (24, 1)])
+def test_permutation_set_matches_plain_python_greedy_on_2x2(num, seed):
+  got = permutation_set(num, grid=2, seed=seed)
+  np.testing.assert_array_equal(got, _reference_greedy(num, 4, seed))
+
+
+def test_permutation_set_3x3_size_distinct_and_greedy_max_min_distance():
+  perms = permutation_set(100)
+  assert perms.shape == (100, 9) and perms.dtype == np.int32
+  assert (np.sort(perms, axis=1) == np.arange(9)).all()
+  assert len({tuple(p) for p in perms}) == 100
+  # Minimum pairwise Hamming distance, brute force.
+  pair = np.array([[sum(a != b for a, b in zip(p, q)) for q in perms]
+                   for p in perms])
+  np.testing.assert_array_equal(pair, hamming_distances(perms, perms))
+  off = pair[~np.eye(100, dtype=bool)]
+  assert off.min() >= 6, off.min()   # Noroozi & Favaro's sets: 2-3
+  # Greedy property against all 9! candidates: each chosen permutation's
+  # distance to its predecessors is the largest any candidate achieves.
+  cands = np.array(list(itertools.permutations(range(9))), np.int8)
+  min_d = np.full(len(cands), 10)
+  for i in range(30):
+    d_i = pair[i, :i].min() if i else 10
+    assert d_i == min_d.max(), i
+    min_d = np.minimum(min_d, (cands != perms[i]).sum(1))
+
+
+def test_permutation_set_is_reproducible_and_seeded():
+  a = permutation_set(20, seed=0)
+  np.testing.assert_array_equal(a, permutation_set(20, seed=0))
+  assert not np.array_equal(a, permutation_set(20, seed=1))
+  # a prefix of a bigger set (greedy), and the cached array is not shared
+  np.testing.assert_array_equal(permutation_set(10, seed=0), a[:10])
+  a[0, 0] = 99
+  assert permutation_set(20, seed=0)[0, 0] != 99
+
+
+def test_permutation_set_bad_arguments():
+  with pytest.raises(ValueError, match="num_permutations"):
+    permutation_set(25, grid=2)
+  with pytest.raises(ValueError, match="num_permutations"):
+    permutation_set(0)
+  with pytest.raises(ValueError, match="grid"):
+    permutation_set(10, grid=4)
+
+
+# ----------------------------------------------------------------------------
+# tiles
+# ----------------------------------------------------------------------------
+
+
+def test_tile_offsets_stay_in_their_cells_and_tiles_match_numpy_slicing():
+  h, w, grid, cell, tile = 17, 15, 3, 5, 3
+  image = np.random.default_rng(1).random((h, w, 3)).astype(np.float32)
+  offs = jax.jit(lambda k: augment.sample_tile_offsets(
+      k, h, w, grid=grid, cell=cell, tile=tile))
+  f = jax.jit(lambda x, o: augment.extract_tiles(x, o, tile=tile))
+  cells = np.stack(np.divmod(np.arange(9), grid), 1) * cell     # cell corners
+  seen = set()
+  for s in range(20):
+    o = np.asarray(offs(jax.random.key(s)))
+    assert o.shape == (9, 2)
+    tiles = np.asarray(f(image, o))
+    for t in range(9):
+      np.testing.assert_array_equal(
+          tiles[t], image[o[t][0]:o[t][0] + tile, o[t][1]:o[t][1] + tile])
+    # offset = lattice origin + cell corner + jitter in [0, cell - tile]: some
+    # origin that keeps the lattice inside the image explains all 9 tiles.
+    shift = o - cells
+    lo = np.maximum(shift.max(0) - (cell - tile), 0)
+    hi = np.minimum(shift.min(0), np.array([h, w]) - grid * cell)
+    assert (lo <= hi).all(), o
+    seen.add(tuple((shift - shift.min(0)).ravel()))
+  assert len(seen) > 5          # the jitter varies
+
+
+def test_grid_tiles_deterministic_per_key_and_vmappable():
+  images = np.random.default_rng(2).integers(0, 256, (4, 12, 12, 1)).astype(np.uint8)
+  f = jax.jit(jax.vmap(lambda k, x: augment.random_grid_tiles(
+      k, x, grid=3, cell=4, tile=3)))
+  keys = jax.random.split(jax.random.key(0), 4)
+  a, b = f(keys, images), f(keys, images)
+  np.testing.assert_array_equal(a, b)
+  assert a.shape == (4, 9, 3, 3, 1) and a.dtype == jnp.float32
+  c = f(jax.random.split(jax.random.key(1), 4), images)
+  assert not np.array_equal(a, c)
+
+
+def test_grid_tiles_with_resize_slice_the_resized_image():
+  image = np.random.default_rng(3).random((8, 8, 1)).astype(np.float32)
+  key = jax.random.key(4)
+  tiles = jax.jit(lambda k, x: augment.random_grid_tiles(
+      k, x, grid=3, cell=4, tile=3, size=12))(key, image)
+  big = np.asarray(jax.image.resize(image, (12, 12, 1), "bilinear"))
+  o = np.asarray(augment.sample_tile_offsets(key, 12, 12, grid=3, cell=4, tile=3))
+  for t in range(9):
+    np.testing.assert_allclose(tiles[t], big[o[t][0]:o[t][0] + 3,
+                                             o[t][1]:o[t][1] + 3], atol=1e-6)
+
+
+def test_tile_geometry_errors():
+  with pytest.raises(ValueError, match="does not fit"):
+    augment.sample_tile_offsets(jax.random.key(0), 8, 8, grid=3, cell=3, tile=2)
+  with pytest.raises(ValueError, match="must not exceed"):
+    augment.sample_tile_offsets(jax.random.key(0), 12, 12, grid=3, cell=3, tile=4)
+
+
+def test_normalize_tiles_per_tile_against_numpy():
+  rng = np.random.default_rng(5)
+  tiles = rng.random((2, 9, 4, 4, 3)).astype(np.float32)
+  tiles[0, 3] = 0.7                                   # a flat tile
+  got = np.asarray(jax.jit(augment.normalize_tiles)(tiles))
+  mean = tiles.mean(axis=(-3, -2, -1), keepdims=True)
+  var = tiles.var(axis=(-3, -2, -1), keepdims=True)
+  np.testing.assert_allclose(got, (tiles - mean) / np.sqrt(var + 1e-3),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got[0, 3], 0.0, atol=1e-5)
+  np.testing.assert_allclose(got[1].mean(axis=(-3, -2, -1)), 0.0, atol=1e-5)
+
+
+def test_shuffled_tiles_reassembled_with_the_inverse_permutation_restore_the_image():
+  image = np.random.default_rng(6).random((12, 12, 1)).astype(np.float32)
+  perms = permutation_set(10)
+  # cell == tile and a 12 = 3 * 4 image: no gaps, no jitter, exact tiling.
+  tiles, label = jax.jit(lambda k, x: augment.random_jigsaw(
+      k, x, perms, grid=3, cell=4, tile=4, normalize=False))(
+          jax.random.key(7), image)
+  perm = perms[int(label)]
+  # position j shows tile perm[j]
+  for j in range(9):
+    r, c = divmod(int(perm[j]), 3)
+    np.testing.assert_array_equal(tiles[j], image[4 * r:4 * r + 4, 4 * c:4 * c + 4])
+  restored = augment.assemble_tiles(
+      augment.shuffle_tiles(tiles, np.argsort(perm)), grid=3)
+  np.testing.assert_array_equal(restored, image)
+  assert not np.array_equal(augment.assemble_tiles(tiles, grid=3), image) or \
+      (perm == np.arange(9)).all()
+
+
+def test_jigsaw_batch_labels_and_determinism():
+  images = np.random.default_rng(8).integers(0, 256, (16, 12, 12, 1)).astype(np.uint8)
+  perms = permutation_set(10)
+  f = jax.jit(lambda k, x: augment.jigsaw_batch(k, x, perms, grid=3, cell=4,
+                                                tile=3))
+  tiles, labels = f(jax.random.key(0), images)
+  assert tiles.shape == (16, 9, 3, 3, 1) and labels.shape == (16,)
+  assert labels.min() >= 0 and labels.max() < 10
+  assert len(np.unique(labels)) > 3
+  t2, l2 = f(jax.random.key(0), images)
+  np.testing.assert_array_equal(tiles, t2)
+  np.testing.assert_array_equal(labels, l2)
+  # each tile was normalized on its own
+  np.testing.assert_allclose(np.asarray(tiles).mean(axis=(2, 3, 4)), 0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# relative position
+# ----------------------------------------------------------------------------
+
+# label -> (row, column) of the neighbour in the 3 x 3 lattice, by hand.
+HAND_POSITIONS = {0: (0, 0), 1: (0, 1), 2: (0, 2), 3: (1, 0), 4: (1, 2),
+                  5: (2, 0), 6: (2, 1), 7: (2, 2)}
+
+
+def _cell_image(cell=4):
+  """A 3x3-cell image whose cell (r, c) holds the value 10 * r + c."""
+  vals = np.array([[10 * r + c for c in range(3)] for r in range(3)], np.float32)
+  return np.kron(vals, np.ones((cell, cell), np.float32))[..., None] / 255.0
+
+
+def test_relative_position_labels_by_hand():
+  image = _cell_image()
+  f = jax.jit(lambda k: augment.random_patch_pair(k, image, cell=4, tile=4,
+                                                  normalize=False))
+  seen = set()
+  for s in range(40):
+    pair, label = f(jax.random.key(s))
+    label = int(label)
+    seen.add(label)
+    np.testing.assert_allclose(pair[0], 11 / 255.0)           # centre (1, 1)
+    r, c = HAND_POSITIONS[label]
+    np.testing.assert_allclose(pair[1], (10 * r + c) / 255.0)
+  assert seen == set(range(8))
+  assert augment.NEIGHBOR_CELLS == tuple(3 * r + c for r, c in
+                                         (HAND_POSITIONS[i] for i in range(8)))
+
+
+def test_relative_position_batch_all_neighbors():
+  images = (np.stack([_cell_image()] * 8) * 255).round().astype(np.uint8)
+  tiles, labels = jax.jit(lambda k, x: augment.relative_position_batch(
+      k, x, cell=4, tile=4, normalize=False))(jax.random.key(0), images)
+  assert tiles.shape == (8, 9, 4, 4, 1)
+  np.testing.assert_array_equal(labels, np.tile(np.arange(8), (8, 1)))
+  for j, (r, c) in HAND_POSITIONS.items():
+    cell = PAIR_GROUPS[j][1]
+    assert PAIR_GROUPS[j][0] == 4
+    np.testing.assert_allclose(tiles[:, cell], (10 * r + c) / 255.0)
+  pairs, lab = jax.jit(lambda k, x: augment.relative_position_batch(
+      k, x, cell=4, tile=3, all_neighbors=False))(jax.random.key(0), images)
+  assert pairs.shape == (8, 2, 3, 3, 1) and lab.shape == (8,)
+
+
+class _Linear(nn.Module):
+  """A stand-in encoder / head: flatten + Dense (plain normal init, quick to
+  compile on CPU)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x, train=True):
+    return nn.Dense(self.features, kernel_init=nn.initializers.normal(1.0))(
+        x.reshape(x.shape[0], -1))
+
+
+def test_tile_classifier_groups_concatenate_the_right_features():
+  x = jax.random.normal(jax.random.key(0), (2, 9, 4, 4, 1))
+  key = jax.random.key(1)
+  for groups in (((4, 0), (4, 8)), None):
+    model = TileClassifier(_Linear(3), _Linear(5), groups=groups)
+    v = model.init(key, x, train=False)
+    out = jax.jit(lambda v, x: model.apply(v, x, train=False))(v, x)
+    enc, head = v["params"]["encoder"]["Dense_0"], v["params"]["head"]["Dense_0"]
+    f = x.reshape(2, 9, 16) @ enc["kernel"] + enc["bias"]          # [2, 9, 3]
+    if groups is None:        # all tiles concatenated in order
+      want = f.reshape(2, 27) @ head["kernel"] + head["bias"]
+    else:                     # one classification per group
+      want = jnp.stack([jnp.concatenate([f[:, i], f[:, j]], -1) @ head["kernel"]
+                        + head["bias"] for i, j in groups], axis=1)
+    assert out.shape == want.shape
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_classification_metrics_by_hand():
+  logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
+  labels = jnp.array([0, 0, 0])
+  loss, acc = classification_metrics(logits, labels)
+  want = np.mean([np.log1p(np.exp(-2.0)), np.log1p(np.exp(1.0)),
+                  np.log1p(np.exp(-3.0))])
+  np.testing.assert_allclose(loss, want, rtol=1e-6)
+  np.testing.assert_allclose(acc, 2 / 3, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# methods: state, train step, encode
+# ----------------------------------------------------------------------------
+
+
+def pretext_config(method, **overrides):
+  c = tiny_config(method=method, batch_size=16, **overrides)
+  c.encoder = ml_collections.ConfigDict(dict(
+      name="small_resnet", widths=(8,), stage_sizes=(1,), first_stage_stride=1))
+  c.head = ml_collections.ConfigDict(dict(hidden_dim=8, num_layers=2))
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="sgd", base_lr=0.5, lr_scaling="linear", weight_decay=5e-4,
+      momentum=0.9, warmup_epochs=0.0))
+  # Rotation without crops and flips (their ops are tested in test_augment):
+  # the fixed-batch loss test needs a deterministic target.
+  c.augment = ml_collections.ConfigDict()
+  c.jigsaw = ml_collections.ConfigDict(dict(
+      num_permutations=10, permutation_seed=0, grid=3, size=12, cell=4, tile=3))
+  c.relpos = ml_collections.ConfigDict(dict(size=12, cell=4, tile=3,
+                                            all_neighbors=True))
+  return c
+
+
+METHODS = {"rotation": (Rotation, "rotation_acc", 4),
+           "jigsaw": (Jigsaw, "jigsaw_acc", 10),
+           "relpos": (RelativePosition, "relpos_acc", 8)}
+
+
+@pytest.fixture(scope="module", params=list(METHODS))
+def run(request):
+  name = request.param
+  ds = tiny_dataset(n=32)                           # 8 x 8 images
+  method, _ = build_method(pretext_config(name), len(ds))
+  state = method.init(jax.random.key(0), ds.image_shape)
+  return dict(name=name, method=method, state=state, ds=ds,
+              step=jax.jit(method.train_step))
+
+
+def test_method_type_state_and_deterministic_init(run):
+  cls, metric, k = METHODS[run["name"]]
+  method, state = run["method"], run["state"]
+  assert isinstance(method, cls) and method.metric_name == metric
+  assert isinstance(state, PretextState)
+  assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(state))
+  assert state.params["head"]["Dense_1"]["kernel"].shape[-1] == k
+  again = method.init(jax.random.key(0), run["ds"].image_shape)
+  jax.tree.map(np.testing.assert_array_equal, state, again)
+
+
+def test_step_reports_cross_entropy_and_accuracy_of_its_task(run):
+  method, state = run["method"], run["state"]
+  images = jnp.asarray(run["ds"].images[:16])
+  key = jax.random.key(3)
+  new_state, metrics = run["step"](state, images, key)
+  # Independently: the task's inputs and labels, one forward pass, numpy CE.
+  inputs, labels = jax.jit(method.task)(images, jax.random.fold_in(key, state.step))
+  logits, _ = jax.jit(lambda v, x: method.model.apply(
+      v, x, train=True, mutable=["batch_stats"]))(
+          {"params": state.params, "batch_stats": state.batch_stats}, inputs)
+  lg = np.asarray(logits, np.float64).reshape(-1, logits.shape[-1])
+  lb = np.asarray(labels).reshape(-1)
+  logp = lg - lg.max(1, keepdims=True)
+  logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+  np.testing.assert_allclose(metrics["loss"], -logp[np.arange(len(lb)), lb].mean(),
+                             rtol=1e-5)
+  np.testing.assert_allclose(metrics[method.metric_name],
+                             np.mean(lg.argmax(1) == lb), atol=1e-6)
+  expected_n = {"rotation": 64, "jigsaw": 16, "relpos": 128}[run["name"]]
+  assert len(lb) == expected_n
+  assert int(new_state.step) == 1 and float(metrics["lr"]) > 0
+  diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()),
+                      state.params, new_state.params)
+  assert max(jax.tree.leaves(diff["encoder"])) > 0
+  assert max(jax.tree.leaves(diff["head"])) > 0
+
+
+def test_step_is_deterministic_per_key(run):
+  images = jnp.asarray(run["ds"].images[:16])
+  _, m1 = run["step"](run["state"], images, jax.random.key(1))
+  _, m2 = run["step"](run["state"], images, jax.random.key(1))
+  _, m3 = run["step"](run["state"], images, jax.random.key(2))
+  assert float(m1["loss"]) == float(m2["loss"])
+  if run["name"] == "rotation":      # no augmentation: nothing is random
+    assert float(m1["loss"]) == float(m3["loss"])
+  else:                              # tiles, jitter and labels follow the key
+    assert float(m1["loss"]) != float(m3["loss"])
+
+
+def test_step_makes_no_host_device_transfers(run):
+  images = jnp.asarray(run["ds"].images[:16])
+  key = jax.random.key(1)
+  jax.block_until_ready(run["step"](run["state"], images, key))  # compiled
+  with jax.transfer_guard("disallow"):
+    jax.block_until_ready(run["step"](run["state"], images, key))
+
+
+def test_encode_gives_whole_image_features(run):
+  method, state, ds = run["method"], run["state"], run["ds"]
+  feats = jax.jit(method.encode)(state, jnp.asarray(ds.images[:4]))
+  assert feats.shape == (4, 8)
+  # uint8 and [0, 1] float inputs give the same features
+  f2 = method.encode({"params": state.params, "batch_stats": state.batch_stats},
+                     jnp.asarray(ds.images[:4], jnp.float32) / 255.0)
+  np.testing.assert_allclose(feats, f2, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_batch_shape_is_rejected(run):
+  with pytest.raises(ValueError, match=r"\[N, H, W, C\]"):
+    run["method"].train_step(run["state"], jnp.asarray(run["ds"].images[0]),
+                             jax.random.key(0))
+
+
+@pytest.mark.parametrize("run", ["rotation"], indirect=True)
+def test_rotation_loss_decreases_on_a_fixed_batch(run):
+  # without augmentation rotation has a fixed target
+  state, images = run["state"], jnp.asarray(run["ds"].images[:16])
+  seen = []
+  for _ in range(8):
+    state, m = run["step"](state, images, jax.random.key(0))
+    seen.append(float(m["loss"]))
+  assert seen[-1] < seen[0] - 0.1, seen
+
+
+@pytest.mark.parametrize("run", ["jigsaw"], indirect=True)
+def test_sharded_step_matches_single_device(run):
+  # one method is enough: they share TileClassifier and the train step
+  if len(jax.devices()) < 8:
+    pytest.skip("needs 8 (faked) devices")
+  method, state, ds = run["method"], run["state"], run["ds"]
+  images = ds.images[:16]
+  key = jax.random.key(5)
+  single_state, single_m = run["step"](state, jnp.asarray(images), key)
+  mesh = make_data_mesh()
+  with jax.set_mesh(mesh):
+    out_state, out_m = jax.jit(method.train_step)(
+        jax.device_put(state, replicated_sharding(mesh)),
+        jax.device_put(images, data_sharding(mesh, 4)), key)
+  np.testing.assert_allclose(out_m["loss"], single_m["loss"], rtol=1e-5)
+  np.testing.assert_allclose(out_m["jigsaw_acc"], single_m["jigsaw_acc"])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
+               out_state.params, single_state.params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
+               out_state.batch_stats, single_state.batch_stats)
+
+
+def test_method_argument_errors():
+  enc = SmallResNet(widths=(4,), stage_sizes=(1,))
+  with pytest.raises(ValueError, match="permutation"):
+    Jigsaw(model=TileClassifier(enc, ProjectionMLP(out_dim=2)), tx=None,
+           permutations=[[0, 1, 2, 3, 4, 5, 6, 7, 7], [0] * 9])
+  with pytest.raises(ValueError, match="groups"):
+    RelativePosition(model=TileClassifier(enc, ProjectionMLP(out_dim=8)),
+                     tx=None, all_neighbors=True)
+
+
+def test_pretrain_and_linear_eval_protocol_on_digits(tmp_path):
+  """The existing loop and evaluation run a pretext method end to end."""
+  from ssljax.eval.protocol import evaluate_run
+  from ssljax.train.loop import pretrain
+  config = pretext_config("relpos", dataset="digits", num_steps=2,
+                          checkpoint_every=2)
+  config.input_mean, config.input_std = (0.3,), (0.37,)
+  config.eval.update(linear_epochs=2, linear_batch_size=256,
+                     feature_batch_size=512)
+  _, state = pretrain(config, str(tmp_path), progress=False)
+  assert int(state.step) == 2
+  out = evaluate_run(str(tmp_path), progress=False, baselines=False)
+  assert set(out["results"]) == {"relpos"}
+  for r in out["results"].values():
+    assert 0.0 <= r["linear"] <= 1.0 and 0.0 <= r["knn"] <= 1.0
+  assert out["step"] == 2
