@@ -50,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
+from _machine import cpu_model  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
@@ -89,16 +90,6 @@ def parse_args(argv=None):
   if args.out is None:
     args.out = QUICK_OUT if args.quick else DEFAULT_OUT
   return args
-
-
-def cpu_model() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.lower().startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def machine_info() -> dict:

@@ -51,7 +51,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -62,6 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
+from _machine import cpu_model  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
@@ -324,24 +324,6 @@ def flax_to_torch_order(model: TorchSimCLRModel, tree):
 # --------------------------------------------------------------------------
 # Machine information
 # --------------------------------------------------------------------------
-
-def cpu_model() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True,
-                         timeout=10).stdout
-    for line in out.splitlines():
-      if line.lower().startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except (OSError, subprocess.SubprocessError):
-    pass
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.lower().startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
 
 def machine_info() -> dict:
   try:

@@ -43,7 +43,7 @@ from jax.sharding import PartitionSpec as P
 from ssljax import losses
 from ssljax.augment import simclr_views
 from ssljax.methods.ema import ema_update
-from ssljax.methods.simclr import normalize_images
+from ssljax.methods.simclr import frozen_features, normalize_images
 from ssljax.parallel.mesh import DATA_AXIS, replicate
 
 
@@ -350,17 +350,8 @@ class MoCo:
   def encode(self, variables_or_state, images: jax.Array) -> jax.Array:
     """Frozen query-encoder features ``[N, F]`` of uint8 or [0,1] float images
     (BatchNorm in inference mode, running statistics)."""
-    if isinstance(variables_or_state, MoCoState):
-      variables = {"params": variables_or_state.params,
-                   "batch_stats": variables_or_state.batch_stats}
-    else:
-      variables = variables_or_state
-    x = images.astype(jnp.float32)
-    if images.dtype == jnp.uint8:
-      x = x / 255.0
-    x = normalize_images(x, self.mean, self.std)
-    return self.model.apply(variables, x, train=False,
-                            method=type(self.model).encode)
+    return frozen_features(self.model, self.mean, self.std, variables_or_state,
+                           images)
 
 
 def _zero_after(*trees) -> jax.Array:

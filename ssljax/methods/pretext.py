@@ -28,7 +28,7 @@ import numpy as np
 import optax
 
 from ssljax.augment import normalize_tiles, to_float
-from ssljax.methods.simclr import normalize_images
+from ssljax.methods.simclr import encoder_variables, normalize_images
 
 
 @flax.struct.dataclass
@@ -181,10 +181,6 @@ class PretextMethod:
   def encode(self, variables_or_state, images: jax.Array) -> jax.Array:
     """Frozen-encoder features ``[N, F]`` of whole uint8 or [0, 1] float
     images (BatchNorm in inference mode)."""
-    if isinstance(variables_or_state, PretextState):
-      variables = {"params": variables_or_state.params,
-                   "batch_stats": variables_or_state.batch_stats}
-    else:
-      variables = variables_or_state
-    return self.model.apply(variables, self.preprocess(images), train=False,
+    return self.model.apply(encoder_variables(variables_or_state),
+                            self.preprocess(images), train=False,
                             method=type(self.model).encode)

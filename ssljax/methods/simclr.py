@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from ssljax import losses
-from ssljax.augment import simclr_views
+from ssljax.augment import simclr_views, to_float
 
 
 @flax.struct.dataclass
@@ -129,17 +129,28 @@ class SimCLR:
   def encode(self, variables_or_state, images: jax.Array) -> jax.Array:
     """Frozen-encoder features ``[N, F]`` of uint8 or [0,1] float images
     (BatchNorm in inference mode, running statistics)."""
-    if isinstance(variables_or_state, SimCLRState):
-      variables = {"params": variables_or_state.params,
-                   "batch_stats": variables_or_state.batch_stats}
-    else:
-      variables = variables_or_state
-    x = images.astype(jnp.float32)
-    if images.dtype == jnp.uint8:
-      x = x / 255.0
-    x = normalize_images(x, self.mean, self.std)
-    return self.model.apply(variables, x, train=False,
-                            method=type(self.model).encode)
+    return frozen_features(self.model, self.mean, self.std, variables_or_state,
+                           images)
+
+
+def encoder_variables(variables_or_state) -> dict:
+  """Flax variables (``params``, ``batch_stats``) of a method State, or the
+  variables dict itself."""
+  if isinstance(variables_or_state, Mapping):
+    return variables_or_state
+  return {"params": variables_or_state.params,
+          "batch_stats": variables_or_state.batch_stats}
+
+
+def frozen_features(model: nn.Module, mean: Sequence[float],
+                    std: Sequence[float], variables_or_state,
+                    images: jax.Array) -> jax.Array:
+  """``model.encode`` features of uint8 or [0,1] float images, normalized with
+  ``mean``/``std``, BatchNorm in inference mode (what every method's
+  ``encode`` does for the evaluation protocol)."""
+  x = normalize_images(to_float(images), mean, std)
+  return model.apply(encoder_variables(variables_or_state), x, train=False,
+                     method=type(model).encode)
 
 
 def similarity_stats(z1: jax.Array, z2: jax.Array) -> dict[str, jax.Array]:

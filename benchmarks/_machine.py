@@ -1,0 +1,26 @@
+"""What the benchmarks record about the machine they ran on."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+
+
+def cpu_model() -> str:
+  """The CPU's model name (lscpu, else /proc/cpuinfo, else platform)."""
+  try:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True,
+                         timeout=10).stdout
+    for line in out.splitlines():
+      if line.lower().startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except (OSError, subprocess.SubprocessError):
+    pass
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.lower().startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
