@@ -55,3 +55,37 @@ def test_extract_features_pads_the_last_batch():
 def test_bad_feature_shapes():
   with pytest.raises(ValueError, match="features must be"):
     knn_predict(np.ones((4, 3)), np.zeros(4), np.ones((2, 5)), num_classes=2)
+
+
+def test_lbfgs_probe_equals_sklearn_logistic_regression():
+  """Same objective (mean CE + l2/2 ||W||^2 <=> C = 1 / (l2 N)), same optimum:
+  the weights agree with scikit-learn's multinomial solution."""
+  from ssljax.eval.linear import fit_logistic_regression
+  x, y = _blobs(600, 6, 4, 3, spread=0.5)
+  l2 = 1e-2
+  got = fit_logistic_regression(x, y, num_classes=4, l2=l2, tol=1e-6)
+  ref = LogisticRegression(C=1.0 / (l2 * len(x)), tol=1e-10,
+                           max_iter=10_000).fit(x, y)
+  # sklearn's softmax is over-parameterized in b only up to a shift.
+  np.testing.assert_allclose(np.asarray(got["w"]), ref.coef_.T, atol=2e-3)
+  b = np.asarray(got["b"])
+  np.testing.assert_allclose(b - b.mean(), ref.intercept_ - ref.intercept_.mean(),
+                             atol=2e-3)
+
+
+def test_lbfgs_probe_selects_l2_on_held_out_train_split():
+  from ssljax.eval.linear import linear_probe
+  x, y = _blobs(1500, 10, 5, 4, spread=0.5)
+  out = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], num_classes=5,
+                     solver="lbfgs", l2_grid=(1e-4, 10.0), val_fraction=0.2)
+  # A huge L2 shrinks W to ~0: it must lose on the validation split.
+  assert out["validation"][1e-4] > out["validation"][10.0]
+  assert out["l2"] == 1e-4
+  ref = LogisticRegression(C=1.0 / (1e-4 * 1000), max_iter=5000).fit(
+      (x[:1000] - x[:1000].mean(0)) / x[:1000].std(0), y[:1000])
+  xt = (x[1000:] - x[:1000].mean(0)) / x[:1000].std(0)
+  assert abs(out["accuracy"] - ref.score(xt, y[1000:])) <= 0.01
+  with pytest.raises(ValueError, match="solver"):
+    linear_probe(x, y, x, y, num_classes=5, solver="adam")
+  with pytest.raises(ValueError, match="val_fraction"):
+    linear_probe(x, y, x, y, num_classes=5, solver="lbfgs", val_fraction=0.0)

@@ -31,6 +31,7 @@ from ssljax.train.loop import init_state, load_config, load_dataset
 def _scores(train_x, train_y, test_x, test_y, num_classes, ev, seed):
   lin = linear_probe_accuracy(
       train_x, train_y, test_x, test_y, num_classes=num_classes,
+      solver=ev.get("linear_solver", "sgd"), l2=ev.get("linear_l2"),
       epochs=ev.linear_epochs, batch_size=ev.linear_batch_size, lr=ev.linear_lr,
       weight_decay=ev.linear_weight_decay, seed=seed)
   knn = knn_accuracy(train_x, train_y, test_x, test_y, num_classes=num_classes,

@@ -265,6 +265,10 @@ class ImageCPC(_CPCBase):
   def _check_batch(self, batch):
     if batch.ndim != 4:
       raise ValueError(f"ImageCPC expects images [B, H, W, C]; got {batch.shape}.")
+    if batch.dtype != jnp.uint8 and not jnp.issubdtype(batch.dtype, jnp.floating):
+      raise ValueError(f"ImageCPC expects uint8 images (or float in [0, 1]); got "
+                       f"dtype {batch.dtype}, shape {batch.shape}: cast with "
+                       ".astype(np.uint8).")
 
   def _pairs(self, params, batch, key, augment: bool = True):
     if self.flip and augment:

@@ -155,8 +155,9 @@ class PretextMethod:
     from ``fold_in(key, state.step)``. Metrics: ``loss``, the task accuracy
     (``metric_name``) and ``lr``.
     """
-    if images.ndim != 4:
-      raise ValueError(f"images must be a batch [N, H, W, C]; got {images.shape}.")
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+      raise ValueError(f"images must be a batch [N, H, W, C] with C in {{1, 3}}; "
+                       f"got {images.shape}.")
     inputs, labels = self.task(images, jax.random.fold_in(key, state.step))
     (loss, (batch_stats, acc)), grads = jax.value_and_grad(
         self.loss, has_aux=True)(state.params, state.batch_stats, inputs, labels)
