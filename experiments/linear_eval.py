@@ -3,8 +3,15 @@ random-init encoder and raw-pixel baselines measured in the same run.
 
     python experiments/linear_eval.py --workdir workdirs/simclr_fmnist
 
-Prints the table and writes ``WORKDIR/eval.json``.
+Prints the table and writes ``WORKDIR/eval.json``. ``--set key=value``
+(repeatable) overrides the run's saved ``eval`` settings, e.g. to re-evaluate an
+older run with the current probe::
+
+    python experiments/linear_eval.py --workdir DIR --set linear_epochs=100 \
+        --set linear_lr=0.5 --set linear_weight_decay=1e-5
 """
+
+import ast
 
 from absl import app, flags, logging
 
@@ -15,13 +22,30 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A pretrain.py --workdir.",
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 _BASELINES = flags.DEFINE_bool(
     "baselines", True, "Also evaluate the random-init encoder and raw pixels.")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "key=value: override a key of the run's eval config.")
+
+
+def _overrides(items):
+  out = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep:
+      raise app.UsageError(f"--set {item!r}: expected key=value, e.g. "
+                           "--set linear_epochs=100")
+    try:
+      out[key.strip()] = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+      out[key.strip()] = value.strip()       # a bare string, e.g. lbfgs
+  return out
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   out = evaluate_run(_WORKDIR.value, step=_STEP.value,
-                     baselines=_BASELINES.value)
+                     baselines=_BASELINES.value,
+                     eval_overrides=_overrides(_SET.value))
   print(f"\nTest accuracy on all {out['test_examples']} test images "
         f"(checkpoint step {out['step']}):")
   print(format_table(out["results"]))

@@ -40,10 +40,20 @@ def _scores(train_x, train_y, test_x, test_y, num_classes, ev, seed):
 
 
 def evaluate_run(workdir: str, *, step: int | None = None,
-                 baselines: bool = True, progress: bool = True) -> dict:
-  """Evaluate the checkpoint (latest, or ``step``) of the run in ``workdir``."""
+                 baselines: bool = True, progress: bool = True,
+                 eval_overrides: dict | None = None) -> dict:
+  """Evaluate the checkpoint (latest, or ``step``) of the run in ``workdir``.
+
+  ``eval_overrides`` replaces keys of the run's saved ``config.eval`` (e.g.
+  ``{"linear_epochs": 100}`` to re-evaluate an old run with today's probe).
+  """
   config = load_config(workdir)
   ev = config.eval
+  for key, value in (eval_overrides or {}).items():
+    if key not in ev and key not in ("linear_solver", "linear_l2"):
+      raise KeyError(f"unknown eval key {key!r}; the run's eval config has "
+                     f"{sorted(ev.keys())}.")
+    ev[key] = value
   train, test = load_dataset(config, "train"), load_dataset(config, "test")
   method, _ = build_method(config, len(train))
   mesh = make_data_mesh()
