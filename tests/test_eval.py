@@ -89,3 +89,18 @@ def test_lbfgs_probe_selects_l2_on_held_out_train_split():
     linear_probe(x, y, x, y, num_classes=5, solver="adam")
   with pytest.raises(ValueError, match="val_fraction"):
     linear_probe(x, y, x, y, num_classes=5, solver="lbfgs", val_fraction=0.0)
+
+
+def test_sgd_probe_selects_weight_decay_per_feature_set():
+  from ssljax.eval.linear import linear_probe
+  x, y = _blobs(1200, 10, 5, 5, spread=0.5)
+  out = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], num_classes=5,
+                     solver="sgd", epochs=5, batch_size=100, lr=0.1,
+                     weight_decay=(1e-4, 3.0), val_fraction=0.2)
+  assert set(out["validation"]) == {1e-4, 3.0}
+  assert out["validation"][1e-4] > out["validation"][3.0]
+  assert out["weight_decay"] == 1e-4
+  fixed = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], num_classes=5,
+                       solver="sgd", epochs=5, batch_size=100, lr=0.1,
+                       weight_decay=1e-4)
+  assert "validation" not in fixed and fixed["accuracy"] == out["accuracy"]

@@ -52,5 +52,5 @@ def get_config():
 
   c.eval = ml_collections.ConfigDict(dict(
       knn_k=200, knn_t=0.1, linear_epochs=100, linear_lr=0.5,
-      linear_weight_decay=1e-5, linear_batch_size=1024, feature_batch_size=1000))
+      linear_weight_decay=(1e-5, 1e-4, 1e-3), linear_batch_size=1024, feature_batch_size=1000))
   return c

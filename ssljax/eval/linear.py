@@ -11,11 +11,14 @@ standard deviation, then one of two solvers fits softmax regression:
       mean_i CE(W x_i + b, y_i) + (l2 / 2) ||W||^2      (b not regularized),
 
   to a gradient-norm tolerance: multinomial logistic regression, the optimum of
-  scikit-learn's ``LogisticRegression(C=1 / (l2 * N))``. With ``l2=None`` the
-  strength is chosen from ``l2_grid`` by accuracy on a seeded held-out
-  ``val_fraction`` of the training features and the classifier is refitted on
-  all of them (the SimCLR paper, appendix B.5, selects regularization on a
-  validation split); the test split is never used for selection.
+  scikit-learn's ``LogisticRegression(C=1 / (l2 * N))``.
+
+The regularization (SGD's ``weight_decay`` given as a sequence, or L-BFGS's
+``l2=None`` with ``l2_grid``) can be chosen per feature set by accuracy on a
+seeded held-out ``val_fraction`` of the training features, then the classifier
+is refitted on all of them (the SimCLR paper, appendix B.5, selects
+regularization on a validation split); the test split is never used for
+selection.
 """
 
 from __future__ import annotations
@@ -129,27 +132,40 @@ def _accuracy(params, x, y) -> float:
   return float(np.mean(np.asarray(_predict(params, jnp.asarray(x))) == np.asarray(y)))
 
 
-def select_l2(train_x, train_y, *, num_classes: int, l2_grid=L2_GRID,
-              val_fraction: float = 0.1, seed: int = 0, max_iter: int = 500,
-              tol: float = 1e-4) -> tuple[float, dict[float, float]]:
-  """The L2 strength of ``l2_grid`` with the best accuracy on a seeded held-out
-  ``val_fraction`` of the (standardized) training features; returns
-  ``(best_l2, {l2: validation accuracy})`` (ties go to the stronger L2)."""
-  n = len(train_x)
+def _split(n: int, val_fraction: float, seed: int):
   n_val = int(round(n * val_fraction))
   if not 0 < n_val < n:
     raise ValueError(f"val_fraction={val_fraction} leaves no validation or no "
                      f"training examples out of {n}; use a value in (0, 1).")
   perm = np.random.default_rng(seed).permutation(n)
-  val, fit = perm[:n_val], perm[n_val:]
+  return perm[n_val:], perm[:n_val]
+
+
+def select_regularization(fit, train_x, train_y, grid, *,
+                          val_fraction: float = 0.1, seed: int = 0
+                          ) -> tuple[float, dict[float, float]]:
+  """The value of ``grid`` whose ``fit(x, y, value) -> params`` has the best
+  accuracy on a seeded held-out ``val_fraction`` of ``(train_x, train_y)``;
+  returns ``(best, {value: validation accuracy})`` (ties go to the stronger
+  regularization)."""
+  fit_idx, val_idx = _split(len(train_x), val_fraction, seed)
   scores = {}
-  for l2 in l2_grid:
-    params = fit_logistic_regression(train_x[fit], train_y[fit],
-                                     num_classes=num_classes, l2=l2,
-                                     max_iter=max_iter, tol=tol)
-    scores[float(l2)] = _accuracy(params, train_x[val], train_y[val])
-  best = max(sorted(scores, reverse=True), key=lambda l: scores[l])
+  for value in grid:
+    params = fit(train_x[fit_idx], train_y[fit_idx], value)
+    scores[float(value)] = _accuracy(params, train_x[val_idx], train_y[val_idx])
+  best = max(sorted(scores, reverse=True), key=lambda v: scores[v])
   return best, scores
+
+
+def select_l2(train_x, train_y, *, num_classes: int, l2_grid=L2_GRID,
+              val_fraction: float = 0.1, seed: int = 0, max_iter: int = 500,
+              tol: float = 1e-4) -> tuple[float, dict[float, float]]:
+  """The L2 strength of ``l2_grid`` with the best L-BFGS validation accuracy
+  (:func:`select_regularization`)."""
+  fit = lambda x, y, l2: fit_logistic_regression(
+      x, y, num_classes=num_classes, l2=l2, max_iter=max_iter, tol=tol)
+  return select_regularization(fit, train_x, train_y, l2_grid,
+                               val_fraction=val_fraction, seed=seed)
 
 
 def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int,
@@ -157,18 +173,21 @@ def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int,
                  l2_grid=L2_GRID, val_fraction: float = 0.1,
                  max_iter: int = 500, epochs: int = 30,
                  batch_size: int = 1024, lr: float = 0.1,
-                 weight_decay: float = 1e-4, seed: int = 0) -> dict:
+                 weight_decay=1e-4, seed: int = 0) -> dict:
   """Fit a linear classifier on standardized frozen features; returns
-  ``{"accuracy": top-1 test accuracy (fraction), "solver": ..., "l2": ...,
-  "validation": {l2: acc}}`` (``l2``/``validation`` for the L-BFGS solver).
+  ``{"accuracy": top-1 test accuracy (fraction), "solver", "l2" or
+  "weight_decay" (the value used), "validation": {value: acc} (when one was
+  selected)}``.
 
   Args:
     solver: ``"sgd"`` (mini-batch, default; ``epochs``, ``batch_size``,
       ``lr`` and ``weight_decay`` apply) or ``"lbfgs"`` (full-batch logistic
-      regression to a gradient tolerance; ``l2``, ``l2_grid``,
-      ``val_fraction`` and ``max_iter`` apply).
-    l2: fixed L2 strength for L-BFGS; ``None`` selects it from ``l2_grid`` on
-      a held-out ``val_fraction`` of the training features.
+      regression to a gradient tolerance; ``l2``, ``l2_grid`` and
+      ``max_iter`` apply).
+    weight_decay: SGD's L2; a sequence selects one on the held-out split.
+    l2: L-BFGS's L2; ``None`` selects one of ``l2_grid`` on the split.
+    val_fraction: the held-out share of the *training* features used for
+      selection (seeded by ``seed``); the test split is never used for it.
   """
   train_x = np.asarray(train_x, np.float32).reshape(len(train_x), -1)
   test_x = np.asarray(test_x, np.float32).reshape(len(test_x), -1)
@@ -182,20 +201,25 @@ def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int,
   train_x, test_x = _standardize(train_x, test_x)
   out = {"solver": solver}
   if solver == "lbfgs":
-    if l2 is None:
-      l2, out["validation"] = select_l2(
-          train_x, train_y, num_classes=num_classes, l2_grid=l2_grid,
-          val_fraction=val_fraction, seed=seed, max_iter=max_iter)
-    out["l2"] = float(l2)
-    params = fit_logistic_regression(train_x, train_y, num_classes=num_classes,
-                                     l2=l2, max_iter=max_iter)
+    fit = lambda x, y, reg: fit_logistic_regression(
+        x, y, num_classes=num_classes, l2=reg, max_iter=max_iter)
+    reg, grid, name = l2, l2_grid, "l2"
   elif solver == "sgd":
-    params = train_linear_classifier(
-        train_x, train_y, num_classes=num_classes, epochs=epochs,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
+    fit = lambda x, y, reg: train_linear_classifier(
+        x, y, num_classes=num_classes, epochs=epochs, batch_size=batch_size,
+        lr=lr, weight_decay=reg, seed=seed)
+    if np.ndim(weight_decay) == 0:
+      reg, grid = weight_decay, None
+    else:
+      reg, grid = None, tuple(weight_decay)
+    name = "weight_decay"
   else:
     raise ValueError(f"solver must be 'lbfgs' or 'sgd'; got {solver!r}.")
-  out["accuracy"] = _accuracy(params, test_x, test_y)
+  if reg is None:
+    reg, out["validation"] = select_regularization(
+        fit, train_x, train_y, grid, val_fraction=val_fraction, seed=seed)
+  out[name] = float(reg)
+  out["accuracy"] = _accuracy(fit(train_x, train_y, reg), test_x, test_y)
   return out
 
 

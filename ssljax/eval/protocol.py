@@ -21,7 +21,7 @@ import numpy as np
 
 from ssljax.eval.features import extract_features
 from ssljax.eval.knn import knn_accuracy
-from ssljax.eval.linear import linear_probe_accuracy
+from ssljax.eval.linear import linear_probe
 from ssljax.parallel import make_data_mesh
 from ssljax.train.build import build_method
 from ssljax.train.checkpoint import Checkpointer
@@ -29,14 +29,16 @@ from ssljax.train.loop import init_state, load_config, load_dataset
 
 
 def _scores(train_x, train_y, test_x, test_y, num_classes, ev, seed):
-  lin = linear_probe_accuracy(
+  wd = ev.linear_weight_decay
+  lin = linear_probe(
       train_x, train_y, test_x, test_y, num_classes=num_classes,
       solver=ev.get("linear_solver", "sgd"), l2=ev.get("linear_l2"),
       epochs=ev.linear_epochs, batch_size=ev.linear_batch_size, lr=ev.linear_lr,
-      weight_decay=ev.linear_weight_decay, seed=seed)
+      weight_decay=tuple(wd) if isinstance(wd, (list, tuple)) else wd, seed=seed)
   knn = knn_accuracy(train_x, train_y, test_x, test_y, num_classes=num_classes,
                      k=ev.knn_k, t=ev.knn_t)
-  return {"linear": lin, "knn": knn}
+  reg = {k: lin[k] for k in ("weight_decay", "l2") if k in lin}
+  return {"linear": lin["accuracy"], "knn": knn, **reg}
 
 
 def evaluate_run(workdir: str, *, step: int | None = None,

@@ -769,7 +769,14 @@ class _Checker:
       self.int_at_least(f"eval.{key}", 1)
     self.num_in("eval.knn_t", 0.0, low_open=True)
     self.num_in("eval.linear_lr", 0.0, low_open=True)
-    self.num_in("eval.linear_weight_decay", 0.0)
+    wd = self.get("eval.linear_weight_decay", None)
+    if _is_seq(wd):
+      if not wd or not all(isinstance(v, (int, float)) and v >= 0 for v in wd):
+        self.add("eval.linear_weight_decay", wd,
+                 "a weight-decay grid must be non-empty and >= 0; e.g. "
+                 "(1e-5, 1e-4, 1e-3)")
+    else:
+      self.num_in("eval.linear_weight_decay", 0.0)
     if self.has("eval.linear_solver") and self.get("eval.linear_solver") not in (
         "sgd", "lbfgs"):
       self.add("eval.linear_solver", self.get("eval.linear_solver"),

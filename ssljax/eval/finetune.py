@@ -1,0 +1,158 @@
+"""Few labels: fine-tune the whole encoder with a linear head on a
+class-balanced labelled subset, from a pretrained state or from scratch.
+
+The semi-supervised protocol of SimCLR (Chen et al. 2020, section 6 and
+appendix B.5) and of the label-efficiency curves of CPC v2 (Henaff et al.
+2020): take 1% / 10% of the labels, class-balanced and seeded, fine-tune
+encoder + linear classifier with a light augmentation (flip and a mild random
+resized crop), and compare with the same network trained from random
+initialization on the same labels and with a linear probe on frozen features.
+
+Training is one jitted ``lax.scan`` over ``steps`` steps; every step draws a
+batch (with replacement) from the labelled subset, so small subsets (10 labels
+per class) and the full set cost the same. BatchNorm runs in training mode and
+its statistics are updated, as in supervised training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ssljax.augment import (batch_apply, random_flip_left_right,
+                            random_resized_crop, to_float)
+from ssljax.methods.simclr import encoder_variables, normalize_images
+
+
+def balanced_subset(labels, *, per_class: int | None = None,
+                    fraction: float | None = None, seed: int = 0) -> np.ndarray:
+  """Sorted indices of a class-balanced, seeded subset of ``labels``.
+
+  Exactly one of ``per_class`` (that many examples of every class, or all of
+  a smaller class) and ``fraction`` (``round(fraction * count_c)`` of class
+  ``c``, at least 1) is given.
+  """
+  labels = np.asarray(labels)
+  if (per_class is None) == (fraction is None):
+    raise ValueError("give exactly one of per_class= and fraction=.")
+  if fraction is not None and not 0 < fraction <= 1:
+    raise ValueError(f"fraction must be in (0, 1]; got {fraction}.")
+  if per_class is not None and per_class < 1:
+    raise ValueError(f"per_class must be >= 1; got {per_class}.")
+  rng = np.random.default_rng(seed)
+  out = []
+  for c in np.unique(labels):
+    idx = np.flatnonzero(labels == c)
+    n = per_class if per_class is not None else max(1, round(fraction * len(idx)))
+    out.append(rng.permutation(idx)[:min(n, len(idx))])
+  return np.sort(np.concatenate(out))
+
+
+def _model_parts(method):
+  """``(module, preprocess(float images in [0,1]) -> network input)``."""
+  model = getattr(method, "model", None)
+  if model is None or not hasattr(type(model), "encode"):
+    raise ValueError(f"{type(method).__name__} has no image model with "
+                     "encode(x, train): fine-tuning supports SimCLR, MoCo and "
+                     "the pretext methods.")
+  if hasattr(method, "preprocess"):
+    return model, method.preprocess
+  if hasattr(method, "mean"):
+    return model, lambda x: normalize_images(x, method.mean, method.std)
+  raise ValueError(f"{type(method).__name__} does not say how to normalize "
+                   "images (no mean/std or preprocess).")
+
+
+def finetune(method, variables_or_state, images, labels, *, num_classes: int,
+             steps: int = 500, batch_size: int = 128, lr: float = 0.05,
+             weight_decay: float = 5e-4, augment: bool = True,
+             crop_area=(0.8, 1.0), seed: int = 0) -> dict[str, Any]:
+  """Fine-tune encoder + a zero-initialized linear head on ``(images [N,H,W,C]
+  uint8, labels [N])``; returns ``{"params", "batch_stats", "head"}``.
+
+  SGD with Nesterov momentum 0.9, cosine decay from ``lr`` over ``steps``,
+  L2 weight decay ``weight_decay`` on every parameter.
+  """
+  model, preprocess = _model_parts(method)
+  v = encoder_variables(variables_or_state)
+  images = jnp.asarray(images)
+  labels = jnp.asarray(labels, jnp.int32)
+  if images.ndim != 4 or len(images) != len(labels):
+    raise ValueError(f"images {images.shape} must be [N, H, W, C] with one "
+                     f"label each; got {labels.shape} labels.")
+  feat_dim = model.apply(v, preprocess(to_float(images[:1])), train=False,
+                         method=type(model).encode).shape[-1]
+  trainable = {"encoder": v["params"],
+               "head": {"w": jnp.zeros((feat_dim, num_classes)),
+                        "b": jnp.zeros((num_classes,))}}
+  tx = optax.chain(optax.add_decayed_weights(weight_decay),
+                   optax.sgd(optax.cosine_decay_schedule(lr, steps),
+                             momentum=0.9, nesterov=True))
+
+  def view(key, image):
+    k1, k2 = jax.random.split(key)
+    image = random_resized_crop(k1, image, area_range=crop_area)
+    return random_flip_left_right(k2, image)
+
+  def loss_fn(tr, batch_stats, x, y):
+    feats, upd = model.apply({"params": tr["encoder"], "batch_stats": batch_stats},
+                             x, train=True, method=type(model).encode,
+                             mutable=["batch_stats"])
+    logits = feats.astype(jnp.float32) @ tr["head"]["w"] + tr["head"]["b"]
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, upd["batch_stats"]
+
+  def step(carry, key):
+    tr, batch_stats, opt_state = carry
+    k_idx, k_aug = jax.random.split(key)
+    idx = jax.random.randint(k_idx, (batch_size,), 0, images.shape[0])
+    x = to_float(images[idx])
+    if augment:
+      x = batch_apply(view, k_aug, x)
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        tr, batch_stats, preprocess(x), labels[idx])
+    updates, opt_state = tx.update(grads, opt_state, tr)
+    return (optax.apply_updates(tr, updates), batch_stats, opt_state), loss
+
+  @jax.jit
+  def run(tr, batch_stats, key):
+    carry = (tr, batch_stats, tx.init(tr))
+    (tr, batch_stats, _), losses = jax.lax.scan(
+        step, carry, jax.random.split(key, steps))
+    return tr, batch_stats, losses
+
+  tr, batch_stats, losses = run(trainable, v["batch_stats"], jax.random.key(seed))
+  return {"params": tr["encoder"], "batch_stats": batch_stats,
+          "head": tr["head"], "losses": np.asarray(losses)}
+
+
+def predict(method, finetuned: dict, images, *, batch_size: int = 1000
+            ) -> np.ndarray:
+  """Class ids ``[N]`` of uint8 ``images`` under a :func:`finetune` result
+  (BatchNorm in inference mode)."""
+  model, preprocess = _model_parts(method)
+
+  @jax.jit
+  def logits(p, x):
+    feats = model.apply({"params": p["params"], "batch_stats": p["batch_stats"]},
+                        preprocess(to_float(x)), train=False,
+                        method=type(model).encode)
+    return jnp.argmax(feats.astype(jnp.float32) @ p["head"]["w"]
+                      + p["head"]["b"], -1)
+
+  p = {k: finetuned[k] for k in ("params", "batch_stats", "head")}
+  return np.concatenate([np.asarray(logits(p, images[i:i + batch_size]))
+                         for i in range(0, len(images), batch_size)])
+
+
+def finetune_accuracy(method, variables_or_state, train_images, train_labels,
+                      test_images, test_labels, *, num_classes: int,
+                      **kwargs) -> float:
+  """Top-1 test accuracy (fraction) after :func:`finetune`."""
+  ft = finetune(method, variables_or_state, train_images, train_labels,
+                num_classes=num_classes, **kwargs)
+  return float(np.mean(predict(method, ft, test_images) == np.asarray(test_labels)))

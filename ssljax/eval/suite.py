@@ -1,0 +1,412 @@
+"""The evaluation suite: every way to judge a pretrained checkpoint, in one call.
+
+``evaluate_suite(workdir, sections=...)`` restores the run's latest (or a
+given) checkpoint and writes ``workdir/eval_suite/report.json`` plus PNG
+pictures next to it. Sections (``SECTIONS``):
+
+- ``linear``: linear probe on frozen features, the mini-batch SGD protocol of
+  the run's config and the full-batch L-BFGS solver with L2 chosen on a
+  held-out train split; beside the random-init encoder and raw pixels.
+- ``knn``: weighted kNN (k, t from the config), cosine and euclidean.
+- ``cluster``: k-means on test features: NMI, ARI, Hungarian accuracy.
+- ``pictures``: t-SNE and UMAP of test features, a retrieval grid, the
+  training curves (loss, lr, MI bound, kNN monitor).
+- ``few_labels``: 1% and 10% of the labels (class-balanced, seeded):
+  fine-tuned pretrained encoder, the same network from scratch, a linear probe;
+  and test accuracy against labels per class (``label_curve``), pretrained vs
+  scratch, as a PNG.
+- ``robustness``: probe accuracy under corruptions x severities, relative to
+  clean.
+- ``transfer``: linear probe on another dataset (``transfer_dataset``, default
+  scikit-learn digits resized to the run's image size) beside random init and
+  raw pixels.
+- ``health``: alignment and uniformity (two augmented views of test images),
+  effective rank and the collapse report of the test features.
+- ``efficiency``: images/s and time per epoch from ``metrics.jsonl``; kNN
+  accuracy of every saved checkpoint against its wall-clock time.
+
+Each section's cost is bounded by its options (``SuiteOptions``), so the suite
+runs on a CPU in minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from ssljax.eval import clustering, finetune, health, plots, robustness
+from ssljax.eval.features import extract_features
+from ssljax.eval.knn import knn_accuracy
+from ssljax.eval.linear import linear_probe
+from ssljax.parallel import make_data_mesh
+
+SECTIONS = ("linear", "knn", "cluster", "pictures", "few_labels", "robustness",
+            "transfer", "health", "efficiency")
+
+
+@dataclasses.dataclass
+class SuiteOptions:
+  """Sizes and settings of the suite's sections (defaults fit a CPU)."""
+  seed: int = 0
+  embed_points: int = 3000              # t-SNE / UMAP
+  embed_methods: Sequence[str] = ("tsne", "umap")
+  retrieval_queries: int = 8
+  retrieval_k: int = 8
+  label_fractions: Sequence[float] = (0.01, 0.1)
+  label_curve: Sequence[int] = (10, 100, 1000, 0)   # per class; 0 = all
+  finetune_steps: int = 400
+  finetune_batch: int = 128
+  finetune_lr: float = 0.05
+  corruptions: Sequence[str] = robustness.CORRUPTIONS
+  severities: Sequence[int] = (1, 3, 5)
+  transfer_dataset: str = "digits"
+  health_examples: int = 2000
+  efficiency_knn_train: int = 10000
+  efficiency_knn_test: int = 2000
+
+
+class _Run:
+  """A restored run: method, states, datasets and cached features."""
+
+  def __init__(self, workdir, step=None, progress=True):
+    from ssljax.train.build import build_method  # pylint: disable=import-outside-toplevel
+    from ssljax.train.checkpoint import Checkpointer  # pylint: disable=import-outside-toplevel
+    from ssljax.train.loop import init_state, load_config, load_dataset  # pylint: disable=import-outside-toplevel
+    self.workdir = workdir
+    self.config = load_config(workdir)
+    self.train = load_dataset(self.config, "train")
+    self.test = load_dataset(self.config, "test")
+    self.method, _ = build_method(self.config, len(self.train))
+    self.mesh = make_data_mesh()
+    self.random_state, _ = init_state(self.method, self.config,
+                                      self.train.image_shape, self.mesh)
+    self.ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+    self.state = self.ckpt.restore(self.random_state, step)
+    self.step = int(self.state.step)
+    self.progress = progress
+    self._feats = {}
+
+  def features(self, which: str, images: np.ndarray, tag: str, state=None):
+    key = (which, tag)
+    if key not in self._feats:
+      st = state if state is not None else (
+          self.state if which == "trained" else self.random_state)
+      ev = self.config.eval
+      self._feats[key] = extract_features(
+          self.method.encode, {"params": st.params, "batch_stats": st.batch_stats},
+          images, mesh=self.mesh, batch_size=ev.feature_batch_size,
+          desc=f"{which} {tag}", progress=self.progress)
+    return self._feats[key]
+
+  def probe_kwargs(self):
+    ev = self.config.eval
+    return dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
+                lr=ev.linear_lr, weight_decay=ev.linear_weight_decay,
+                seed=self.config.seed)
+
+
+def _raw(images):
+  return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def section_linear(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
+  del out_dir
+  res = {}
+  tr, te = run.train, run.test
+  for name, (a, b) in {
+      "trained": (run.features("trained", tr.images, "train"),
+                  run.features("trained", te.images, "test")),
+      "random_init": (run.features("random", tr.images, "train"),
+                      run.features("random", te.images, "test")),
+      "raw_pixels": (_raw(tr.images), _raw(te.images))}.items():
+    sgd = linear_probe(a, tr.labels, b, te.labels, num_classes=tr.num_classes,
+                       solver="sgd", **run.probe_kwargs())
+    lb = linear_probe(a, tr.labels, b, te.labels, num_classes=tr.num_classes,
+                      solver="lbfgs", seed=opts.seed)
+    res[name] = {"sgd": sgd["accuracy"], "lbfgs": lb["accuracy"],
+                 "lbfgs_l2": lb["l2"], "lbfgs_validation": lb["validation"]}
+  return res
+
+
+def section_knn(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
+  del opts, out_dir
+  ev = run.config.eval
+  tr, te = run.train, run.test
+  res = {}
+  for which in ("trained", "random"):
+    a = run.features(which, tr.images, "train")
+    b = run.features(which, te.images, "test")
+    res[which] = {
+        "cosine": knn_accuracy(a, tr.labels, b, te.labels,
+                               num_classes=tr.num_classes, k=ev.knn_k, t=ev.knn_t),
+        "euclidean": knn_accuracy(a, tr.labels, b, te.labels,
+                                  num_classes=tr.num_classes, k=ev.knn_k,
+                                  t=ev.knn_t, metric="euclidean")}
+  return res
+
+
+def section_cluster(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
+  del out_dir
+  te = run.test
+  res = {}
+  for which in ("trained", "random"):
+    res[which] = clustering.cluster_scores(
+        run.features(which, te.images, "test"), te.labels, seed=opts.seed,
+        normalize=True)
+  res["raw_pixels"] = clustering.cluster_scores(_raw(te.images), te.labels,
+                                                seed=opts.seed)
+  return res
+
+
+def section_pictures(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
+  tr, te = run.train, run.test
+  feats = run.features("trained", te.images, "test")
+  files = {}
+  for m in opts.embed_methods:
+    path = os.path.join(out_dir, f"embedding_{m}.png")
+    plots.embedding_plot(feats, te.labels, path, method=m,
+                         max_points=opts.embed_points, seed=opts.seed,
+                         title=f"{run.config.method} test features ({m})")
+    files[f"embedding_{m}"] = path
+  q = np.random.default_rng(opts.seed).choice(len(te), opts.retrieval_queries,
+                                              replace=False)
+  path = os.path.join(out_dir, "retrieval.png")
+  plots.retrieval_grid(te.images[q], tr.images, feats[q],
+                       run.features("trained", tr.images, "train"), path,
+                       k=opts.retrieval_k, query_labels=te.labels[q],
+                       bank_labels=tr.labels)
+  files["retrieval"] = path
+  metrics = os.path.join(run.workdir, "metrics.jsonl")
+  if os.path.exists(metrics):
+    path = os.path.join(out_dir, "curves.png")
+    plots.curves_plot([metrics], path, run_names=[os.path.basename(
+        os.path.normpath(run.workdir))])
+    files["curves"] = path
+  return {"files": {k: os.path.relpath(v, out_dir) for k, v in files.items()}}
+
+
+def _finetune_acc(run, state, idx, opts, seed):
+  tr, te = run.train, run.test
+  return finetune.finetune_accuracy(
+      run.method, state, tr.images[idx], tr.labels[idx], te.images, te.labels,
+      num_classes=tr.num_classes, steps=opts.finetune_steps,
+      batch_size=opts.finetune_batch, lr=opts.finetune_lr, seed=seed)
+
+
+def section_few_labels(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
+  tr, te = run.train, run.test
+  a = run.features("trained", tr.images, "train")
+  b = run.features("trained", te.images, "test")
+  res = {"fractions": {}, "curve": {}, "finetune_steps": opts.finetune_steps}
+  for frac in opts.label_fractions:
+    idx = finetune.balanced_subset(tr.labels, fraction=frac, seed=opts.seed)
+    res["fractions"][str(frac)] = {
+        "labels": int(len(idx)),
+        "finetune_pretrained": _finetune_acc(run, run.state, idx, opts, opts.seed),
+        "from_scratch": _finetune_acc(run, run.random_state, idx, opts, opts.seed),
+        "linear_probe": linear_probe(a[idx], tr.labels[idx], b, te.labels,
+                                     num_classes=tr.num_classes, solver="lbfgs",
+                                     seed=opts.seed)["accuracy"]}
+  for per_class in opts.label_curve:
+    idx = (np.arange(len(tr)) if per_class == 0 else
+           finetune.balanced_subset(tr.labels, per_class=per_class, seed=opts.seed))
+    key = "all" if per_class == 0 else str(per_class)
+    res["curve"][key] = {
+        "labels": int(len(idx)),
+        "finetune_pretrained": _finetune_acc(run, run.state, idx, opts, opts.seed),
+        "from_scratch": _finetune_acc(run, run.random_state, idx, opts, opts.seed)}
+  path = os.path.join(out_dir, "label_curve.png")
+  _label_curve_png(res["curve"], path, title=f"{run.config.method}: "
+                   f"{opts.finetune_steps} fine-tuning steps per point")
+  res["files"] = {"label_curve": os.path.relpath(path, out_dir)}
+  return res
+
+
+def _label_curve_png(curve: dict, path: str, title: str):
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  fig = Figure(figsize=(6, 4), dpi=100)
+  ax = fig.add_subplot()
+  n = [v["labels"] for v in curve.values()]
+  for key, label in (("finetune_pretrained", "pretrained, fine-tuned"),
+                     ("from_scratch", "from scratch")):
+    ax.plot(n, [100 * v[key] for v in curve.values()], "o-", label=label)
+  ax.set_xscale("log")
+  ax.set_xlabel("labelled training images")
+  ax.set_ylabel("test accuracy (%)")
+  ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path)
+
+
+def section_robustness(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
+  del out_dir
+  from ssljax.eval.linear import _standardize, train_linear_classifier  # pylint: disable=import-outside-toplevel
+  tr, te = run.train, run.test
+  a = run.features("trained", tr.images, "train")
+  mean, std = a.mean(0, keepdims=True), a.std(0, keepdims=True) + 1e-6
+  a_std, _ = _standardize(a, a[:1])
+  kw = run.probe_kwargs()
+  params = train_linear_classifier(a_std, tr.labels, num_classes=tr.num_classes,
+                                   **kw)
+  state = run.state
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+  def predict_fn(images):
+    f = extract_features(run.method.encode, variables, np.asarray(images),
+                         mesh=run.mesh, progress=False)
+    logits = ((f - mean) / std) @ np.asarray(params["w"]) + np.asarray(params["b"])
+    return logits.argmax(-1)
+
+  acc = robustness.accuracy_fn(predict_fn, te.labels, batch_size=len(te))
+  return robustness.robustness_table(acc, te.images,
+                                     corruptions=opts.corruptions,
+                                     severities=opts.severities, seed=opts.seed,
+                                     batch_size=1000)
+
+
+def _resize_to(images: np.ndarray, shape) -> np.ndarray:
+  h, w, c = shape
+  x = jax.image.resize(images.astype(np.float32),
+                       (len(images), h, w, images.shape[-1]), "bilinear")
+  x = np.asarray(np.clip(np.round(x), 0, 255), np.uint8)
+  if x.shape[-1] != c:
+    x = np.repeat(x[..., :1], c, -1) if c == 3 else x.mean(-1, keepdims=True).astype(np.uint8)
+  return x
+
+
+def section_transfer(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
+  del out_dir
+  from ssljax import data as data_lib  # pylint: disable=import-outside-toplevel
+  name = opts.transfer_dataset
+  dtr, dte = data_lib.load(name, "train"), data_lib.load(name, "test")
+  xtr = _resize_to(dtr.images, run.train.image_shape)
+  xte = _resize_to(dte.images, run.train.image_shape)
+  res = {"dataset": name, "train_examples": len(dtr), "test_examples": len(dte)}
+  for which in ("trained", "random"):
+    a = run.features(which, xtr, f"{name} train")
+    b = run.features(which, xte, f"{name} test")
+    res[which] = linear_probe(a, dtr.labels, b, dte.labels,
+                              num_classes=dtr.num_classes, solver="lbfgs",
+                              seed=opts.seed)["accuracy"]
+  res["raw_pixels"] = linear_probe(_raw(xtr), dtr.labels, _raw(xte), dte.labels,
+                                   num_classes=dtr.num_classes, solver="lbfgs",
+                                   seed=opts.seed)["accuracy"]
+  return res
+
+
+def section_health(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
+  del out_dir
+  from ssljax.augment import simclr_views  # pylint: disable=import-outside-toplevel
+  te = run.test
+  n = min(opts.health_examples, len(te))
+  aug = dict(run.config.get("augment") or {})
+  aug = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
+  v1, v2 = simclr_views(jax.random.key(opts.seed), te.images[:n], **aug)
+  to_u8 = lambda v: np.asarray(np.round(np.asarray(v) * 255), np.uint8)
+  res = {"views": "config.augment" if aug else "simclr_view defaults"}
+  for which, state in (("trained", run.state), ("random", run.random_state)):
+    f1 = run.features(which, to_u8(v1), "health view 1", state)
+    f2 = run.features(which, to_u8(v2), "health view 2", state)
+    full = run.features(which, te.images, "test")
+    report = {k: float(v) for k, v in health.collapse_report(full).items()}
+    res[which] = {"alignment": float(health.alignment(f1, f2)),
+                  "uniformity": float(health.uniformity(full[:n])),
+                  "feature_dim": int(full.shape[1]), **report}
+  return res
+
+
+def section_efficiency(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
+  from ssljax.train.logging import read_jsonl  # pylint: disable=import-outside-toplevel
+  res = {}
+  metrics = os.path.join(run.workdir, "metrics.jsonl")
+  if os.path.exists(metrics):
+    rows = [r for r in read_jsonl(metrics) if "images_per_sec" in r]
+    if rows:
+      ips = float(np.median([r["images_per_sec"] for r in rows]))
+      res["images_per_sec_median"] = ips
+      res["seconds_per_epoch"] = len(run.train) / ips
+  # kNN accuracy of every checkpoint against its write time.
+  ev = run.config.eval
+  rng = np.random.default_rng(opts.seed)
+  tri = rng.choice(len(run.train), min(opts.efficiency_knn_train, len(run.train)),
+                   replace=False)
+  tei = rng.choice(len(run.test), min(opts.efficiency_knn_test, len(run.test)),
+                   replace=False)
+  t_start = os.path.getmtime(os.path.join(run.workdir, "config.json"))
+  points = []
+  for step in run.ckpt.all_steps():
+    st = run.ckpt.restore(run.random_state, step)
+    a = run.features(f"step{step}", run.train.images[tri], "knn bank", st)
+    b = run.features(f"step{step}", run.test.images[tei], "knn queries", st)
+    wall = os.path.getmtime(os.path.join(run.ckpt.directory, str(step))) - t_start
+    points.append({"step": int(step), "wall_seconds": float(wall),
+                   "knn": knn_accuracy(a, run.train.labels[tri], b,
+                                       run.test.labels[tei],
+                                       num_classes=run.train.num_classes,
+                                       k=ev.knn_k, t=ev.knn_t)})
+  res["checkpoints"] = points
+  res["knn_subset"] = {"bank": len(tri), "queries": len(tei)}
+  if points:
+    from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+    fig = Figure(figsize=(5, 3.5), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot([p["wall_seconds"] / 60 for p in points],
+            [100 * p["knn"] for p in points], "o-")
+    ax.set_xlabel("wall-clock minutes (checkpoint write time)")
+    ax.set_ylabel("kNN accuracy (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "accuracy_vs_time.png")
+    fig.savefig(path)
+    res["files"] = {"accuracy_vs_time": os.path.relpath(path, out_dir)}
+  return res
+
+
+_SECTION_FNS = {name: globals()[f"section_{name}"] for name in SECTIONS}
+
+
+def evaluate_suite(workdir: str, *, sections: Sequence[str] = SECTIONS,
+                   step: int | None = None, options: SuiteOptions | None = None,
+                   out_dir: str | None = None, progress: bool = True,
+                   log=print) -> dict:
+  """Run ``sections`` on the checkpoint of ``workdir``; returns the report
+  (also written to ``out_dir/report.json``, default ``workdir/eval_suite``)."""
+  unknown = [s for s in sections if s not in SECTIONS]
+  if unknown:
+    raise ValueError(f"unknown sections {unknown}; choose from {SECTIONS}.")
+  opts = options or SuiteOptions()
+  out_dir = out_dir or os.path.join(workdir, "eval_suite")
+  os.makedirs(out_dir, exist_ok=True)
+  run = _Run(workdir, step, progress)
+  path = os.path.join(out_dir, "report.json")
+  report = {"workdir": os.path.abspath(workdir), "method": run.config.method,
+            "dataset": run.config.dataset, "step": run.step,
+            "options": dataclasses.asdict(opts), "sections": {}, "seconds": {}}
+  if os.path.exists(path):      # keep sections measured by earlier calls
+    with open(path) as f:
+      old = json.load(f)
+    if old.get("step") == run.step:
+      report["sections"].update(old.get("sections", {}))
+      report["seconds"].update(old.get("seconds", {}))
+  try:
+    for name in sections:
+      t0 = time.perf_counter()
+      report["sections"][name] = _SECTION_FNS[name](run, opts, out_dir)
+      report["seconds"][name] = time.perf_counter() - t0
+      log(f"[evaluate] {name}: {report['seconds'][name]:.0f} s")
+      if jax.process_index() == 0:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+          json.dump(report, f, indent=2, default=float)
+        os.replace(tmp, path)
+  finally:
+    run.ckpt.close()
+  return report
