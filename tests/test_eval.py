@@ -104,3 +104,23 @@ def test_sgd_probe_selects_weight_decay_per_feature_set():
                        solver="sgd", epochs=5, batch_size=100, lr=0.1,
                        weight_decay=1e-4)
   assert "validation" not in fixed and fixed["accuracy"] == out["accuracy"]
+
+
+def test_euclidean_knn_matches_sklearn():
+  x, y = _blobs(500, 6, 4, 6, spread=0.8)
+  x = x * 0.3
+  x, y, xt = x[:400], y[:400], x[400:]
+  k, t = 15, 0.5
+  ref = KNeighborsClassifier(n_neighbors=k, metric="euclidean",
+                             weights=lambda d: np.exp(-d ** 2 / (2 * t))).fit(x, y)
+  got = knn_predict(x, y, xt, num_classes=4, k=k, t=t, chunk=37,
+                    metric="euclidean")
+  np.testing.assert_array_equal(got, ref.predict(xt))
+  # huge distances: the weights must not all underflow (a class-0 vote); the
+  # nearest neighbour dominates, so the vote is the 1-NN prediction.
+  far = knn_predict(x * 1e3, y, xt * 1e3, num_classes=4, k=k, t=t,
+                    metric="euclidean")
+  nn1 = KNeighborsClassifier(n_neighbors=1).fit(x, y).predict(xt)
+  np.testing.assert_array_equal(far, nn1)
+  with pytest.raises(ValueError, match="metric"):
+    knn_predict(x, y, xt, num_classes=4, metric="manhattan")

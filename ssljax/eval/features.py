@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from ssljax.parallel import data_sharding, make_data_mesh
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted(encode_fn):
+  # One jit per encode function (a bound method hashes by its object and
+  # function), so repeated calls reuse the compiled code.
+  return jax.jit(encode_fn)
 
 
 def extract_features(encode_fn, variables, images: np.ndarray, *,
@@ -20,7 +29,10 @@ def extract_features(encode_fn, variables, images: np.ndarray, *,
   """
   mesh = mesh or make_data_mesh()
   batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
-  fn = jax.jit(encode_fn)
+  try:
+    fn = _jitted(encode_fn)
+  except TypeError:                      # an unhashable callable
+    fn = jax.jit(encode_fn)
   out = []
   n = len(images)
   with jax.set_mesh(mesh):

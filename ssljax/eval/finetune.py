@@ -67,34 +67,25 @@ def _model_parts(method):
                    "images (no mean/std or preprocess).")
 
 
-def finetune(method, variables_or_state, images, labels, *, num_classes: int,
-             steps: int = 500, batch_size: int = 128, lr: float = 0.05,
-             weight_decay: float = 5e-4, augment: bool = True,
-             crop_area=(0.8, 1.0), seed: int = 0) -> dict[str, Any]:
-  """Fine-tune encoder + a zero-initialized linear head on ``(images [N,H,W,C]
-  uint8, labels [N])``; returns ``{"params", "batch_stats", "head"}``.
+_COMPILED: dict[tuple, tuple] = {}
 
-  SGD with Nesterov momentum 0.9, cosine decay from ``lr`` over ``steps``,
-  L2 weight decay ``weight_decay`` on every parameter.
-  """
+
+def _compiled(method, *, num_classes, steps, batch_size, lr, weight_decay,
+              augment, crop_area):
+  """The jitted fine-tuning run and predictor of ``method`` for these
+  settings, built once: the labelled subset is an index pool argument with
+  its length traced, so every subset size shares one compilation."""
+  key = (id(method), num_classes, steps, batch_size, lr, weight_decay, augment,
+         tuple(crop_area))
+  if key in _COMPILED and _COMPILED[key][0] is method:
+    return _COMPILED[key][1:]
   model, preprocess = _model_parts(method)
-  v = encoder_variables(variables_or_state)
-  images = jnp.asarray(images)
-  labels = jnp.asarray(labels, jnp.int32)
-  if images.ndim != 4 or len(images) != len(labels):
-    raise ValueError(f"images {images.shape} must be [N, H, W, C] with one "
-                     f"label each; got {labels.shape} labels.")
-  feat_dim = model.apply(v, preprocess(to_float(images[:1])), train=False,
-                         method=type(model).encode).shape[-1]
-  trainable = {"encoder": v["params"],
-               "head": {"w": jnp.zeros((feat_dim, num_classes)),
-                        "b": jnp.zeros((num_classes,))}}
   tx = optax.chain(optax.add_decayed_weights(weight_decay),
                    optax.sgd(optax.cosine_decay_schedule(lr, steps),
                              momentum=0.9, nesterov=True))
 
-  def view(key, image):
-    k1, k2 = jax.random.split(key)
+  def view(k, image):
+    k1, k2 = jax.random.split(k)
     image = random_resized_crop(k1, image, area_range=crop_area)
     return random_flip_left_right(k2, image)
 
@@ -106,46 +97,94 @@ def finetune(method, variables_or_state, images, labels, *, num_classes: int,
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     return loss, upd["batch_stats"]
 
-  def step(carry, key):
-    tr, batch_stats, opt_state = carry
-    k_idx, k_aug = jax.random.split(key)
-    idx = jax.random.randint(k_idx, (batch_size,), 0, images.shape[0])
-    x = to_float(images[idx])
-    if augment:
-      x = batch_apply(view, k_aug, x)
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        tr, batch_stats, preprocess(x), labels[idx])
-    updates, opt_state = tx.update(grads, opt_state, tr)
-    return (optax.apply_updates(tr, updates), batch_stats, opt_state), loss
-
   @jax.jit
-  def run(tr, batch_stats, key):
+  def run(tr, batch_stats, rng, images, labels, pool, n):
+    def step(carry, k):
+      tr, batch_stats, opt_state = carry
+      k_idx, k_aug = jax.random.split(k)
+      idx = pool[jax.random.randint(k_idx, (batch_size,), 0, n)]
+      x = to_float(images[idx])
+      if augment:
+        x = batch_apply(view, k_aug, x)
+      (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          tr, batch_stats, preprocess(x), labels[idx])
+      updates, opt_state = tx.update(grads, opt_state, tr)
+      return (optax.apply_updates(tr, updates), batch_stats, opt_state), loss
+
     carry = (tr, batch_stats, tx.init(tr))
-    (tr, batch_stats, _), losses = jax.lax.scan(
-        step, carry, jax.random.split(key, steps))
+    (tr, batch_stats, _), losses = jax.lax.scan(step, carry,
+                                                jax.random.split(rng, steps))
     return tr, batch_stats, losses
 
-  tr, batch_stats, losses = run(trainable, v["batch_stats"], jax.random.key(seed))
-  return {"params": tr["encoder"], "batch_stats": batch_stats,
-          "head": tr["head"], "losses": np.asarray(losses)}
-
-
-def predict(method, finetuned: dict, images, *, batch_size: int = 1000
-            ) -> np.ndarray:
-  """Class ids ``[N]`` of uint8 ``images`` under a :func:`finetune` result
-  (BatchNorm in inference mode)."""
-  model, preprocess = _model_parts(method)
-
   @jax.jit
-  def logits(p, x):
+  def predict_fn(p, x):
     feats = model.apply({"params": p["params"], "batch_stats": p["batch_stats"]},
                         preprocess(to_float(x)), train=False,
                         method=type(model).encode)
     return jnp.argmax(feats.astype(jnp.float32) @ p["head"]["w"]
                       + p["head"]["b"], -1)
 
+  _COMPILED[key] = (method, run, predict_fn, model, preprocess)
+  return run, predict_fn, model, preprocess
+
+
+def finetune(method, variables_or_state, images, labels, *, num_classes: int,
+             steps: int = 500, batch_size: int = 128, lr: float = 0.05,
+             weight_decay: float = 5e-4, augment: bool = True,
+             crop_area=(0.8, 1.0), seed: int = 0, subset=None) -> dict[str, Any]:
+  """Fine-tune encoder + a zero-initialized linear head on ``(images [N,H,W,C]
+  uint8, labels [N])`` (or only their rows ``subset``, an index array);
+  returns ``{"params", "batch_stats", "head", "losses"}``.
+
+  SGD with Nesterov momentum 0.9, cosine decay from ``lr`` over ``steps``,
+  L2 weight decay ``weight_decay`` on every parameter. Passing the full
+  dataset with ``subset=`` reuses one compilation for every subset size.
+  """
+  images = np.asarray(images)
+  labels = np.asarray(labels, np.int32)
+  if images.ndim != 4 or len(images) != len(labels):
+    raise ValueError(f"images {images.shape} must be [N, H, W, C] with one "
+                     f"label each; got {labels.shape} labels.")
+  pool = np.arange(len(images)) if subset is None else np.asarray(subset)
+  if pool.ndim != 1 or len(pool) == 0 or pool.min() < 0 or pool.max() >= len(images):
+    raise ValueError(f"subset must be a non-empty index array into the "
+                     f"{len(images)} images.")
+  n = len(pool)
+  pool = np.resize(pool, len(images)).astype(np.int32)    # fixed shape
+  run, _, model, preprocess = _compiled(
+      method, num_classes=num_classes, steps=steps, batch_size=batch_size,
+      lr=lr, weight_decay=weight_decay, augment=augment, crop_area=crop_area)
+  v = encoder_variables(variables_or_state)
+  feat_dim = jax.eval_shape(
+      lambda x: model.apply(v, preprocess(to_float(x)), train=False,
+                            method=type(model).encode), images[:1]).shape[-1]
+  trainable = {"encoder": v["params"],
+               "head": {"w": jnp.zeros((feat_dim, num_classes)),
+                        "b": jnp.zeros((num_classes,))}}
+  tr, batch_stats, losses = run(trainable, v["batch_stats"],
+                                jax.random.key(seed), images, labels, pool,
+                                jnp.int32(n))
+  return {"params": tr["encoder"], "batch_stats": batch_stats,
+          "head": tr["head"], "losses": np.asarray(losses),
+          "_predict": _compiled(method, num_classes=num_classes, steps=steps,
+                                batch_size=batch_size, lr=lr,
+                                weight_decay=weight_decay, augment=augment,
+                                crop_area=crop_area)[1]}
+
+
+def predict(method, finetuned: dict, images, *, batch_size: int = 1000
+            ) -> np.ndarray:
+  """Class ids ``[N]`` of uint8 ``images`` under a :func:`finetune` result
+  (BatchNorm in inference mode)."""
+  fn = finetuned.get("_predict")
+  if fn is None:
+    model, preprocess = _model_parts(method)
+    fn = jax.jit(lambda p, x: jnp.argmax(model.apply(
+        {"params": p["params"], "batch_stats": p["batch_stats"]},
+        preprocess(to_float(x)), train=False, method=type(model).encode
+    ).astype(jnp.float32) @ p["head"]["w"] + p["head"]["b"], -1))
   p = {k: finetuned[k] for k in ("params", "batch_stats", "head")}
-  return np.concatenate([np.asarray(logits(p, images[i:i + batch_size]))
+  return np.concatenate([np.asarray(fn(p, images[i:i + batch_size]))
                          for i in range(0, len(images), batch_size)])
 
 
@@ -155,4 +194,5 @@ def finetune_accuracy(method, variables_or_state, train_images, train_labels,
   """Top-1 test accuracy (fraction) after :func:`finetune`."""
   ft = finetune(method, variables_or_state, train_images, train_labels,
                 num_classes=num_classes, **kwargs)
+  test_images = np.asarray(test_images)
   return float(np.mean(predict(method, ft, test_images) == np.asarray(test_labels)))

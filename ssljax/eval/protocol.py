@@ -51,11 +51,15 @@ def evaluate_run(workdir: str, *, step: int | None = None,
   """
   config = load_config(workdir)
   ev = config.eval
-  for key, value in (eval_overrides or {}).items():
-    if key not in ev and key not in ("linear_solver", "linear_l2"):
-      raise KeyError(f"unknown eval key {key!r}; the run's eval config has "
+  if eval_overrides:
+    unknown = [k for k in eval_overrides
+               if k not in ev and k not in ("linear_solver", "linear_l2")]
+    if unknown:
+      raise KeyError(f"unknown eval keys {unknown}; the run's eval config has "
                      f"{sorted(ev.keys())}.")
-    ev[key] = value
+    # a fresh ConfigDict: an override may change a value's type (a float
+    # weight decay -> a tuple to select from)
+    ev = type(ev)({**ev.to_dict(), **eval_overrides})
   train, test = load_dataset(config, "train"), load_dataset(config, "test")
   method, _ = build_method(config, len(train))
   mesh = make_data_mesh()

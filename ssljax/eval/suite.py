@@ -194,8 +194,8 @@ def section_pictures(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
 def _finetune_acc(run, state, idx, opts, seed):
   tr, te = run.train, run.test
   return finetune.finetune_accuracy(
-      run.method, state, tr.images[idx], tr.labels[idx], te.images, te.labels,
-      num_classes=tr.num_classes, steps=opts.finetune_steps,
+      run.method, state, tr.images, tr.labels, te.images, te.labels,
+      subset=idx, num_classes=tr.num_classes, steps=opts.finetune_steps,
       batch_size=opts.finetune_batch, lr=opts.finetune_lr, seed=seed)
 
 

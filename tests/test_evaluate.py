@@ -1,0 +1,62 @@
+"""The evaluation suite end to end on a tiny run (scikit-learn digits): every
+section writes its figures and pictures, and the report compares runs."""
+
+import json
+import os
+
+import numpy as np
+from helpers import tiny_config
+
+from ssljax.eval.report import markdown_report, write_report
+from ssljax.eval.suite import SECTIONS, SuiteOptions, evaluate_suite
+from ssljax.train.loop import pretrain
+
+
+def test_suite_all_sections_and_report(tmp_path):
+  workdir = str(tmp_path / "run")
+  config = tiny_config(dataset="digits", num_steps=4, checkpoint_every=2,
+                       batch_size=32)
+  config.eval.update(knn_k=10, feature_batch_size=64, linear_batch_size=64)
+  pretrain(config, workdir, progress=False)
+  opts = SuiteOptions(embed_points=100, embed_methods=("tsne",),
+                      label_fractions=(0.1,), label_curve=(5, 0),
+                      finetune_steps=3, finetune_batch=16,
+                      corruptions=("gaussian_noise", "occlusion"),
+                      severities=(1, 5), health_examples=64,
+                      efficiency_knn_train=200, efficiency_knn_test=50)
+  # two calls: sections measured earlier are kept in report.json
+  evaluate_suite(workdir, sections=("linear", "knn"), options=opts,
+                 progress=False, log=lambda *_: None)
+  rep = evaluate_suite(workdir, sections=SECTIONS[2:], options=opts,
+                       progress=False, log=lambda *_: None)
+  s = rep["sections"]
+  assert set(s) == set(SECTIONS) and rep["step"] == 4
+  for name in ("trained", "random_init", "raw_pixels"):
+    for solver in ("sgd", "lbfgs"):
+      assert 0.0 <= s["linear"][name][solver] <= 1.0
+  # raw pixels of digits are easy: the probe must do far better than chance
+  assert s["linear"]["raw_pixels"]["lbfgs"] > 0.8
+  assert 0 <= s["cluster"]["raw_pixels"]["nmi"] <= 1
+  assert s["few_labels"]["fractions"]["0.1"]["labels"] == 150
+  assert s["few_labels"]["curve"]["5"]["labels"] == 50
+  assert s["robustness"]["clean"] >= 0
+  assert s["transfer"]["dataset"] == "digits"
+  assert s["health"]["trained"]["feature_dim"] == 8
+  assert [p["step"] for p in s["efficiency"]["checkpoints"]] == [2, 4]
+  out = os.path.join(workdir, "eval_suite")
+  for rel in ("embedding_tsne.png", "retrieval.png", "curves.png",
+              "label_curve.png", "accuracy_vs_time.png"):
+    with open(os.path.join(out, rel), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n", rel
+  with open(os.path.join(out, "report.json")) as f:
+    assert json.load(f)["sections"].keys() == s.keys()
+
+  md, html = write_report([workdir, workdir], str(tmp_path / "report"))
+  text = open(md).read()
+  assert "## Linear probe" in text and "## Few labels" in text
+  assert text.count("| run |") >= 8
+  lin = f"{100 * s['linear']['trained']['sgd']:.2f}"
+  assert lin in text
+  assert os.path.exists(tmp_path / "report" / "run" / "retrieval.png")
+  assert "<table>" in open(html).read()
+  assert "# ssljax evaluation report" in markdown_report([rep])
