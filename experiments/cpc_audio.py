@@ -42,6 +42,7 @@ from ssljax.train.build import build_method
 from ssljax.train.checkpoint import Checkpointer
 from ssljax.train.logging import MetricWriter
 from ssljax.train.loop import save_config
+from ssljax.train.validate import validate_config
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file with get_config().", lock_config=True)
@@ -156,6 +157,7 @@ def main(argv):
     raise app.UsageError("--config is required.")
   t_start = time.perf_counter()
   mesh = make_data_mesh()
+  validate_config(config)
   check_batch_divides(config.batch_size, mesh)
   save_config(config, workdir)
   train_ds, test_ds = load_data(config, "train"), load_data(config, "test")

@@ -2,30 +2,67 @@
 
     python experiments/pretrain.py \
         --config experiments/configs/simclr_fashion_mnist.py \
-        --workdir workdirs/simclr_fmnist [--resume] [--config.batch_size=512]
+        --workdir workdirs/simclr_fmnist [--config.batch_size=512]
+
+Resume: running the same command again continues from the latest good
+checkpoint in --workdir when the config is the same (it says "resuming ... from
+step N"); a config that differs in anything that changes training is refused,
+listing the differing keys. --resume also resumes a workdir whose config.json is
+missing; --noresume refuses any workdir that holds checkpoints.
+
+Pre-emption: on SIGTERM or SIGINT (Ctrl-C) the run finishes the current step,
+saves a checkpoint there, flushes metrics.jsonl/TensorBoard and exits with
+status 0 (rerun the command to resume). A second Ctrl-C stops at once.
+Expected failures (config mismatch, non-finite loss with config.nonfinite=
+"stop", unreadable checkpoints) print one message and exit with status 1.
+
+Multi-host (TPU pod slice, SLURM GPU cluster, several local processes): start
+this same command once per process; ``maybe_initialize_distributed()`` joins
+them (SSLJAX_COORDINATOR/SSLJAX_NUM_PROCESSES/SSLJAX_PROCESS_ID, or SLURM /
+Open MPI / TPU auto-detection) before any device is used. See
+experiments/launch/README.md.
 """
+
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssljax.train.loop import pretrain
+from ssljax.parallel.distributed import maybe_initialize_distributed
+from ssljax.train.checkpoint import CheckpointError
+from ssljax.train.loop import (ConfigMismatchError, NonFiniteError, Preempted,
+                               pretrain)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file with get_config().", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
-_RESUME = flags.DEFINE_bool("resume", False,
-                            "Continue from the latest checkpoint in --workdir.")
+_RESUME = flags.DEFINE_bool(
+    "resume", None,
+    "Unset (default): resume automatically when --workdir holds checkpoints of "
+    "the same config. --resume: also resume when the config cannot be checked. "
+    "--noresume: refuse a --workdir that holds checkpoints.")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  maybe_initialize_distributed()  # before anything touches a device
   if _CONFIG.value is None:
     raise app.UsageError("--config is required, e.g. "
                          "--config experiments/configs/simclr_fashion_mnist.py")
-  _, state = pretrain(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
+  resume = "auto" if _RESUME.value is None else _RESUME.value
+  try:
+    _, state = pretrain(_CONFIG.value, _WORKDIR.value, resume=resume)
+  except Preempted as e:
+    print(f"pre-empted: {e}", flush=True)
+    return 0
+  except (ConfigMismatchError, FileExistsError, NonFiniteError,
+          CheckpointError) as e:
+    print(f"pretrain: {e}", file=sys.stderr, flush=True)
+    return 1
   print(f"finished at step {int(state.step)}; checkpoints in "
         f"{_WORKDIR.value}/checkpoints")
+  return 0
 
 
 if __name__ == "__main__":

@@ -48,3 +48,13 @@ def tiny_config(**overrides):
   for k, v in overrides.items():
     c[k] = v
   return c
+
+
+def reliability_config(**overrides):
+  """``tiny_config`` as a 12-step run: log every 2 steps, checkpoint every 4
+  (tests/test_reliability.py; also built in its subprocesses)."""
+  c = tiny_config(num_steps=12, log_every=2, checkpoint_every=4,
+                  keep_checkpoints=20)
+  for k, v in overrides.items():
+    c[k] = v
+  return c

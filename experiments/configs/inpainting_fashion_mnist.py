@@ -30,7 +30,7 @@ def get_config():
   c.data_dir = ""
   c.data_source = "auto"
   c.batch_size = 256
-  c.num_epochs = 2.0
+  c.num_epochs = 1.0
   c.num_steps = 0                   # > 0 overrides num_epochs
 
   c.encoder = ml_collections.ConfigDict(dict(

@@ -27,6 +27,15 @@ from ssljax.augment.ops import (
     to_float,
     to_grayscale,
 )
+from ssljax.augment.masks import (
+    MASK_KINDS,
+    apply_mask,
+    border_weights,
+    center_mask,
+    inpainting_masks,
+    random_block_mask,
+    random_region_mask,
+)
 from ssljax.augment.pretext import (
     CENTER_CELL,
     NEIGHBOR_CELLS,
@@ -45,6 +54,13 @@ from ssljax.augment.pretext import (
 from ssljax.augment.views import simclr_view, simclr_views
 
 __all__ = [
+    "MASK_KINDS",
+    "apply_mask",
+    "border_weights",
+    "center_mask",
+    "inpainting_masks",
+    "random_block_mask",
+    "random_region_mask",
     "CENTER_CELL",
     "GRAYSCALE_WEIGHTS",
     "NEIGHBOR_CELLS",

@@ -5,6 +5,9 @@ from ssljax.methods.ema import constant_momentum, ema_update, momentum_schedule
 from ssljax.methods.moco import (MoCo, MoCoState, check_queue_divides, enqueue,
                                  shuffled_group_apply)
 from ssljax.methods.simclr import SimCLR, SimCLRState
+from ssljax.methods.inpainting import (ContextEncoder, ConvDecoder,
+                                       ConvDiscriminator, Inpainting,
+                                       InpaintingState)
 from ssljax.methods.jigsaw import Jigsaw, JigsawState, permutation_set
 from ssljax.methods.pretext import PretextMethod, PretextState, TileClassifier
 from ssljax.methods.relpos import RelativePosition, RelativePositionState
@@ -15,4 +18,6 @@ __all__ = ["Jigsaw", "JigsawState", "PretextMethod", "PretextState",
            "RotationState", "TileClassifier", "permutation_set",
            "MoCo", "MoCoState", "SimCLR", "SimCLRState", "check_queue_divides",
            "constant_momentum", "ema_update", "enqueue", "momentum_schedule",
-           "shuffled_group_apply", "CPCState", "ImageCPC", "SequenceCPC"]
+           "shuffled_group_apply", "CPCState", "ImageCPC", "SequenceCPC",
+           "ContextEncoder", "ConvDecoder", "ConvDiscriminator", "Inpainting",
+           "InpaintingState"]

@@ -1,5 +1,12 @@
-"""Mesh and sharding helpers: one 1-D mesh over all devices, axis ``data``."""
+"""Mesh and sharding helpers: one 1-D mesh over all devices, axis ``data``;
+multi-host start-up (``maybe_initialize_distributed``)."""
 
+from ssljax.parallel.distributed import (
+    DistributedInfo,
+    maybe_initialize_distributed,
+    process_rows,
+    process_rows_are_contiguous,
+)
 from ssljax.parallel.mesh import (
     DATA_AXIS,
     check_batch_divides,
@@ -11,9 +18,13 @@ from ssljax.parallel.mesh import (
 
 __all__ = [
     "DATA_AXIS",
+    "DistributedInfo",
     "check_batch_divides",
     "data_sharding",
     "make_data_mesh",
+    "maybe_initialize_distributed",
+    "process_rows",
+    "process_rows_are_contiguous",
     "replicate",
     "replicated_sharding",
 ]

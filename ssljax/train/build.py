@@ -100,9 +100,12 @@ def build_method(config, num_examples: int):
     method = _build_moco(config, tx, schedule, steps, mean, std)
   elif config.method in ("rotation", "jigsaw", "relpos"):
     method = _build_pretext(config, tx, schedule, mean, std)
+  elif config.method == "inpainting":
+    from ssljax.train.build_inpainting import build_inpainting  # pylint: disable=import-outside-toplevel
+    method = build_inpainting(config, schedule, mean, std)
   else:
     raise ValueError(f"unknown method {config.method!r}; available: 'simclr', "
-                     "'moco', 'rotation', 'jigsaw', 'relpos'.")
+                     "'moco', 'rotation', 'jigsaw', 'relpos', 'inpainting'.")
   return method, steps
 
 

@@ -1,11 +1,44 @@
 """The pre-training loop: data -> sharded global batches -> one jitted step.
 
 ``pretrain(config, workdir)`` trains ``config.method`` on ``config.dataset``,
-writes TensorBoard events and ``metrics.jsonl``, saves Orbax checkpoints every
-``config.checkpoint_every`` steps and at the end, and with ``resume=True``
-continues from the latest checkpoint: data order (``start_step``) and
-augmentation keys (``fold_in(key, step)``) make the resumed run reach the same
-parameters as an uninterrupted one.
+writes TensorBoard events and ``metrics.jsonl``, and saves Orbax checkpoints
+every ``config.checkpoint_every`` steps and at the end. Each checkpoint carries
+(Orbax custom metadata) the config, the data-pipeline position (the step:
+batches are a pure function of ``(seed, step)``, see ``ssljax.data.batches``)
+and the ``skipped_steps`` counter.
+
+Resume. ``resume=True`` or ``"auto"`` continues from the latest good
+checkpoint in ``workdir`` when its saved config (``config.json`` and the
+checkpoint's copy) equals ``config`` in everything that changes the training
+trajectory; it refuses with :class:`ConfigMismatchError`, listing the differing
+keys, otherwise (keys in :data:`RESUME_IGNORED_KEYS`, e.g. ``log_every``, may
+change). Data order (``start_step``) and augmentation keys (``fold_in(key,
+step)``) make the resumed run bit-identical to an uninterrupted one on CPU, and
+rows of ``metrics.jsonl`` after the restored step are dropped (the file is
+rewritten atomically) so every logged step appears exactly once. A latest
+checkpoint that cannot be read is reported (``CheckpointWarning`` naming step
+and path), renamed ``<step>.corrupt`` and the previous good one is used.
+``resume=False`` (the library default) refuses a ``workdir`` that holds
+checkpoints; ``experiments/pretrain.py`` resumes automatically ("auto").
+
+Pre-emption. While ``pretrain`` runs (in the main thread) SIGTERM and SIGINT
+are caught: the loop finishes the current step, saves a checkpoint at that
+step, flushes ``metrics.jsonl``/TensorBoard, restores the previous signal
+handlers and raises :class:`Preempted` (``experiments/pretrain.py`` turns it
+into exit status 0). A second SIGINT (Ctrl-C) interrupts at once.
+
+Numerical faults. The jitted step also returns a 3-int ``guard`` (skipped-step
+count, first bad step, what was non-finite) computed on device from the loss,
+the other metrics, the new parameters and the rest of the new state; no host
+sync is added per step. The host reads it with the metrics at log steps and
+before every checkpoint save. ``config.nonfinite``:
+
+* ``"stop"`` (default): raise :class:`NonFiniteError` naming the first bad step
+  and quantity; nothing after the fault is saved, so the last checkpoint is the
+  last good state.
+* ``"skip"``: a step with a non-finite value keeps the previous state (only
+  ``step`` advances; a select inside the jitted step) and ``skipped_steps``
+  (cumulative, kept across resumes) is logged.
 
 With ``config.monitor.every > 0`` a weighted-kNN accuracy of the frozen encoder
 on a small labelled subset (``ssljax.eval.monitor.KNNMonitor``) is logged as
@@ -14,21 +47,84 @@ on a small labelled subset (``ssljax.eval.monitor.KNNMonitor``) is logged as
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import logging
 import os
+import signal
+import sys
+import threading
 import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
 from ssljax import data as data_lib
 from ssljax.parallel import check_batch_divides, make_data_mesh, replicated_sharding
 from ssljax.train.build import build_method
-from ssljax.train.checkpoint import Checkpointer
+from ssljax.train.checkpoint import CheckpointError, Checkpointer, CheckpointWarning
 from ssljax.train.logging import MetricWriter
+from ssljax.train.validate import validate_config, validate_images
 
 CONFIG_FILE = "config.json"
+NONFINITE_MODES = ("stop", "skip")
+# Top-level config keys that do not change the training trajectory: they may
+# differ between a run and its resumption.
+RESUME_IGNORED_KEYS = ("log_every", "checkpoint_every", "keep_checkpoints",
+                       "data_dir", "monitor", "eval", "nonfinite")
+
+_log = logging.getLogger(__name__)
+
+
+class Preempted(Exception):
+  """``pretrain`` stopped on SIGTERM/SIGINT after saving a checkpoint.
+
+  Attributes: ``step`` (the last step taken and saved), ``workdir``,
+  ``signal_name``.
+  """
+
+  def __init__(self, step: int, workdir: str, signal_name: str):
+    self.step, self.workdir, self.signal_name = int(step), workdir, signal_name
+    super().__init__(
+        f"{signal_name} received: stopped after step {step}, checkpoint saved "
+        f"at step {step} in {os.path.join(workdir, 'checkpoints')}. Run the "
+        "same command (same config and --workdir) to resume.")
+
+
+class NonFiniteError(FloatingPointError):
+  """A step produced a non-finite loss, metric, parameter or state value.
+
+  Attributes: ``step`` (the first bad step), ``metric`` (what was non-finite),
+  ``last_good_checkpoint`` (a step, or None).
+  """
+
+  def __init__(self, step: int, metric: str, detected_at: int,
+               last_good_checkpoint: int | None, checkpoint_dir: str):
+    self.step, self.metric = int(step), metric
+    self.last_good_checkpoint = last_good_checkpoint
+    where = (f"the last good checkpoint is step {last_good_checkpoint} in "
+             f"{checkpoint_dir}" if last_good_checkpoint is not None else
+             "no checkpoint was saved")
+    super().__init__(
+        f"non-finite {metric} at step {step} (detected at step {detected_at}); "
+        f"nothing after the fault was saved: {where}. Lower the learning rate "
+        "or check the data, or set config.nonfinite='skip' to discard such "
+        "steps, then run again with the same --workdir to resume.")
+
+
+class ConfigMismatchError(ValueError):
+  """The config differs from the saved run in ``workdir`` (``differences``:
+  ``[(key, saved, new), ...]``)."""
+
+  def __init__(self, message: str, differences: list[tuple[str, Any, Any]]):
+    self.differences = differences
+    super().__init__(message)
 
 
 def load_dataset(config, split: str = "train"):
@@ -37,9 +133,13 @@ def load_dataset(config, split: str = "train"):
 
 
 def save_config(config, workdir: str) -> None:
+  """Write ``workdir/config.json`` atomically."""
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+  path = os.path.join(workdir, CONFIG_FILE)
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
     f.write(config.to_json(indent=2))
+  os.replace(tmp, path)
 
 
 def load_config(workdir: str):
@@ -50,6 +150,78 @@ def load_config(workdir: str):
                             "pretrain.py run?")
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
+
+
+def config_to_dict(config) -> dict:
+  """``config`` as plain JSON data (tuples become lists), as in config.json."""
+  if hasattr(config, "to_json"):
+    return json.loads(config.to_json())
+  return json.loads(json.dumps(config))
+
+
+_ABSENT = "<absent>"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict) and v:
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def config_differences(saved: dict, new: dict, *,
+                       ignore=RESUME_IGNORED_KEYS) -> list[tuple[str, Any, Any]]:
+  """``[(dotted_key, saved_value, new_value)]`` for keys whose values differ,
+  leaving out keys under the top-level names in ``ignore``."""
+  a, b = _flatten(saved), _flatten(new)
+  diffs = []
+  for key in sorted(set(a) | set(b)):
+    if key.split(".")[0] in ignore:
+      continue
+    va, vb = a.get(key, _ABSENT), b.get(key, _ABSENT)
+    if va != vb:
+      diffs.append((key, va, vb))
+  return diffs
+
+
+def _check_same_run(saved: dict, config, workdir: str, source: str) -> None:
+  diffs = config_differences(saved, config_to_dict(config))
+  if not diffs:
+    return
+  listing = "\n".join(f"  {k}: saved {json.dumps(a)}, now {json.dumps(b)}"
+                      for k, a, b in diffs)
+  overrides = " ".join(f"--config.{k}={json.dumps(a, separators=(',', ':'))}"
+                       for k, a, b in diffs if a != _ABSENT)
+  raise ConfigMismatchError(
+      f"{workdir} holds checkpoints of a run whose config ({source}) differs "
+      f"from this one in:\n{listing}\nResuming would not continue the same "
+      "run, so nothing was changed. Either start a new run with another "
+      f"--workdir, or resume with the saved config"
+      + (f" (e.g. {overrides})" if overrides else "") + ". Keys that may "
+      f"change on resume: {', '.join(RESUME_IGNORED_KEYS)}.", diffs)
+
+
+def data_position(config, dataset, step: int) -> dict:
+  """Where the data pipeline stands after ``step`` global steps: the inputs of
+  ``ssljax.data.batches`` and the (epoch, step in epoch) they imply."""
+  n = len(dataset)
+  spe = data_lib.steps_per_epoch(n, config.batch_size)
+  epoch, in_epoch = divmod(int(step), max(spe, 1))
+  return {"dataset": getattr(dataset, "name", None) or config.dataset,
+          "num_examples": n, "batch_size": int(config.batch_size),
+          "seed": int(config.seed), "steps_per_epoch": spe, "step": int(step),
+          "epoch": epoch, "step_in_epoch": in_epoch}
+
+
+def nonfinite_mode(config) -> str:
+  mode = config.get("nonfinite", "stop") or "stop"
+  if mode not in NONFINITE_MODES:
+    raise ValueError(f"config.nonfinite must be one of {NONFINITE_MODES}; "
+                     f"got {mode!r}.")
+  return mode
 
 
 def init_state(method, config, image_shape, mesh):
@@ -74,63 +246,301 @@ def make_monitor(config, train, *, mesh=None, test=None):
   return KNNMonitor.from_config(config, train, test, mesh=mesh)
 
 
-def pretrain(config, workdir: str, *, resume: bool = False,
+# ---------------------------------------------------------------------------
+# Non-finite guard.
+
+
+def _fault_names(metric_keys) -> list[str]:
+  """What each ``guard[2]`` code names: the metrics ("loss" first), then the
+  new parameters, then the rest of the new state."""
+  keys = sorted(metric_keys)
+  if "loss" in keys:
+    keys.remove("loss")
+    keys.insert(0, "loss")
+  return keys + ["params", "state (BN statistics, optimizer or method state)"]
+
+
+def _any_nonfinite(tree) -> jax.Array:
+  flags = [~jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+           if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  return jnp.any(jnp.stack(flags)) if flags else jnp.array(False)
+
+
+def _replace(obj, **changes):
+  return (obj.replace(**changes) if hasattr(obj, "replace")
+          else dataclasses.replace(obj, **changes))
+
+
+def guarded_train_step(train_step: Callable, nonfinite: str = "stop") -> Callable:
+  """``step(state, images, key, guard) -> (state, metrics, guard)`` around a
+  method's ``train_step``; jit it with ``donate_argnums=0``.
+
+  ``guard`` is int32 ``[3]``: (steps with a non-finite value so far, the first
+  such step or -1, what was non-finite there as an index into
+  ``_fault_names(metrics)`` or -1). With ``nonfinite="skip"`` a bad step
+  returns the input state with only ``step`` advanced (the select needs the old
+  and new state at once: in that mode donation saves less memory).
+  """
+  if nonfinite not in NONFINITE_MODES:
+    raise ValueError(f"nonfinite must be one of {NONFINITE_MODES}; got "
+                     f"{nonfinite!r}.")
+
+  def step(state, images, key, guard):
+    new, metrics = train_step(state, images, key)
+    params = getattr(new, "params", None)
+    rest = _replace(new, params=None) if params is not None else new
+    flags = [_any_nonfinite(metrics[k]) for k in _fault_names(metrics)[:-2]]
+    flags += [_any_nonfinite(params), _any_nonfinite(rest)]
+    flags = jnp.stack(flags)
+    bad = jnp.any(flags)
+    if nonfinite == "skip":
+      kept = jax.tree.map(lambda n, o: jnp.where(bad, o, n), new, state)
+      new = _replace(kept, step=new.step)
+    code = jnp.where(bad, jnp.argmax(flags), -1).astype(jnp.int32)
+    first = (guard[1] < 0) & bad
+    this_step = (state.step + 1).astype(jnp.int32)
+    guard = jnp.stack([guard[0] + bad.astype(jnp.int32),
+                       jnp.where(first, this_step, guard[1]),
+                       jnp.where(first, code, guard[2])])
+    return new, metrics, guard
+
+  return step
+
+
+# ---------------------------------------------------------------------------
+# Signals.
+
+
+class StopRequest:
+  """Set by :func:`stop_on_signals`' handler; ``signal_name`` once requested."""
+
+  def __init__(self):
+    self.signal_name: str | None = None
+
+  @property
+  def requested(self) -> bool:
+    return self.signal_name is not None
+
+  def handler(self, signum, frame):  # pylint: disable=unused-argument
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C stops at once
+    self.signal_name = signal.Signals(signum).name
+    sys.stderr.write(f"\n{self.signal_name} received: finishing this step, "
+                     "then saving a checkpoint and stopping (Ctrl-C again to "
+                     "stop at once).\n")
+    sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def stop_on_signals(enabled: bool = True,
+                    signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[StopRequest]:
+  """Catch ``signals`` into a :class:`StopRequest` for the ``with`` body, then
+  restore the previous handlers. Outside the main thread (where Python cannot
+  set handlers) or with ``enabled=False`` nothing is installed."""
+  request = StopRequest()
+  if not enabled or threading.current_thread() is not threading.main_thread():
+    yield request
+    return
+  previous = {}
+  try:
+    for s in signals:
+      previous[s] = signal.signal(s, request.handler)
+    yield request
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def _any_process(flag: bool) -> bool:
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def _say(message: str) -> None:
+  _log.info(message)
+  if jax.process_index() == 0:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# The loop.
+
+
+def pretrain(config, workdir: str, *, resume: bool | str = False,
              stop_at: int | None = None, dataset=None, progress: bool = True,
-             monitor=None):
+             monitor=None, handle_signals: bool = True):
   """Pre-train; returns ``(method, state)``.
 
   Args:
     config: an ml_collections config (see ``experiments/configs``).
+      ``config.nonfinite``: ``"stop"`` (default) or ``"skip"`` (module doc).
     workdir: output folder (config.json, checkpoints/, tb/, metrics.jsonl).
-    resume: continue from the latest checkpoint in ``workdir``. Without it a
-      ``workdir`` that already holds checkpoints is refused, so nothing saved
-      is overwritten.
-    stop_at: stop after this global step (simulates a pre-empted run).
+    resume: ``False``: a ``workdir`` that already holds checkpoints is refused
+      (``FileExistsError``), so nothing saved is overwritten. ``True`` or
+      ``"auto"``: continue from the latest good checkpoint when there is one
+      and the saved config matches (else :class:`ConfigMismatchError`); start
+      at step 0 when there is none. (``True`` also resumes a workdir whose
+      config cannot be checked, with a warning; ``"auto"`` refuses it.)
+    stop_at: stop after this global step, saving a checkpoint there
+      (simulates a pre-empted run).
     dataset: an ``ArrayDataset`` to use instead of ``config.dataset``.
+    progress: show a progress bar.
     monitor: ``monitor(method, state) -> dict`` of scalars, called when
       ``monitor.due(step, last_step)``; default :func:`make_monitor` (from
       ``config.monitor``; with ``dataset`` given, its queries are other images
       of ``dataset``).
+    handle_signals: catch SIGTERM/SIGINT (main thread only): finish the step,
+      save, flush and raise :class:`Preempted`.
+
+  Raises:
+    Preempted: after SIGTERM/SIGINT, once the checkpoint is saved.
+    NonFiniteError: ``nonfinite="stop"`` and a step went non-finite.
+    ConfigMismatchError: resuming with a config that differs from the run's.
+    CheckpointError: no checkpoint in ``workdir`` can be restored.
   """
+  if resume not in (False, True, "auto"):
+    raise ValueError(f"resume must be False, True or 'auto'; got {resume!r}.")
+  # Every config problem at once, before any data is read or code compiled.
+  validate_config(config, check_dataset=dataset is None,
+                  num_examples=len(dataset) if dataset is not None else None)
+  nonfinite = nonfinite_mode(config)
   mesh = make_data_mesh()
   check_batch_divides(config.batch_size, mesh)
-  ds = dataset if dataset is not None else load_dataset(config)
-  method, steps = build_method(config, len(ds))
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
                       max_to_keep=config.get("keep_checkpoints", 3),
                       every=config.checkpoint_every)
-  if ckpt.latest_step() is not None and not resume:
-    raise FileExistsError(
-        f"{workdir} already holds checkpoints (latest step "
-        f"{ckpt.latest_step()}): pass --resume to continue that run, or choose "
-        "another --workdir. Nothing was overwritten.")
-  if jax.process_index() == 0:
-    save_config(config, workdir)
+  try:
+    latest = ckpt.latest_step()
+    if latest is not None:
+      if resume is False:
+        raise FileExistsError(
+            f"{workdir} already holds checkpoints (latest step {latest}): pass "
+            "--resume (or resume=True/'auto') to continue that run, or choose "
+            "another --workdir. Nothing was overwritten.")
+      config_path = os.path.join(workdir, CONFIG_FILE)
+      if os.path.exists(config_path):
+        with open(config_path) as f:
+          _check_same_run(json.load(f), config, workdir, config_path)
+      elif resume == "auto":
+        raise ConfigMismatchError(
+            f"{workdir} holds checkpoints but no {CONFIG_FILE}, so this config "
+            "cannot be checked against the run: pass --resume to continue it "
+            "anyway, or choose another --workdir.", [])
+      else:
+        warnings.warn(f"{config_path} is missing: resuming without checking "
+                      "the config.", CheckpointWarning, stacklevel=2)
+    return _pretrain(config, workdir, ckpt, latest, nonfinite=nonfinite,
+                     mesh=mesh, stop_at=stop_at, dataset=dataset,
+                     progress=progress, monitor=monitor,
+                     handle_signals=handle_signals)
+  finally:
+    ckpt.close()
+
+
+def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
+              dataset, progress, monitor, handle_signals):
+  ds = dataset if dataset is not None else load_dataset(config)
+  validate_images(ds.images[:1], name=f"dataset {config.dataset!r} images")
+  method, steps = build_method(config, len(ds))
+  proc0 = jax.process_index() == 0
   if monitor is None and config.get("monitor") and config.monitor.get("every"):
     monitor = make_monitor(config, ds, mesh=mesh,
                            test=None if dataset is not None
                            else load_dataset(config, "test"))
 
   state, data_key = init_state(method, config, ds.image_shape, mesh)
-  if resume and ckpt.latest_step() is not None:
-    state = ckpt.restore(state)
-  start = int(state.step)
+  start, skipped = 0, 0
+  if latest is not None:
+    def verify(step, restored, meta):
+      if int(restored.step) != step:
+        raise CheckpointError(f"its state is at step {int(restored.step)}, "
+                              f"not {step}")
+      if not meta:       # saved by an older ssljax: nothing more to check
+        return
+      if int(meta.get("step", step)) != step:
+        raise CheckpointError(f"its metadata says step {meta['step']}")
+      if "data" in meta:
+        saved, now = meta["data"], data_position(config, ds, step)
+        diffs = [(f"data.{k}", saved.get(k), now[k])
+                 for k in ("dataset", "num_examples", "batch_size", "seed")
+                 if saved.get(k) != now[k]]
+        if diffs:
+          raise ConfigMismatchError(
+              f"the data pipeline differs from the run in {workdir}: "
+              + ", ".join(f"{k} saved {a!r}, now {b!r}" for k, a, b in diffs)
+              + ". Pass the same dataset, or choose another --workdir.", diffs)
+        if any(saved.get(k) != now[k] for k in now):
+          raise CheckpointError(f"its data position {saved} does not match "
+                                f"step {step} ({now})")
+      if "config" in meta:
+        _check_same_run(meta["config"], config, workdir,
+                        f"saved with the checkpoint at step {step}")
+
+    restored = ckpt.restore_last_good(state, verify=verify)
+    if restored.bad_steps:
+      moved = ckpt.set_aside(restored.bad_steps)
+      _say(f"unreadable checkpoint(s) at step(s) {restored.bad_steps} moved "
+           f"aside to {moved}; resuming from the previous good one.")
+    state, start = restored.state, restored.step
+    skipped = int(restored.metadata.get("skipped_steps", 0))
+    _say(f"resuming {workdir} from step {start} (checkpoint "
+         f"{ckpt.step_path(start)}).")
+  if proc0:  # after the checks: a refused resume leaves config.json as it was
+    save_config(config, workdir)
+  for path in ckpt.unfinished():
+    warnings.warn(f"unfinished checkpoint save {path} ignored (left on disk).",
+                  CheckpointWarning, stacklevel=3)
   end = steps if stop_at is None else min(steps, stop_at)
 
-  step_fn = jax.jit(method.train_step, donate_argnums=0)
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  step_fn = jax.jit(guarded_train_step(method.train_step, nonfinite),
+                    donate_argnums=0)
+  guard = jax.device_put(np.array([skipped, -1, -1], np.int32),
+                         replicated_sharding(mesh))
+  writer = MetricWriter(workdir, enabled=proc0, start_step=start)
   host_batches = data_lib.prefetch(
       data_lib.batches(ds, batch_size=config.batch_size, seed=config.seed,
                        start_step=start), size=2)
   batches = data_lib.device_prefetch(host_batches, mesh, size=2)
-  bar = tqdm(total=steps, initial=start, disable=not progress or jax.process_index() != 0,
+  bar = tqdm(total=steps, initial=start, disable=not progress or not proc0,
              unit="step", dynamic_ncols=True)
+  names = None
+  last_saved, seen_skipped = start, skipped
+
+  def check(g, step):
+    """Raise NonFiniteError in stop mode; report new skips in skip mode."""
+    nonlocal seen_skipped
+    count, first_step, code = (int(v) for v in g)
+    if nonfinite == "stop" and first_step >= 0:
+      good = [s for s in ckpt.all_steps() if s < first_step]
+      raise NonFiniteError(first_step, names[code], step,
+                           good[-1] if good else None, ckpt.directory)
+    if nonfinite == "skip" and count > seen_skipped:
+      _log.warning("step %d: %d step(s) with a non-finite value skipped so far "
+                   "(first at step %d: %s).", step, count, first_step,
+                   names[code])
+      seen_skipped = count
+
+  def save(step, g):
+    nonlocal last_saved
+    check(g, step)
+    if step == last_saved:
+      return
+    ckpt.save(step, state, force=True,
+              metadata={"step": step, "data": data_position(config, ds, step),
+                        "skipped_steps": int(g[0]), "nonfinite": nonfinite,
+                        "config": config_to_dict(config)})
+    last_saved = step
+
   t0, seen, step = time.perf_counter(), 0, start
   try:
-    with jax.set_mesh(mesh):
+    with stop_on_signals(handle_signals) as stop, jax.set_mesh(mesh):
       while step < end:
         batch = next(batches)
-        state, metrics = step_fn(state, batch["image"], data_key)
+        state, metrics, guard = step_fn(state, batch["image"], data_key, guard)
+        if names is None:
+          names = _fault_names(metrics)
         step += 1
         seen += config.batch_size
         bar.update(1)
@@ -140,22 +550,34 @@ def pretrain(config, workdir: str, *, resume: bool = False,
           t_mon = time.perf_counter()
           extra = monitor(method, state)
           t0 += time.perf_counter() - t_mon     # the monitor does not
-        if step % config.log_every == 0 or step == end:
-          metrics = jax.device_get(metrics)
+        g = None
+        log_now = step % config.log_every == 0 or step == steps
+        if log_now:
+          metrics, g = jax.device_get((metrics, guard))
           dt = time.perf_counter() - t0
           metrics["images_per_sec"] = seen / max(dt, 1e-9)
+          if nonfinite == "skip":
+            metrics["skipped_steps"] = int(g[0])
           writer.write(step, {**metrics, **extra})
           bar.set_postfix(loss=f"{float(metrics['loss']):.3f}",
                           img_s=f"{metrics['images_per_sec']:.0f}")
           t0, seen = time.perf_counter(), 0
+          check(g, step)
         elif extra:
           writer.write(step, extra)
-        if step % config.checkpoint_every == 0 or step == steps:
-          ckpt.save(step, state, force=True)
+        # Every process must agree to stop at the same step: with several
+        # processes the request is shared at log steps only (one all-gather).
+        preempt = (stop.requested if jax.process_count() == 1 else
+                   log_now and _any_process(stop.requested))
+        if step % config.checkpoint_every == 0 or step == end or preempt:
+          save(step, jax.device_get(guard) if g is None else g)
+        if preempt:
+          writer.flush()
+          raise Preempted(step, workdir,
+                          stop.signal_name or "a stop request (other process)")
   finally:
     bar.close()
     writer.close()
     if hasattr(host_batches, "close"):
       host_batches.close()
-    ckpt.close()
   return method, state

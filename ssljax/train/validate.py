@@ -61,8 +61,10 @@ __all__ = [
 
 #: ``config.method`` values that ``build_method`` builds.
 IMAGE_METHODS = ("simclr", "moco", "rotation", "jigsaw", "relpos")
+#: Image methods without a projection/classifier head (ssljax.methods.inpainting).
+GENERATIVE_METHODS = ("inpainting",)
 CPC_METHODS = ("cpc_sequence", "cpc_image")
-METHODS = IMAGE_METHODS + CPC_METHODS
+METHODS = IMAGE_METHODS + GENERATIVE_METHODS + CPC_METHODS
 #: ``config.optimizer.name`` values of ``ssljax.train.optim.make_optimizer``.
 OPTIMIZERS = ("lars", "sgd", "adamw")
 SCHEDULES = ("cosine", "step")
@@ -96,6 +98,7 @@ METHOD_KEYS = {
     "rotation": frozenset({"head", "augment"}),
     "jigsaw": frozenset({"head", "jigsaw"}),
     "relpos": frozenset({"head", "relpos"}),
+    "inpainting": frozenset({"inpainting", "decoder", "discriminator"}),
     "cpc_sequence": frozenset({"context", "cpc", "data"}),
     "cpc_image": frozenset({"context", "cpc"}),
 }
@@ -228,6 +231,15 @@ def allowed_keys(method: str) -> dict[str, frozenset | None]:
   if method in CPC_METHODS:
     out["cpc"] = CPC_KEYS[method]
     out["context"] = None
+  if method == "inpainting":
+    # pylint: disable=import-outside-toplevel
+    from ssljax.train.build_inpainting import (DECODER_KEYS,
+                                               DISCRIMINATOR_KEYS,
+                                               INPAINTING_KEYS)
+    out["inpainting"] = INPAINTING_KEYS
+    out["decoder"] = DECODER_KEYS
+    out["discriminator"] = DISCRIMINATOR_KEYS
+    out["optimizer"] = CONFIG_KEYS["optimizer"] | {"b1", "b2"}   # Adam's betas
   out["encoder"] = None
   return out
 
@@ -548,6 +560,9 @@ class _Checker:
       self.moco()
     if method in ("jigsaw", "relpos"):
       self.pretext(method)
+    if method == "inpainting":
+      self.image_encoder(method)
+      self.inpainting()
     if method in CPC_METHODS:
       self.cpc(method)
     return self.problems
@@ -911,6 +926,35 @@ class _Checker:
                f"{cell}-pixel cells ({grid * cell} px) does not fit in "
                f"{side}x{side} images; use cell <= {side // grid} or a larger "
                f"--config.{method}.size")
+
+  def inpainting(self) -> None:
+    # pylint: disable=import-outside-toplevel
+    from ssljax.augment.masks import MASK_KINDS
+    from ssljax.methods.inpainting import ADVERSARIAL_INPUTS
+    if self.has("inpainting") and not isinstance(self.get("inpainting"), Mapping):
+      self.add("inpainting", self.get("inpainting"), "must be a ConfigDict")
+      return
+    self.choice("inpainting.mask", MASK_KINDS)
+    self.num_in("inpainting.mask_size", 0.0, 1.0, low_open=True,
+                hint="the centre hole's side as a fraction of the image side "
+                "(the paper: 0.5)")
+    self.num_in("inpainting.coverage", 0.0, 1.0, low_open=True,
+                hint="the fraction of the image the random masks drop "
+                "(the paper: 0.25)")
+    self.int_at_least("inpainting.num_blocks", 1)
+    self.pair("inpainting.block_size_range", low=0.0, high=1.0,
+              example="(0.15, 0.35): block sides as fractions of the image side")
+    self.int_at_least("inpainting.region_grid", 2)
+    self.int_at_least("inpainting.border", 0)
+    for key in ("border_weight", "rec_weight", "adv_weight"):
+      self.num_in(f"inpainting.{key}", 0.0)
+    self.choice("inpainting.adversarial_input", ADVERSARIAL_INPUTS)
+    for section in ("decoder", "discriminator"):
+      self.int_seq(f"{section}.widths", 1)
+    self.num_in("decoder.bn_momentum", 0.0, 1.0)
+    for key in ("b1", "b2"):
+      self.num_in(f"optimizer.{key}", 0.0, 1.0, high_open=True,
+                  hint="Adam's decay rates lie in [0, 1); the paper: b1=0.5")
 
   def cpc(self, method: str) -> None:
     modules = _cpc_modules(method)
