@@ -23,6 +23,15 @@ if ! command -v espeak-ng >/dev/null && command -v apt-get >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng
 fi
 
+# opencv-doc ships the natural colour photos of colorization
+# (ssljax/data/photos.py, experiments/configs/*_photos.py).
+if [ ! -d /usr/share/doc/opencv-doc/examples/data ] && command -v apt-get >/dev/null; then
+  echo "[setup] installing Debian package opencv-doc"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq opencv-doc
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"

@@ -27,6 +27,18 @@ from ssljax.augment.ops import (
     to_float,
     to_grayscale,
 )
+from ssljax.augment.lab import (
+    AB_GRID,
+    AB_RANGE,
+    ab_gamut_bins,
+    annealed_mean,
+    l_bin_centers,
+    lab_to_rgb,
+    nearest_ab_bin,
+    quantize_l,
+    rgb_to_lab,
+    soft_encode_ab,
+)
 from ssljax.augment.masks import (
     MASK_KINDS,
     apply_mask,
@@ -54,6 +66,16 @@ from ssljax.augment.pretext import (
 from ssljax.augment.views import simclr_view, simclr_views
 
 __all__ = [
+    "AB_GRID",
+    "AB_RANGE",
+    "ab_gamut_bins",
+    "annealed_mean",
+    "l_bin_centers",
+    "lab_to_rgb",
+    "nearest_ab_bin",
+    "quantize_l",
+    "rgb_to_lab",
+    "soft_encode_ab",
     "MASK_KINDS",
     "apply_mask",
     "border_weights",

@@ -21,6 +21,7 @@ from ssljax.data.pipeline import (
     steps_per_epoch,
     to_global,
 )
+from ssljax.data.photos import OPENCV_PHOTOS, PHOTOS_DIR, find_photos, load_photos
 from ssljax.data.sources import (
     DATA_DIR_ENV,
     DIGITS_TRAIN_SIZE,
@@ -40,6 +41,10 @@ __all__ = [
     "DIGITS_TRAIN_SIZE",
     "DatasetInfo",
     "DatasetNotAvailableError",
+    "OPENCV_PHOTOS",
+    "PHOTOS_DIR",
+    "find_photos",
+    "load_photos",
     "batches",
     "channel_stats",
     "device_prefetch",

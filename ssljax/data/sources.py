@@ -404,6 +404,12 @@ def load(name: str, split: str, *, data_dir: str | None = None,
     if source == "tfds":
       raise ValueError("'digits' comes from scikit-learn, not TFDS: use source='auto'.")
     return _select(_load_digits_full(), split, name, ("train", "test"))
+  if name == "opencv_photos":
+    if source == "tfds":
+      raise ValueError("'opencv_photos' are local files (Debian opencv-doc), "
+                       "not TFDS: use source='auto'.")
+    from ssljax.data.photos import load_photos  # pylint: disable=import-outside-toplevel
+    return load_photos(split, data_dir=data_dir)
   if name in _IDX_DATASETS and source != "tfds":
     directory = _find_idx_dir(name, data_dir)
     if directory is not None:

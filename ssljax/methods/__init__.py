@@ -12,6 +12,10 @@ from ssljax.methods.jigsaw import Jigsaw, JigsawState, permutation_set
 from ssljax.methods.pretext import PretextMethod, PretextState, TileClassifier
 from ssljax.methods.relpos import RelativePosition, RelativePositionState
 from ssljax.methods.rotation import Rotation, RotationState
+from ssljax.methods.colorization import (ColorNet, Colorization,
+                                         ColorizationState, SplitBrain,
+                                         SplitBrainNet, colorization_loss,
+                                         empirical_prior, rebalance_weights)
 
 __all__ = ["Jigsaw", "JigsawState", "PretextMethod", "PretextState",
            "RelativePosition", "RelativePositionState", "Rotation",
@@ -20,4 +24,6 @@ __all__ = ["Jigsaw", "JigsawState", "PretextMethod", "PretextState",
            "constant_momentum", "ema_update", "enqueue", "momentum_schedule",
            "shuffled_group_apply", "CPCState", "ImageCPC", "SequenceCPC",
            "ContextEncoder", "ConvDecoder", "ConvDiscriminator", "Inpainting",
-           "InpaintingState"]
+           "InpaintingState", "ColorNet", "Colorization", "ColorizationState",
+           "SplitBrain", "SplitBrainNet", "colorization_loss",
+           "empirical_prior", "rebalance_weights"]

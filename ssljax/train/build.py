@@ -87,6 +87,10 @@ def build_method(config, num_examples: int):
   if config.method in ("cpc_sequence", "cpc_image"):
     from ssljax.train.build_cpc import build_cpc  # pylint: disable=import-outside-toplevel
     return build_cpc(config, tx, schedule), steps
+  if config.method in ("colorization", "splitbrain"):
+    # Lab input scaled inside the method: no input_mean / input_std.
+    from ssljax.methods.colorization import build_colorization  # pylint: disable=import-outside-toplevel
+    return build_colorization(config, tx, schedule, build_encoder), steps
   mean, std = input_stats(config)
   if config.method == "simclr":
     head = {"dtype": compute_dtype(config), **_plain(config.head)}
@@ -105,7 +109,9 @@ def build_method(config, num_examples: int):
     method = build_inpainting(config, schedule, mean, std)
   else:
     raise ValueError(f"unknown method {config.method!r}; available: 'simclr', "
-                     "'moco', 'rotation', 'jigsaw', 'relpos', 'inpainting'.")
+                     "'moco', 'rotation', 'jigsaw', 'relpos', 'inpainting', "
+                     "'cpc_sequence', 'cpc_image', 'colorization', "
+                     "'splitbrain'.")
   return method, steps
 
 

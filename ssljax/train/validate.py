@@ -64,7 +64,9 @@ IMAGE_METHODS = ("simclr", "moco", "rotation", "jigsaw", "relpos")
 #: Image methods without a projection/classifier head (ssljax.methods.inpainting).
 GENERATIVE_METHODS = ("inpainting",)
 CPC_METHODS = ("cpc_sequence", "cpc_image")
-METHODS = IMAGE_METHODS + GENERATIVE_METHODS + CPC_METHODS
+#: ``ssljax.methods.colorization.build_colorization``.
+COLOR_METHODS = ("colorization", "splitbrain")
+METHODS = IMAGE_METHODS + GENERATIVE_METHODS + CPC_METHODS + COLOR_METHODS
 #: ``config.optimizer.name`` values of ``ssljax.train.optim.make_optimizer``.
 OPTIMIZERS = ("lars", "sgd", "adamw")
 SCHEDULES = ("cosine", "step")
@@ -75,7 +77,7 @@ DATA_SOURCES = ("auto", "local", "tfds")
 MOMENTUM_SCHEDULES = ("constant", "cosine")
 STEMS = ("cifar", "imagenet")
 #: Datasets ``ssljax.data.load`` reads without TFDS.
-LOCAL_DATASETS = ("fashion_mnist", "mnist", "digits")
+LOCAL_DATASETS = ("fashion_mnist", "mnist", "digits", "opencv_photos")
 #: The sequence dataset of ``experiments/cpc_audio.py``.
 SEQUENCE_DATASETS = ("spoken_words",)
 
@@ -101,10 +103,15 @@ METHOD_KEYS = {
     "inpainting": frozenset({"inpainting", "decoder", "discriminator"}),
     "cpc_sequence": frozenset({"context", "cpc", "data"}),
     "cpc_image": frozenset({"context", "cpc"}),
+    "colorization": frozenset({"colorization"}),
+    "splitbrain": frozenset({"colorization"}),
 }
 
 #: Common keys a method does not read (why, for the message).
+_LAB_INPUT = "the input is the Lab lightness, scaled as (L - 50) / 50"
 METHOD_IGNORES = {
+    "colorization": {"input_mean": _LAB_INPUT, "input_std": _LAB_INPUT},
+    "splitbrain": {"input_mean": _LAB_INPUT, "input_std": _LAB_INPUT},
     "cpc_image": {"compute_dtype": "the CPC models compute in float32"},
     "cpc_sequence": {
         "compute_dtype": "the CPC models compute in float32",
@@ -136,6 +143,11 @@ CONFIG_KEYS = {
         "linear_l2",
         "step_accuracy_batches", "probe_train_examples",
         "probe_test_examples"}),
+    # ssljax.methods.colorization.build_colorization.
+    "colorization": frozenset({
+        "grid", "ab_range", "num_neighbors", "sigma", "temperature",
+        "rebalance_lambda", "prior_sigma", "prior_images", "hidden_dim",
+        "out_stride", "hypercolumn", "flip", "num_l_bins"}),
     # experiments/cpc_audio.py load_data.
     "data": frozenset({"repeats", "seed", "length", "test_fraction",
                        "cache_dir"}),
@@ -565,6 +577,9 @@ class _Checker:
       self.inpainting()
     if method in CPC_METHODS:
       self.cpc(method)
+    if method in COLOR_METHODS:
+      self.image_encoder(method)
+      self.colorization()
     return self.problems
 
   def common(self, method: str | None) -> None:
@@ -854,6 +869,23 @@ class _Checker:
     self.int_at_least("encoder.stem_width", 1)
     self.int_at_least("encoder.first_stage_stride", 1)
     self.num_in("encoder.bn_momentum", 0.0, 1.0)
+
+  def colorization(self) -> None:
+    for key, hint in (("grid", "the ab bin spacing, e.g. 10"),
+                      ("ab_range", "e.g. 110"),
+                      ("sigma", "the soft-encoding width, e.g. 5"),
+                      ("temperature", "the annealed-mean T, e.g. 0.38")):
+      self.num_in(f"colorization.{key}", 0.0, low_open=True, hint=hint)
+    self.num_in("colorization.rebalance_lambda", 0.0, 1.0,
+                hint="0.5 in the paper; 1.0 turns rebalancing off")
+    self.num_in("colorization.prior_sigma", 0.0)
+    self.int_at_least("colorization.num_neighbors", 1)
+    self.int_at_least("colorization.prior_images", 0)
+    self.int_at_least("colorization.hidden_dim", 1)
+    self.int_at_least("colorization.out_stride", 1)
+    self.int_at_least("colorization.num_l_bins", 2)
+    self.boolean("colorization.hypercolumn")
+    self.boolean("colorization.flip")
 
   def moco(self) -> None:
     if not self.require("moco", "queue_size, momentum, ..."):
