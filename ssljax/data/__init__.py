@@ -34,6 +34,12 @@ from ssljax.data.sources import (
     read_idx,
     tfds_batches,
 )
+from ssljax.data.speech import (
+    EspeakNotFoundError,
+    SpeechDataset,
+    espeak_available,
+    spoken_words,
+)
 
 __all__ = [
     "ArrayDataset",
@@ -41,6 +47,10 @@ __all__ = [
     "DIGITS_TRAIN_SIZE",
     "DatasetInfo",
     "DatasetNotAvailableError",
+    "EspeakNotFoundError",
+    "SpeechDataset",
+    "espeak_available",
+    "spoken_words",
     "OPENCV_PHOTOS",
     "PHOTOS_DIR",
     "find_photos",
