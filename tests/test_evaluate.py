@@ -30,6 +30,7 @@ def test_suite_all_sections_and_report(tmp_path):
   rep = evaluate_suite(workdir, sections=SECTIONS[2:], options=opts,
                        progress=False, log=lambda *_: None)
   s = rep["sections"]
+  print("section seconds", {k: round(v, 1) for k, v in rep["seconds"].items()})
   assert set(s) == set(SECTIONS) and rep["step"] == 4
   for name in ("trained", "random_init", "raw_pixels"):
     for solver in ("sgd", "lbfgs"):
