@@ -212,7 +212,7 @@ def spoken_words(split: str = "train", *, words=DEFAULT_WORDS,
     if os.path.isdir(cache_dir):
       for name in sorted(os.listdir(cache_dir)):
         if name.endswith(".npz"):
-          with np.load(os.path.join(cache_dir, name)) as f:
+          with np.load(os.path.join(cache_dir, name), allow_pickle=False) as f:
             if "params_key" in f and str(f["params_key"]) == key:
               path = os.path.join(cache_dir, name)
               break
@@ -223,7 +223,7 @@ def spoken_words(split: str = "train", *, words=DEFAULT_WORDS,
           "espeak-ng (or run scripts/setup.sh), or copy a cached .npz there.")
   if not os.path.exists(path):
     _build(path, params, workers, progress)
-  with np.load(path) as f:
+  with np.load(path, allow_pickle=False) as f:
     full = SpeechDataset(audio=f["audio"], word=f["word"], voice=f["voice"],
                          rate=f["rate"], pitch=f["pitch"], words=words,
                          voices=voices, sample_rate=sample_rate,
