@@ -9,8 +9,8 @@ Launch::
 
 Every image is shown in all four rotations (0/90/180/270 degrees, 4-way
 classification; Gidaris et al. 2018), so a batch of B images trains on 4B.
-The encoder is the SimCLR Fashion-MNIST config's, so the linear probes are
-comparable. Override anything on the command line, e.g.
+The encoder is the earlier SimCLR Fashion-MNIST recipe's (32-64-256; the
+shipped SimCLR config now uses 16-64-256). Override anything on the command line, e.g.
 ``--config.num_steps=1000``.
 """
 
