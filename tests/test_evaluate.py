@@ -16,7 +16,10 @@ def test_suite_all_sections_and_report(tmp_path):
   workdir = str(tmp_path / "run")
   config = tiny_config(dataset="digits", num_steps=4, checkpoint_every=2,
                        batch_size=32)
-  config.eval.update(knn_k=10, feature_batch_size=64, linear_batch_size=64)
+  # a weight-decay grid, as the shipped configs use (chosen on held-out data)
+  config.eval = type(config.eval)({
+      **config.eval.to_dict(), "knn_k": 10, "feature_batch_size": 64,
+      "linear_batch_size": 64, "linear_weight_decay": (1e-4, 1e-2)})
   pretrain(config, workdir, progress=False)
   opts = SuiteOptions(embed_points=100, embed_methods=("tsne",),
                       label_fractions=(0.1,), label_curve=(5, 0),
@@ -40,7 +43,9 @@ def test_suite_all_sections_and_report(tmp_path):
   assert 0 <= s["cluster"]["raw_pixels"]["nmi"] <= 1
   assert s["few_labels"]["fractions"]["0.1"]["labels"] == 150
   assert s["few_labels"]["curve"]["5"]["labels"] == 50
-  assert s["robustness"]["clean"] >= 0
+  # the robustness probe is the linear section's SGD probe, on clean images
+  # (up to one test image: numpy vs XLA float32 logits)
+  assert abs(s["robustness"]["clean"] - s["linear"]["trained"]["sgd"]) <= 1 / 297
   assert s["transfer"]["dataset"] == "digits"
   assert s["health"]["trained"]["feature_dim"] == 8
   assert [p["step"] for p in s["efficiency"]["checkpoints"]] == [2, 4]

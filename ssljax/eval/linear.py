@@ -35,12 +35,6 @@ import optax.tree_utils as otu
 L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3)
 
 
-def _standardize(train, test):
-  mean = train.mean(0, keepdims=True)
-  std = train.std(0, keepdims=True) + 1e-6
-  return (train - mean) / std, (test - mean) / std
-
-
 def _softmax_objective(params, x, y, l2):
   logits = x @ params["w"] + params["b"]
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
@@ -173,11 +167,14 @@ def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int,
                  l2_grid=L2_GRID, val_fraction: float = 0.1,
                  max_iter: int = 500, epochs: int = 30,
                  batch_size: int = 1024, lr: float = 0.1,
-                 weight_decay=1e-4, seed: int = 0) -> dict:
+                 weight_decay=1e-4, seed: int = 0,
+                 return_classifier: bool = False) -> dict:
   """Fit a linear classifier on standardized frozen features; returns
   ``{"accuracy": top-1 test accuracy (fraction), "solver", "l2" or
   "weight_decay" (the value used), "validation": {value: acc} (when one was
-  selected)}``.
+  selected)}``, plus ``"classifier": {"w", "b", "mean", "std"}`` (logits of
+  raw features ``x``: ``((x - mean) / std) @ w + b``) with
+  ``return_classifier``.
 
   Args:
     solver: ``"sgd"`` (mini-batch, default; ``epochs``, ``batch_size``,
@@ -198,7 +195,9 @@ def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int,
   if len(train_x) != len(train_y) or len(test_x) != len(test_y):
     raise ValueError(f"{len(train_x)}/{len(test_x)} feature rows but "
                      f"{len(train_y)}/{len(test_y)} labels (train/test).")
-  train_x, test_x = _standardize(train_x, test_x)
+  mean = train_x.mean(0, keepdims=True)
+  std = train_x.std(0, keepdims=True) + 1e-6
+  train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
   out = {"solver": solver}
   if solver == "lbfgs":
     fit = lambda x, y, reg: fit_logistic_regression(
@@ -219,7 +218,11 @@ def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int,
     reg, out["validation"] = select_regularization(
         fit, train_x, train_y, grid, val_fraction=val_fraction, seed=seed)
   out[name] = float(reg)
-  out["accuracy"] = _accuracy(fit(train_x, train_y, reg), test_x, test_y)
+  params = fit(train_x, train_y, reg)
+  out["accuracy"] = _accuracy(params, test_x, test_y)
+  if return_classifier:
+    out["classifier"] = {"w": np.asarray(params["w"]), "b": np.asarray(params["b"]),
+                         "mean": mean, "std": std}
   return out
 
 

@@ -106,9 +106,10 @@ class _Run:
 
   def probe_kwargs(self):
     ev = self.config.eval
+    wd = ev.linear_weight_decay
     return dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
-                lr=ev.linear_lr, weight_decay=ev.linear_weight_decay,
-                seed=self.config.seed)
+                lr=ev.linear_lr, seed=self.config.seed,
+                weight_decay=tuple(wd) if isinstance(wd, (list, tuple)) else wd)
 
 
 def _raw(images):
@@ -248,21 +249,19 @@ def _label_curve_png(curve: dict, path: str, title: str):
 
 def section_robustness(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
   del out_dir
-  from ssljax.eval.linear import _standardize, train_linear_classifier  # pylint: disable=import-outside-toplevel
   tr, te = run.train, run.test
-  a = run.features("trained", tr.images, "train")
-  mean, std = a.mean(0, keepdims=True), a.std(0, keepdims=True) + 1e-6
-  a_std, _ = _standardize(a, a[:1])
-  kw = run.probe_kwargs()
-  params = train_linear_classifier(a_std, tr.labels, num_classes=tr.num_classes,
-                                   **kw)
+  probe = linear_probe(run.features("trained", tr.images, "train"), tr.labels,
+                       run.features("trained", te.images, "test"), te.labels,
+                       num_classes=tr.num_classes, solver="sgd",
+                       return_classifier=True, **run.probe_kwargs())
+  clf = probe["classifier"]
   state = run.state
   variables = {"params": state.params, "batch_stats": state.batch_stats}
 
   def predict_fn(images):
     f = extract_features(run.method.encode, variables, np.asarray(images),
                          mesh=run.mesh, progress=False)
-    logits = ((f - mean) / std) @ np.asarray(params["w"]) + np.asarray(params["b"])
+    logits = ((f - clf["mean"]) / clf["std"]) @ clf["w"] + clf["b"]
     return logits.argmax(-1)
 
   acc = robustness.accuracy_fn(predict_fn, te.labels, batch_size=len(te))
