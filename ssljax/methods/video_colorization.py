@@ -1,0 +1,646 @@
+"""Video colorization as a pretext task, and tracking that emerges from it
+(Vondrick, Shrivastava, Fathi, Guadarrama & Murphy 2018, "Tracking emerges by
+colorizing videos", ECCV 2018, arXiv:1806.09594).
+
+A clip is ``R`` reference frames (1 to 3) and a target frame. Each frame's
+lightness ``L`` goes through one shared CNN (:class:`EmbeddingNet`) to
+per-pixel embeddings ``f`` at ``1 / stride`` of the resolution (4 by
+default). The target's colour is predicted by pointing into the references:
+
+    A_ij = exp(f_i . f_j / T) / sum_k exp(f_k . f_j / T)     (i, k: all
+                                                               reference pixels)
+    y_j  = sum_i A_ij c_i
+
+with ``c_i`` the one-hot colour cluster of reference pixel ``i`` (ab
+average-pooled to the embedding resolution, nearest of ``K = 16`` k-means
+centres fitted on training frames, :func:`fit_color_clusters`) and ``y_j`` a
+distribution over the clusters; the loss is the cross-entropy ``-log
+y_j[c*_j]`` against the target's own cluster ``c*_j``, averaged over target
+pixels. ``T = 1`` in training and ``0.5`` at test time.
+
+Memory: the dense attention is ``[B, M, N]`` (``M`` target and ``N = R M``
+reference pixels). :func:`attend_blocked` computes it for blocks of
+``block_size`` target pixels at a time (``lax.map`` of a rematerialized
+block: the backward pass recomputes each block's attention instead of
+storing it), so memory grows as ``block_size x N`` and not ``M x N``;
+:func:`attend_dense` is the same function in one piece.
+
+Tracking: :func:`propagate_labels` carries a label map (soft ``[H, W, C]``:
+a segmentation mask's one-hot channels, keypoint heat maps) from frame 0
+through a video with the same attention over the first frame and the
+previous ``num_prev`` frames (their propagated labels), optionally keeping
+only the ``topk`` most similar reference pixels and those within a
+``radius`` (in embedding cells) of the target pixel.
+
+Usage::
+
+    centroids = fit_color_clusters(list(splits.train.values()), stride=4)
+    method = VideoColorization(model=EmbeddingNet(), tx=optax.adam(1e-3),
+                               centroids=centroids, block_size=128)
+    state = method.init(jax.random.key(0), clips.shape[1:])  # (R+1, H, W, 3)
+    step = jax.jit(method.train_step, donate_argnums=0)
+    state, metrics = step(state, clips_uint8, key)   # loss, acc, lr
+    probs = method.predict(state, clips)["probs"]    # [B, h, w, K], T = 0.5
+    masks = method.propagate(state, frames, first_mask_onehot, topk=20,
+                             radius=4, num_prev=3)   # [T, H, W, C]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ssljax.augment import to_float
+from ssljax.augment.lab import nearest_ab_bin, rgb_to_lab
+from ssljax.methods.pretext import PretextState
+from ssljax.methods.simclr import encoder_variables
+
+__all__ = [
+    "EmbeddingNet",
+    "VideoColorization",
+    "VideoColorizationState",
+    "attend",
+    "attend_blocked",
+    "attend_dense",
+    "attention_weights",
+    "color_cluster_targets",
+    "fit_color_clusters",
+    "pool_ab",
+    "propagate_labels",
+    "video_colorization_loss",
+]
+
+#: step, params, batch_stats (empty: the network has no BatchNorm),
+#: opt_state.
+VideoColorizationState = PretextState
+
+#: Scale of the network's input: ``(L - 50) / 50``.
+L_CENTER, L_SCALE = 50.0, 50.0
+#: Probabilities are clipped here before the log of the loss.
+PROB_FLOOR = 1e-6
+
+
+# ---------------------------------------------------------------------------
+# Attention (pure jnp).
+
+
+def _check_attention_args(f_ref, labels_ref, f_tgt, temperature):
+  if (f_ref.ndim != 3 or f_tgt.ndim != 3 or labels_ref.ndim != 3
+      or f_ref.shape[0] != f_tgt.shape[0] != labels_ref.shape[0]
+      or f_ref.shape[2] != f_tgt.shape[2]
+      or labels_ref.shape[:2] != f_ref.shape[:2]):
+    raise ValueError(f"need f_ref [B, N, D], labels_ref [B, N, K] and f_tgt "
+                     f"[B, M, D]; got {f_ref.shape}, {labels_ref.shape} and "
+                     f"{f_tgt.shape}.")
+  if not temperature > 0:
+    raise ValueError(f"temperature must be > 0; got {temperature}.")
+
+
+def attention_weights(f_ref, f_tgt, *, temperature: float = 1.0) -> jax.Array:
+  """``A [B, M, N]``: for each target pixel ``j`` a softmax over the reference
+  pixels ``i`` of ``f_i . f_j / T`` (so ``A[b, j, :]`` sums to 1; the
+  paper's ``A_ij`` is ``A[b, j, i]``).
+
+  Args:
+    f_ref: ``[B, N, D]`` reference-pixel embeddings (all reference frames'
+      pixels, flattened).
+    f_tgt: ``[B, M, D]`` target-pixel embeddings.
+    temperature: ``T`` (1 in training, 0.5 at test time).
+  """
+  if f_ref.ndim != 3 or f_tgt.ndim != 3 or f_ref.shape[2] != f_tgt.shape[2]:
+    raise ValueError(f"need f_ref [B, N, D] and f_tgt [B, M, D]; got "
+                     f"{f_ref.shape} and {f_tgt.shape}.")
+  s = jnp.einsum("bmd,bnd->bmn", f_tgt.astype(jnp.float32),
+                 f_ref.astype(jnp.float32)) / temperature
+  return jax.nn.softmax(s, axis=-1)
+
+
+def attend_dense(f_ref, labels_ref, f_tgt, *, temperature: float = 1.0
+                 ) -> jax.Array:
+  """``y [B, M, K]``, ``y_j = sum_i A_ij c_i`` with the whole ``[B, M, N]``
+  attention in memory.
+
+  Args:
+    f_ref: ``[B, N, D]`` reference embeddings.
+    labels_ref: ``[B, N, K]`` what each reference pixel carries (one-hot
+      colour clusters in training; soft labels when tracking).
+    f_tgt: ``[B, M, D]`` target embeddings.
+    temperature: ``T > 0``.
+  """
+  _check_attention_args(f_ref, labels_ref, f_tgt, temperature)
+  a = attention_weights(f_ref, f_tgt, temperature=temperature)
+  return jnp.einsum("bmn,bnk->bmk", a, labels_ref.astype(jnp.float32))
+
+
+def attend_blocked(f_ref, labels_ref, f_tgt, *, temperature: float = 1.0,
+                   block_size: int = 128) -> jax.Array:
+  """:func:`attend_dense` computed ``block_size`` target pixels at a time.
+
+  A ``lax.map`` over blocks of target pixels (the last block padded); each
+  block is ``jax.checkpoint``-ed, so the backward pass recomputes its
+  ``[B, block_size, N]`` attention rather than storing all of them. Peak
+  memory ~ ``B x block_size x N`` instead of ``B x M x N``; values and
+  gradients equal the dense computation's up to float rounding.
+  """
+  _check_attention_args(f_ref, labels_ref, f_tgt, temperature)
+  if block_size < 1:
+    raise ValueError(f"block_size must be >= 1; got {block_size}.")
+  b, m, d = f_tgt.shape
+  k = labels_ref.shape[-1]
+  blk = min(block_size, m)
+  nb = -(-m // blk)
+  pad = nb * blk - m
+  ft = jnp.pad(f_tgt.astype(jnp.float32), ((0, 0), (0, pad), (0, 0)))
+  ft = ft.reshape(b, nb, blk, d).swapaxes(0, 1)               # [nb, B, blk, D]
+  f_ref = f_ref.astype(jnp.float32)
+  labels_ref = labels_ref.astype(jnp.float32)
+
+  @jax.checkpoint
+  def block(fb):
+    s = jnp.einsum("bmd,bnd->bmn", fb, f_ref) / temperature
+    return jnp.einsum("bmn,bnk->bmk", jax.nn.softmax(s, axis=-1), labels_ref)
+
+  y = jax.lax.map(block, ft)                                   # [nb, B, blk, K]
+  return y.swapaxes(0, 1).reshape(b, nb * blk, k)[:, :m]
+
+
+def attend(f_ref, labels_ref, f_tgt, *, temperature: float = 1.0,
+           block_size: int | None = None) -> jax.Array:
+  """:func:`attend_blocked` when ``block_size`` is given (and smaller than
+  the number of target pixels), else :func:`attend_dense`."""
+  if block_size is None or block_size >= f_tgt.shape[1]:
+    return attend_dense(f_ref, labels_ref, f_tgt, temperature=temperature)
+  return attend_blocked(f_ref, labels_ref, f_tgt, temperature=temperature,
+                        block_size=block_size)
+
+
+def video_colorization_loss(probs, targets) -> jax.Array:
+  """Mean cross-entropy ``-log y_j[c*_j]`` of predicted colour distributions
+  ``probs [..., K]`` against integer clusters ``targets [...]``
+  (probabilities floored at :data:`PROB_FLOOR`: a colour no reference pixel
+  has costs ``-log 1e-6 = 13.8``, not infinity)."""
+  if probs.shape[:-1] != targets.shape:
+    raise ValueError(f"probs [..., K] and targets [...] must agree; got "
+                     f"{probs.shape} and {targets.shape}.")
+  p = jnp.take_along_axis(probs, targets[..., None].astype(jnp.int32), -1)
+  return -jnp.mean(jnp.log(jnp.maximum(p[..., 0], PROB_FLOOR)))
+
+
+# ---------------------------------------------------------------------------
+# Colour targets.
+
+
+def pool_ab(lab, hw: tuple[int, int]) -> jax.Array:
+  """The ab channels of Lab ``[..., H, W, 3]`` average-pooled to ``hw``
+  (``h | H``, ``w | W``): ``[..., h, w, 2]``."""
+  big_h, big_w = lab.shape[-3:-1]
+  h, w = hw
+  if big_h % h or big_w % w:
+    raise ValueError(f"cannot pool {big_h}x{big_w} to {h}x{w}.")
+  ab = lab[..., 1:]
+  sh, sw = big_h // h, big_w // w
+  total = sum(ab[..., i::sh, j::sw, :] for i in range(sh) for j in range(sw))
+  return total / (sh * sw)
+
+
+def color_cluster_targets(lab, centroids, hw) -> jax.Array:
+  """Cluster index (int32 ``[..., h, w]``) of each ``stride x stride`` block's
+  mean ab: the nearest of ``centroids [K, 2]``."""
+  return nearest_ab_bin(pool_ab(lab, hw), jnp.asarray(centroids, jnp.float32))
+
+
+def fit_color_clusters(train_videos: Sequence[np.ndarray], *,
+                       num_clusters: int = 16, stride: int = 4,
+                       max_pixels: int = 200_000, seed: int = 0
+                       ) -> np.ndarray:
+  """k-means (scikit-learn, k-means++ init) of the ab colours of training
+  frames, at the embedding resolution (ab average-pooled over ``stride x
+  stride`` blocks, as the targets are); at most ``max_pixels`` evenly
+  spaced pooled pixels. Returns float32 ``[num_clusters, 2]`` sorted by
+  ``(a, b)``. Pass only training frames: the held-out ones must not shape
+  the targets."""
+  from sklearn.cluster import KMeans  # pylint: disable=import-outside-toplevel
+  ab_all = []
+  lab_fn = jax.jit(lambda x: pool_ab(rgb_to_lab(x), (x.shape[1] // stride,
+                                                     x.shape[2] // stride)))
+  for frames in train_videos:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+      raise ValueError(f"videos must be uint8 [T, H, W, 3]; got "
+                       f"{frames.shape}.")
+    for i in range(0, len(frames), 64):
+      ab_all.append(np.asarray(lab_fn(frames[i:i + 64])).reshape(-1, 2))
+  ab = np.concatenate(ab_all)
+  if len(ab) > max_pixels:
+    ab = ab[np.linspace(0, len(ab) - 1, max_pixels).astype(np.int64)]
+  km = KMeans(n_clusters=num_clusters, n_init=4, random_state=seed).fit(
+      ab.astype(np.float64))
+  c = km.cluster_centers_.astype(np.float32)
+  return c[np.lexsort((c[:, 1], c[:, 0]))]
+
+
+# ---------------------------------------------------------------------------
+# The network.
+
+
+class EmbeddingNet(nn.Module):
+  """A small CNN from gray ``[N, H, W, 1]`` to embeddings ``[N, H / 4, W / 4,
+  embed_dim]``: a 3x3 convolution, then per stage a stride-2 3x3
+  convolution and a 3x3 one, then dilated 3x3 convolutions (dilation 2, 4:
+  a wider receptive field at 1/4 resolution) and a 1x1 projection; GroupNorm
+  and ReLU after every convolution but the last (no BatchNorm: nothing
+  mixes across the batch or the frames of a clip).
+
+  Attributes:
+    widths: channels of the stem and of each stride-2 stage (the number of
+      stages sets the stride ``2 ** (len(widths) - 1)``).
+    dilations: dilated convolutions at the last resolution.
+    embed_dim: ``D``.
+    groups: GroupNorm groups.
+  """
+  widths: Sequence[int] = (32, 64, 64)
+  dilations: Sequence[int] = (2, 4)
+  embed_dim: int = 64
+  groups: int = 8
+
+  @property
+  def stride(self) -> int:
+    return 2 ** (len(self.widths) - 1)
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    del train                                   # no batch statistics
+    if x.ndim != 4:
+      raise ValueError(f"EmbeddingNet expects [N, H, W, C]; got {x.shape}.")
+    s = self.stride
+    if x.shape[1] % s or x.shape[2] % s:
+      raise ValueError(f"frame size {x.shape[1]}x{x.shape[2]} must be a "
+                       f"multiple of the stride {s}.")
+    # He-normal, untruncated: quick to compile on XLA:CPU.
+    conv = functools.partial(nn.Conv, kernel_init=nn.initializers.variance_scaling(
+        2.0, "fan_in", "normal"))
+
+    def block(y, width, name, **kw):
+      y = conv(width, (3, 3), padding="SAME", name=name, **kw)(y)
+      y = nn.GroupNorm(num_groups=min(self.groups, width), name=name + "_gn")(y)
+      return nn.relu(y)
+
+    y = block(x, self.widths[0], "stem")
+    for i, width in enumerate(self.widths[1:]):
+      y = block(y, width, f"down{i}", strides=2)
+      y = block(y, width, f"conv{i}")
+    for i, d in enumerate(self.dilations):
+      y = block(y, self.widths[-1], f"dilated{i}", kernel_dilation=d)
+    return nn.Conv(self.embed_dim, (1, 1), name="embed",
+                   kernel_init=nn.initializers.variance_scaling(
+                       1.0, "fan_in", "normal"))(y).astype(jnp.float32)
+
+
+# ---------------------------------------------------------------------------
+# Label propagation (tracking).
+
+
+def _window_mask(h: int, w: int, radius: int | None):
+  """``[h w, h w]`` bool: target cell ``j`` may look at reference cell ``i``
+  (Chebyshev distance <= radius)."""
+  if radius is None:
+    return None
+  yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+  pos = np.stack([yy.ravel(), xx.ravel()], -1)
+  d = np.abs(pos[:, None, :] - pos[None, :, :]).max(-1)
+  return jnp.asarray(d <= radius)
+
+
+def propagate_labels(embeddings, first_labels, *, temperature: float = 0.5,
+                     topk: int | None = None, radius: int | None = None,
+                     num_prev: int = 1, use_first: bool = True) -> jax.Array:
+  """Carry ``first_labels`` from frame 0 through a video.
+
+  For each frame ``t >= 1``: references = frame 0 (if ``use_first``, with
+  the given labels) and the previous ``num_prev`` frames (with their
+  propagated labels; fewer at the start); scores ``f_i . f_j / T``, masked
+  to reference cells within ``radius`` (Chebyshev, in cells) of ``j`` and
+  then to the ``topk`` best (ties at the k-th score are kept); softmax over
+  the remaining references; ``labels_t[j] = sum_i A_ij labels[i]``.
+
+  Args:
+    embeddings: ``[T, h, w, D]`` per-frame embeddings.
+    first_labels: ``[h, w, C]`` soft labels of frame 0 (at the embedding
+      resolution).
+    temperature: ``T`` (0.5 at test time).
+    topk: keep the ``k`` largest scores per target pixel (``None``: all).
+    radius: local window in cells (``None``: the whole frame).
+    num_prev: previous frames used as references (>= 1 unless ``use_first``).
+    use_first: always attend to frame 0 and its given labels too.
+
+  Returns:
+    float32 ``[T, h, w, C]``; frame 0 is ``first_labels``. Pure (scan over
+    time); jit it with the options static.
+  """
+  emb = jnp.asarray(embeddings, jnp.float32)
+  lab0 = jnp.asarray(first_labels, jnp.float32)
+  if emb.ndim != 4 or lab0.ndim != 3 or lab0.shape[:2] != emb.shape[1:3]:
+    raise ValueError(f"need embeddings [T, h, w, D] and first_labels [h, w, "
+                     f"C] on the same grid; got {emb.shape} and {lab0.shape}.")
+  if num_prev < 0 or (num_prev == 0 and not use_first):
+    raise ValueError("need num_prev >= 1, or use_first with num_prev >= 0.")
+  if not temperature > 0:
+    raise ValueError(f"temperature must be > 0; got {temperature}.")
+  t_len, h, w, d = emb.shape
+  c = lab0.shape[-1]
+  m = h * w
+  f = emb.reshape(t_len, m, d)
+  l0 = lab0.reshape(m, c)
+  window = _window_mask(h, w, radius)                 # [m, m] or None
+  n_refs = num_prev + int(use_first)
+  if topk is not None and not 1 <= topk:
+    raise ValueError(f"topk must be >= 1; got {topk}.")
+
+  def step(carry, f_t):
+    buf_f, buf_l, buf_valid = carry                   # [P, m, D], [P, m, C], [P]
+    refs_f, refs_l, refs_valid = buf_f, buf_l, buf_valid
+    if use_first:
+      refs_f = jnp.concatenate([f[:1], buf_f])
+      refs_l = jnp.concatenate([l0[None], buf_l])
+      refs_valid = jnp.concatenate([jnp.ones((1,), bool), buf_valid])
+    s = jnp.einsum("md,rnd->mrn", f_t, refs_f) / temperature  # [m, R, m]
+    ok = jnp.broadcast_to(refs_valid[None, :, None], s.shape)
+    if window is not None:
+      ok = ok & window[:, None, :]
+    s = jnp.where(ok, s, -jnp.inf).reshape(m, n_refs * m)
+    if topk is not None and topk < n_refs * m:
+      kth = jax.lax.top_k(s, topk)[0][:, -1:]
+      s = jnp.where(s >= kth, s, -jnp.inf)
+    a = jax.nn.softmax(s, axis=-1)
+    lab_t = a @ refs_l.reshape(n_refs * m, c)
+    if num_prev:
+      buf_f = jnp.concatenate([buf_f[1:], f_t[None]])
+      buf_l = jnp.concatenate([buf_l[1:], lab_t[None]])
+      buf_valid = jnp.concatenate([buf_valid[1:], jnp.ones((1,), bool)])
+    return (buf_f, buf_l, buf_valid), lab_t
+
+  p = max(num_prev, 0)
+  init = (jnp.broadcast_to(f[0], (p, m, d)), jnp.broadcast_to(l0, (p, m, c)),
+          # frame 0 is in the buffer only when it is not a reference already
+          jnp.arange(p) == p - 1 if not use_first else jnp.zeros((p,), bool))
+  _, labels = jax.lax.scan(step, init, f[1:])
+  return jnp.concatenate([l0[None], labels]).reshape(t_len, h, w, c)
+
+
+# ---------------------------------------------------------------------------
+# The method.
+
+
+def _lab(images) -> jax.Array:
+  x = to_float(images)
+  if x.shape[-1] == 1:
+    x = jnp.repeat(x, 3, axis=-1)
+  return rgb_to_lab(x)
+
+
+def _gray_input(lab):
+  return (lab[..., :1] - L_CENTER) / L_SCALE
+
+
+def _variables(variables_or_state) -> dict:
+  """Flax variables of a State, of a variables dict, or of bare params."""
+  if isinstance(variables_or_state, dict) and "params" not in variables_or_state:
+    return {"params": variables_or_state}
+  v = dict(encoder_variables(variables_or_state))
+  if not v.get("batch_stats"):
+    v.pop("batch_stats", None)
+  return v
+
+
+def _as_tuple(x):
+  a = np.asarray(x, np.float64)
+  if a.ndim != 2 or a.shape[1] != 2 or len(a) < 2:
+    raise ValueError(f"centroids must be [K >= 2, 2]; got shape {a.shape}.")
+  return tuple(map(tuple, a.tolist()))
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoColorization:
+  """Colorize a target frame by pointing into reference frames (Vondrick et
+  al. 2018); see the module docstring.
+
+  Attributes:
+    model: a per-frame embedding network (:class:`EmbeddingNet`):
+      ``apply(vars, gray [N, H, W, 1]) -> [N, H / s, W / s, D]``.
+    tx: the optax optimizer.
+    centroids: ``[K, 2]`` ab cluster centres (:func:`fit_color_clusters`);
+      stored as nested tuples (static under jit).
+    temperature: training softmax temperature (1).
+    test_temperature: temperature of :meth:`predict` / :meth:`propagate`
+      (0.5).
+    block_size: target pixels per attention block (``None``: dense).
+    crop_size: ``(h, w)``: train on one random crop of this size per clip
+      (the same window in every frame of the clip); ``None``: whole frames.
+    flip: flip whole clips left-right at random in training.
+    schedule: the learning-rate schedule, only to report ``lr``.
+  """
+  model: nn.Module
+  tx: optax.GradientTransformation
+  centroids: Any
+  temperature: float = 1.0
+  test_temperature: float = 0.5
+  block_size: int | None = None
+  crop_size: tuple[int, int] | None = None
+  flip: bool = True
+  schedule: Callable[[jax.Array], jax.Array] | None = None
+
+  metric_name = "acc"
+
+  def __post_init__(self):
+    object.__setattr__(self, "centroids", _as_tuple(self.centroids))
+    if not (self.temperature > 0 and self.test_temperature > 0):
+      raise ValueError(f"temperatures must be > 0; got {self.temperature} "
+                       f"and {self.test_temperature}.")
+    if self.block_size is not None and self.block_size < 1:
+      raise ValueError(f"block_size must be >= 1 or None; got "
+                       f"{self.block_size}.")
+
+  @property
+  def centers(self) -> np.ndarray:
+    return np.asarray(self.centroids, np.float32)
+
+  @property
+  def num_clusters(self) -> int:
+    return len(self.centroids)
+
+  # -- shapes -----------------------------------------------------------------
+
+  @staticmethod
+  def _check_clips(clips):
+    if clips.ndim != 5 or clips.shape[1] < 2 or clips.shape[-1] != 3:
+      raise ValueError(f"clips must be RGB [B, R + 1 >= 2, H, W, 3] (R "
+                       f"reference frames, then the target); got "
+                       f"{clips.shape}.")
+
+  def init(self, key: jax.Array, clip_shape: Sequence[int]
+           ) -> VideoColorizationState:
+    """Parameters and optimizer state for clips of shape ``(R + 1, H, W,
+    3)``."""
+    if len(clip_shape) != 4 or clip_shape[0] < 2 or clip_shape[-1] != 3:
+      raise ValueError(f"clip_shape must be (R + 1 >= 2, H, W, 3); got "
+                       f"{tuple(clip_shape)}.")
+    h, w = clip_shape[1:3]
+    variables = self.model.init(key, jnp.zeros((1, h, w, 1), jnp.float32),
+                                train=True)
+    params = variables["params"]
+    return VideoColorizationState(
+        step=jnp.zeros((), jnp.int32), params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=self.tx.init(params))
+
+  # -- forward ---------------------------------------------------------------
+
+  def _embed(self, variables, lab):
+    """Embeddings ``[N, h, w, D]`` of Lab frames ``[N, H, W, 3]``."""
+    return self.model.apply(variables, _gray_input(lab), train=False)
+
+  def embed(self, variables_or_state, frames) -> jax.Array:
+    """Embeddings ``[N, h, w, D]`` of uint8 / [0, 1] RGB (or gray) frames
+    ``[N, H, W, C]``."""
+    return self._embed(_variables(variables_or_state), _lab(frames))
+
+  def _forward(self, variables, lab, temperature):
+    """``(probs [B, M, K], targets [B, M], hw)`` of a Lab clip batch."""
+    b, r1, big_h, big_w, _ = lab.shape
+    f = self._embed(variables, lab.reshape(b * r1, big_h, big_w, 3))
+    h, w, d = f.shape[1:]
+    f = f.reshape(b, r1, h * w, d)
+    clusters = color_cluster_targets(lab, self.centers, (h, w))  # [B, R+1, h, w]
+    clusters = clusters.reshape(b, r1, h * w)
+    onehot = jax.nn.one_hot(clusters[:, :-1], self.num_clusters,
+                            dtype=jnp.float32)
+    probs = attend(f[:, :-1].reshape(b, (r1 - 1) * h * w, d),
+                   onehot.reshape(b, (r1 - 1) * h * w, self.num_clusters),
+                   f[:, -1], temperature=temperature,
+                   block_size=self.block_size)
+    return probs, clusters[:, -1], (h, w)
+
+  def loss(self, params, batch_stats, lab):
+    """``(loss, (batch_stats, accuracy))`` of a Lab clip batch ``[B, R + 1,
+    H, W, 3]`` at the training temperature."""
+    probs, targets, _ = self._forward(
+        {"params": params, **({"batch_stats": batch_stats} if batch_stats
+                              else {})}, lab, self.temperature)
+    acc = jnp.mean((jnp.argmax(probs, -1) == targets).astype(jnp.float32))
+    return video_colorization_loss(probs, targets), (batch_stats, acc)
+
+  def _augment(self, clips, key):
+    crop_key, flip_key = jax.random.split(key)
+    b, r1, big_h, big_w, _ = clips.shape
+    if self.crop_size is not None:
+      ch, cw = self.crop_size
+      if not (0 < ch <= big_h and 0 < cw <= big_w):
+        raise ValueError(f"crop_size {self.crop_size} must fit in the frames "
+                         f"{big_h}x{big_w}.")
+      ky, kx = jax.random.split(crop_key)
+      top = jax.random.randint(ky, (b,), 0, big_h - ch + 1)
+      left = jax.random.randint(kx, (b,), 0, big_w - cw + 1)
+      clips = jax.vmap(lambda c, y, x: jax.lax.dynamic_slice(
+          c, (0, y, x, 0), (r1, ch, cw, 3)))(clips, top, left)
+    lab = _lab(clips)
+    if self.flip:
+      flip = jax.random.bernoulli(flip_key, 0.5, (b,))
+      lab = jnp.where(flip[:, None, None, None, None], lab[:, :, :, ::-1], lab)
+    return lab
+
+  def train_step(self, state: VideoColorizationState, clips: jax.Array,
+                 key: jax.Array) -> tuple[VideoColorizationState, dict]:
+    """One step on uint8 RGB clips ``[B, R + 1, H, W, 3]`` (target last);
+    pure: jit it with ``donate_argnums=0``. Flips come from ``fold_in(key,
+    state.step)``. Metrics: ``loss``, ``acc`` (target pixels whose most
+    likely cluster is their own), ``lr`` (with a schedule)."""
+    self._check_clips(clips)
+    lab = self._augment(clips, jax.random.fold_in(key, state.step))
+    (loss, (batch_stats, acc)), grads = jax.value_and_grad(
+        self.loss, has_aux=True)(state.params, state.batch_stats, lab)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "acc": acc}
+    if self.schedule is not None:
+      metrics["lr"] = jnp.asarray(self.schedule(state.step), jnp.float32)
+    return state.replace(step=state.step + 1, params=params,
+                         batch_stats=batch_stats, opt_state=opt_state), metrics
+
+  # -- evaluation ------------------------------------------------------------
+
+  def predict(self, variables_or_state, clips, *,
+              temperature: float | None = None) -> dict[str, jax.Array]:
+    """Colour distributions of the target frames at the test temperature:
+    ``{"probs": [B, h, w, K], "targets": int32 [B, h, w]}`` (the targets'
+    own clusters)."""
+    self._check_clips(clips)
+    t = self.test_temperature if temperature is None else temperature
+    probs, targets, (h, w) = self._forward(
+        _variables(variables_or_state), _lab(clips), t)
+    b = clips.shape[0]
+    return {"probs": probs.reshape(b, h, w, -1),
+            "targets": targets.reshape(b, h, w)}
+
+  def evaluate(self, variables_or_state, clips, *,
+               temperature: float | None = None) -> dict[str, jax.Array]:
+    """Held-out ``loss`` and ``acc`` (at the test temperature, no flips)."""
+    out = self.predict(variables_or_state, clips, temperature=temperature)
+    loss = video_colorization_loss(out["probs"], out["targets"])
+    acc = jnp.mean((jnp.argmax(out["probs"], -1) == out["targets"])
+                   .astype(jnp.float32))
+    return {"loss": loss, "acc": acc}
+
+  def decode_ab(self, probs, out_hw=None, *, mode: str = "mean") -> jax.Array:
+    """ab ``[B, H, W, 2]`` from ``probs [B, h, w, K]``: the expectation over
+    the cluster centres (``mode="mean"``) or the centre of the most likely
+    cluster (``"argmax"``), upsampled (bilinear) to ``out_hw``."""
+    c = jnp.asarray(self.centers)
+    if mode == "mean":
+      ab = probs @ c
+    elif mode == "argmax":
+      ab = c[jnp.argmax(probs, -1)]
+    else:
+      raise ValueError(f"mode must be 'mean' or 'argmax'; got {mode!r}.")
+    if out_hw is not None and tuple(out_hw) != ab.shape[1:3]:
+      ab = jax.image.resize(ab, (ab.shape[0], *out_hw, 2), "bilinear")
+    return ab
+
+  def propagate(self, variables_or_state, frames, first_label_map, *,
+                temperature: float | None = None, topk: int | None = None,
+                radius: int | None = None, num_prev: int = 1,
+                use_first: bool = True, upsample: bool = True) -> jax.Array:
+    """Track: carry ``first_label_map [H, W, C]`` (soft labels of frame 0)
+    through ``frames [T, H, W, 3]`` with :func:`propagate_labels` on this
+    network's embeddings (label map area-averaged to the embedding grid).
+
+    Returns float32 ``[T, H, W, C]`` (bilinear upsampling of the propagated
+    maps; ``upsample=False``: ``[T, h, w, C]``).
+    """
+    t = self.test_temperature if temperature is None else temperature
+    frames = jnp.asarray(frames)
+    if frames.ndim != 4:
+      raise ValueError(f"frames must be [T, H, W, C]; got {frames.shape}.")
+    big_h, big_w = frames.shape[1:3]
+    first = jnp.asarray(first_label_map, jnp.float32)
+    if first.ndim != 3 or first.shape[:2] != (big_h, big_w):
+      raise ValueError(f"first_label_map must be [H={big_h}, W={big_w}, C]; "
+                       f"got {first.shape}.")
+    emb = self.embed(variables_or_state, frames)
+    h, w = emb.shape[1:3]
+    sh, sw = big_h // h, big_w // w
+    small = first.reshape(h, sh, w, sw, -1).mean((1, 3))
+    labels = propagate_labels(emb, small, temperature=t, topk=topk,
+                              radius=radius, num_prev=num_prev,
+                              use_first=use_first)
+    if not upsample:
+      return labels
+    return jax.image.resize(labels, (labels.shape[0], big_h, big_w,
+                                     labels.shape[-1]), "bilinear")

@@ -1,0 +1,341 @@
+"""Video colorization (Vondrick et al. 2018): attention, blockwise = dense,
+label propagation, the train step, colour clusters and the video loader."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ssljax.data import DatasetNotAvailableError
+from ssljax.data.video import (VIDEOS_DIR, all_clips, clip_batches,
+                               find_videos, load_davis, load_opencv_videos,
+                               load_video, read_video, sample_clips,
+                               split_videos)
+from ssljax.methods.video_colorization import (EmbeddingNet, VideoColorization,
+                                               attend_blocked, attend_dense,
+                                               attention_weights,
+                                               color_cluster_targets,
+                                               fit_color_clusters,
+                                               propagate_labels,
+                                               video_colorization_loss)
+
+# ----------------------------------------------------------------------------
+# attention
+# ----------------------------------------------------------------------------
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_attention_rows_over_reference_pixels_sum_to_one():
+  rng = np.random.default_rng(0)
+  f_ref = rng.normal(size=(2, 30, 8)).astype(np.float32)
+  f_tgt = rng.normal(size=(2, 10, 8)).astype(np.float32)
+  a = np.asarray(jax.jit(lambda r, t: attention_weights(r, t, temperature=0.5))(
+      f_ref, f_tgt))
+  assert a.shape == (2, 10, 30)                       # [B, M targets, N refs]
+  np.testing.assert_allclose(a.sum(-1), 1.0, atol=1e-5)
+  # by hand: softmax over i of f_i . f_j / T
+  s = np.einsum("bmd,bnd->bmn", f_tgt, f_ref).astype(np.float64) / 0.5
+  e = np.exp(s - s.max(-1, keepdims=True))
+  np.testing.assert_allclose(a, e / e.sum(-1, keepdims=True), atol=1e-5)
+  # y_j = sum_i A_ij c_i is a distribution too
+  c = jax.nn.one_hot(rng.integers(0, 16, (2, 30)), 16)
+  y = np.asarray(jax.jit(attend_dense)(f_ref, c, f_tgt))
+  np.testing.assert_allclose(y.sum(-1), 1.0, atol=1e-5)
+
+
+def test_identical_frames_and_sharp_temperature_reproduce_reference_colors():
+  rng = np.random.default_rng(1)
+  f = _unit(rng.normal(size=(2, 40, 16))).astype(np.float32)
+  clusters = rng.integers(0, 16, (2, 40))
+  c = jax.nn.one_hot(clusters, 16)
+  y = np.asarray(jax.jit(lambda f, c: attend_dense(f, c, f, temperature=0.01))(
+      f, c))
+  np.testing.assert_allclose(y, np.asarray(c), atol=1e-4)
+  loss = video_colorization_loss(jnp.asarray(y), jnp.asarray(clusters))
+  assert float(loss) < 1e-3
+
+
+def test_blockwise_attention_equals_dense_values_and_gradients_under_jit():
+  rng = np.random.default_rng(2)
+  f_ref = rng.normal(size=(2, 3 * 13, 8)).astype(np.float32)
+  f_tgt = rng.normal(size=(2, 13, 8)).astype(np.float32)
+  targets = rng.integers(0, 6, (2, 13))
+  c = np.asarray(jax.nn.one_hot(rng.integers(0, 6, (2, 39)), 6))
+
+  def loss(attn, fr, ft):
+    return video_colorization_loss(attn(fr, c, ft, temperature=0.7), targets)
+
+  dense = jax.jit(jax.value_and_grad(
+      lambda fr, ft: loss(attend_dense, fr, ft), argnums=(0, 1)))
+  for block in (1, 5, 13):                          # 5: a padded last block
+    blocked = jax.jit(jax.value_and_grad(lambda fr, ft: loss(
+        lambda *a, **k: attend_blocked(*a, **k, block_size=block), fr, ft),
+        argnums=(0, 1)))
+    (v0, g0), (v1, g1) = dense(f_ref, f_tgt), blocked(f_ref, f_tgt)
+    np.testing.assert_allclose(v1, v0, rtol=1e-5)
+    for a, b in zip(g1, g0):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    y0 = attend_dense(f_ref, c, f_tgt, temperature=0.7)
+    y1 = jax.jit(lambda a, b, d: attend_blocked(a, b, d, temperature=0.7,
+                                                block_size=block))(f_ref, c, f_tgt)
+    np.testing.assert_allclose(y1, y0, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# propagation
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [
+    dict(num_prev=1),
+    dict(num_prev=3, topk=5, radius=3),
+    dict(num_prev=0, use_first=True, radius=None),      # frame 0 only
+])
+def test_propagate_recovers_a_known_integer_shift(options):
+  """Hand-built embeddings: a random unit code per world position, so frame
+  t's cell p holds the code of p - t * shift (a texture moving by shift per
+  frame). Propagation must carry the mask along exactly."""
+  h, w, d, t_len = 12, 14, 32, 4
+  shift = np.array([1, 2])
+  rng = np.random.default_rng(3)
+  code = _unit(rng.normal(size=(h, w, d)))
+  emb = np.stack([np.roll(code, tuple(t * shift), axis=(0, 1))
+                  for t in range(t_len)]).astype(np.float32)
+  mask = np.zeros((h, w), np.float32)
+  mask[3:6, 2:6] = 1.0
+  first = np.stack([1 - mask, mask], -1)
+  fn = jax.jit(lambda e, l: propagate_labels(e, l, temperature=0.02, **options))
+  out = np.asarray(fn(emb, first))
+  assert out.shape == (t_len, h, w, 2)
+  np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
+  yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+  for t in range(t_len):
+    want = np.roll(mask, tuple(t * shift), axis=(0, 1))
+    # cells whose content was in frame 0 (p - t * shift inside the frame;
+    # new content entering at the border has no true match)
+    seen = (yy >= t * shift[0]) & (xx >= t * shift[1])
+    assert (want[~seen] == 0).all()
+    np.testing.assert_allclose(out[t, ..., 1][seen], want[seen], atol=1e-3)
+  # copying the first mask is wrong after the first frame
+  assert np.abs(out[-1, ..., 1] - mask).max() > 0.5
+
+
+# ----------------------------------------------------------------------------
+# the method: a tiny network (quick to compile on CPU)
+# ----------------------------------------------------------------------------
+
+CENTROIDS = np.array([[0, 0], [40, 30], [-30, 20], [10, -40]], np.float32)
+
+
+def _moving_clips(b=4, r1=3, side=16, seed=4):
+  """Random colour blocks (4x4) sliding one block per frame."""
+  rng = np.random.default_rng(seed)
+  palette = np.array([[200, 40, 40], [40, 160, 60], [50, 60, 200],
+                      [128, 128, 128], [230, 200, 40]], np.uint8)
+  clips = np.empty((b, r1, side, side, 3), np.uint8)
+  for i in range(b):
+    world = palette[rng.integers(0, 5, (side // 4, side // 4 + r1))]
+    world = world.repeat(4, 0).repeat(4, 1)
+    for t in range(r1):
+      clips[i, t] = world[:, 4 * t:4 * t + side]
+  return clips
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  method = VideoColorization(
+      model=EmbeddingNet(widths=(8, 16, 16), dilations=(), embed_dim=16,
+                         groups=4),
+      tx=optax.adam(3e-3), centroids=CENTROIDS, block_size=7,
+      schedule=lambda s: 3e-3 + 0 * s)
+  clips = _moving_clips()
+  state = method.init(jax.random.key(0), clips.shape[1:])
+  return method, state, clips
+
+
+def test_train_step_is_pure_jitted_donates_state_and_lowers_the_loss(tiny):
+  method, state, clips = tiny
+  step = jax.jit(method.train_step, donate_argnums=0)
+  key = jax.random.key(1)
+  s0 = jax.tree.map(jnp.copy, state)
+  leaves = jax.tree.leaves(s0)
+  s1, m1 = step(s0, jnp.asarray(clips), key)
+  assert all(x.is_deleted() for x in leaves)          # donated
+  assert set(m1) == {"loss", "acc", "lr"} and int(s1.step) == 1
+  # pure: the same state and batch give the same result
+  again, m_again = step(jax.tree.map(jnp.copy, state), jnp.asarray(clips), key)
+  np.testing.assert_array_equal(m_again["loss"], m1["loss"])
+  jax.tree.map(np.testing.assert_array_equal, again.params, s1.params)
+  # the loss equals an independent forward (dense attention, numpy CE)
+  ev = jax.jit(lambda st, c: method.predict(st, c, temperature=1.0))
+  first = ev(state, jnp.asarray(clips))
+  probs = np.asarray(first["probs"])
+  tgt = np.asarray(first["targets"])
+  assert probs.shape == (4, 4, 4, 4) and tgt.shape == (4, 4, 4)
+  want = -np.log(np.maximum(np.take_along_axis(
+      probs, tgt[..., None], -1), 1e-6)).mean()
+  loss0, _ = jax.jit(lambda s, c: method.loss(
+      s.params, s.batch_stats, method_lab(c)))(state, clips)
+  np.testing.assert_allclose(loss0, want, rtol=1e-4)
+  losses = [float(m1["loss"])]
+  for _ in range(15):
+    s1, m = step(s1, jnp.asarray(clips), key)
+    losses.append(float(m["loss"]))
+  assert losses[-1] < losses[0] - 0.1, losses
+
+
+def method_lab(clips):
+  from ssljax.augment import rgb_to_lab  # pylint: disable=import-outside-toplevel
+  return rgb_to_lab(jnp.asarray(clips))
+
+
+def test_predict_decode_and_propagate_shapes(tiny):
+  method, state, clips = tiny
+  out = jax.jit(method.predict)(state, jnp.asarray(clips))
+  ab = method.decode_ab(out["probs"], clips.shape[2:4])
+  assert ab.shape == (4, 16, 16, 2)
+  ab_max = method.decode_ab(out["probs"], mode="argmax")
+  assert {tuple(v) for v in np.asarray(ab_max).reshape(-1, 2).tolist()} <= {
+      tuple(v) for v in CENTROIDS.tolist()}
+  frames = clips[0]
+  first = np.zeros((16, 16, 2), np.float32)
+  first[..., 0] = 1
+  first[4:12, 4:12] = [0, 1]
+  labels = jax.jit(lambda s, f, l: method.propagate(
+      s, f, l, topk=3, radius=1, num_prev=2))(state, jnp.asarray(frames), first)
+  assert labels.shape == (3, 16, 16, 2)
+  np.testing.assert_allclose(np.asarray(labels).sum(-1), 1.0, atol=1e-4)
+  # bare params work too
+  labels2 = method.propagate(state.params, frames, first, topk=3, radius=1,
+                             num_prev=2)
+  np.testing.assert_allclose(labels2, labels, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# colour clusters
+# ----------------------------------------------------------------------------
+
+
+def test_color_clusters_are_fitted_on_training_frames_only():
+  rng = np.random.default_rng(5)
+  # training frames: blues and grays; the held-out tail: pure red
+  blue = np.zeros((30, 8, 8, 3), np.uint8)
+  blue[..., 2] = rng.integers(100, 255, (30, 1, 1))
+  blue[::2] = rng.integers(60, 200, (15, 1, 1, 1))
+  red = np.zeros((10, 8, 8, 3), np.uint8)
+  red[..., 0] = 220
+  splits = split_videos({"a.avi": np.concatenate([blue, red])},
+                        holdout=(), test_fraction=0.25, gap=0)
+  assert len(splits.train["a.avi"]) == 30
+  np.testing.assert_array_equal(splits.test["a.avi[30:]"], red)
+  c = fit_color_clusters(list(splits.train.values()), num_clusters=4,
+                         stride=4, seed=0)
+  assert c.shape == (4, 2)
+  red_ab = np.asarray(method_lab(red[:1, :1, :1]))[0, 0, 0, 1:]
+  assert np.linalg.norm(c - red_ab, axis=1).min() > 50     # no red cluster
+  # deterministic, and only the frames passed in matter
+  np.testing.assert_array_equal(
+      c, fit_color_clusters([splits.train["a.avi"]], num_clusters=4, stride=4))
+  # targets: nearest centre of each 4x4 block's mean ab
+  t = jax.jit(lambda x: color_cluster_targets(method_lab(x), c, (2, 2)))(blue[:2])
+  assert t.shape == (2, 2, 2)
+
+
+# ----------------------------------------------------------------------------
+# videos
+# ----------------------------------------------------------------------------
+
+
+def _write_video(path, num=12, h=24, w=32):
+  cv2 = pytest.importorskip("cv2")
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                           (w, h))
+  assert writer.isOpened()
+  frames = []
+  for t in range(num):
+    f = np.zeros((h, w, 3), np.uint8)
+    f[..., 0] = 200                                      # red background
+    f[4:12, 2 * t % w:2 * t % w + 8] = (30, 200, 40)     # a green block moves
+    frames.append(f)
+    writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+  writer.release()
+  return np.stack(frames)
+
+
+def test_synthetic_video_loads_resizes_and_caches(tmp_path, monkeypatch):
+  want = _write_video(tmp_path / "clip.avi")
+  got = read_video(str(tmp_path / "clip.avi"))
+  assert got.shape == (12, 24, 32, 3) and got.dtype == np.uint8
+  assert np.abs(got.astype(int) - want).mean() < 12       # RGB order, MJPEG
+  assert got[0, 20, 20, 0] > 150 and got[0, 20, 20, 1] < 80
+  cache = tmp_path / "cache"
+  small = load_video(str(tmp_path / "clip.avi"), width=16, multiple=4,
+                     cache_dir=str(cache))
+  assert small.shape == (12, 12, 16, 3)
+  files = list(cache.glob("*.npz"))
+  assert len(files) == 1
+  # the second load reads the .npz (no decoding)
+  import ssljax.data.video as video  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(video, "read_video", lambda *a, **k: 1 / 0)
+  np.testing.assert_array_equal(
+      load_video(str(tmp_path / "clip.avi"), width=16, multiple=4,
+                 cache_dir=str(cache)), small)
+  with np.load(files[0], allow_pickle=False) as z:
+    assert set(z.files) == {"frames"}
+  # a folder of videos, split and cut into clips
+  splits = load_opencv_videos(data_dir=str(tmp_path), names=None, width=16,
+                              multiple=4, holdout=(), test_fraction=0.25,
+                              gap=1, cache_dir=str(cache))
+  assert splits.describe() == {"train": {"clip.avi": 8},
+                               "test": {"clip.avi[9:]": 3}}
+
+
+def test_clips_take_the_strided_reference_frames_then_the_target():
+  frames = np.arange(20, dtype=np.uint8)[:, None, None, None] * np.ones(
+      (1, 2, 2, 3), np.uint8)
+  clips = sample_clips([frames], 50, num_refs=3, stride=2,
+                       rng=np.random.default_rng(0))
+  assert clips.shape == (50, 4, 2, 2, 3)
+  idx = clips[:, :, 0, 0, 0].astype(int)
+  np.testing.assert_array_equal(np.diff(idx, axis=1), 2)
+  assert idx.min() >= 0 and idx[:, -1].max() <= 19
+  a = next(clip_batches([frames], batch_size=4, seed=3, start_step=7))
+  b = sample_clips([frames], 4, rng=np.random.default_rng([3, 7]))
+  np.testing.assert_array_equal(a, b)                     # resumable
+  every = all_clips(frames, num_refs=2, stride=3, every=5)
+  np.testing.assert_array_equal(every[:, :, 0, 0, 0],
+                                [[0, 3, 6], [5, 8, 11], [10, 13, 16]])
+
+
+def test_missing_video_dir_says_to_install_opencv_doc(tmp_path):
+  with pytest.raises(DatasetNotAvailableError, match="apt-get install opencv-doc"):
+    find_videos(str(tmp_path / "nope"))
+  with pytest.raises(DatasetNotAvailableError, match="apt-get install opencv-doc"):
+    load_opencv_videos(data_dir=str(tmp_path / "nope"))
+  with pytest.raises(DatasetNotAvailableError, match="lacks vtest.avi"):
+    find_videos(str(tmp_path), names=("vtest.avi",))
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(VIDEOS_DIR, "tree.avi")),
+                    reason="opencv-doc's tree.avi is absent")
+def test_real_opencv_doc_video():
+  frames = read_video(os.path.join(VIDEOS_DIR, "tree.avi"), max_frames=5)
+  assert frames.shape == (5, 240, 320, 3) and frames.dtype == np.uint8
+  assert frames.std() > 10                                 # real content
+
+
+def test_davis_through_mocked_tfds():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=2):
+    videos = load_davis("validation", size=(8, 12), max_frames=3)
+  assert len(videos) == 2
+  for v in videos:
+    assert v["frames"].shape[1:] == (8, 12, 3) and v["frames"].dtype == np.uint8
+    assert v["masks"].shape == v["frames"].shape[:3]
+    assert 1 <= len(v["frames"]) <= 3 and isinstance(v["name"], str)
