@@ -23,9 +23,9 @@ the full splits with the pool of ``config.cpc.pool``.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
+import sys
 import time
 
 import jax
@@ -37,32 +37,22 @@ from ml_collections import config_flags
 from ssljax.eval.features import extract_features
 from ssljax.eval.knn import knn_accuracy
 from ssljax.eval.linear import linear_probe_accuracy
-from ssljax.parallel import data_sharding, make_data_mesh
-from ssljax.train.loop import load_dataset, pretrain
+from ssljax.parallel import make_data_mesh
+from ssljax.train.checkpoint import CheckpointError
+from ssljax.train.loop import (ConfigMismatchError, NonFiniteError, Preempted,
+                               load_dataset, pretrain)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file with get_config().", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
+_RESUME = flags.DEFINE_bool(
+    "resume", None, "As experiments/pretrain.py: unset resumes automatically "
+    "when --workdir holds checkpoints of the same config; --noresume refuses.")
 
 
 def _first(ds, n):
   n = len(ds) if not n else min(n, len(ds))
   return ds.images[:n], ds.labels[:n]
-
-
-def step_accuracy(method, state, images, batch_size, num_batches, mesh):
-  """Mean per-step (loss, accuracy) over ``num_batches`` held-out batches,
-  every patch of the batch a candidate."""
-  fn = jax.jit(functools.partial(method.prediction_accuracy, negatives="batch"))
-  losses, accs = [], []
-  with jax.set_mesh(mesh):
-    for i in range(min(num_batches, len(images) // batch_size)):
-      x = jax.device_put(images[i * batch_size:(i + 1) * batch_size],
-                         data_sharding(mesh, 4))
-      loss_k, acc_k = fn(state, x)
-      losses.append(np.asarray(loss_k))
-      accs.append(np.asarray(acc_k))
-  return np.mean(losses, 0), np.mean(accs, 0)
 
 
 def evaluate(config, method, states, train, test, mesh):
@@ -96,8 +86,9 @@ def evaluate(config, method, states, train, test, mesh):
     res = {"z": scores(f_tr[:, :zd], f_te[:, :zd]),
            "c": scores(f_tr[:, zd:], f_te[:, zd:], knn=False),
            "zc": scores(f_tr, f_te, knn=False)}
-    loss_k, acc_k = step_accuracy(method, state, test.images, config.batch_size,
-                                  ev.step_accuracy_batches, mesh)
+    loss_k, acc_k = method.held_out_prediction_accuracy(
+        state, test.images, batch_size=config.batch_size, mesh=mesh,
+        max_batches=ev.step_accuracy_batches)
     res["test_step_loss"] = [float(v) for v in loss_k]
     res["test_step_accuracy"] = [float(v) for v in acc_k]
     res["seconds"] = time.perf_counter() - t0
@@ -116,7 +107,16 @@ def main(argv):
     raise app.UsageError("--config is required.")
   t_start = time.perf_counter()
   train, test = load_dataset(config, "train"), load_dataset(config, "test")
-  method, state = pretrain(config, workdir, dataset=train)
+  resume = "auto" if _RESUME.value is None else _RESUME.value
+  try:
+    method, state = pretrain(config, workdir, dataset=train, resume=resume)
+  except Preempted as e:
+    print(f"pre-empted: {e}", flush=True)
+    return 0
+  except (ConfigMismatchError, FileExistsError, NonFiniteError,
+          CheckpointError) as e:
+    print(f"cpc_fashion_mnist: {e}", file=sys.stderr, flush=True)
+    return 1
   t_train = time.perf_counter() - t_start
   init_key, _ = jax.random.split(jax.random.key(config.seed))
   random_state = method.init(init_key, train.image_shape)
@@ -141,6 +141,7 @@ def main(argv):
         "| random init:",
         " ".join(f"{a:.3f}" for a in results["random_init"]["test_step_accuracy"]))
   print(f"timing: {results['timing_seconds']}")
+  return 0
 
 
 if __name__ == "__main__":

@@ -334,3 +334,52 @@ def test_configs_build(name):
   method, steps = build_method(config, 60000 if "fashion" in name else 900)
   assert steps > 0
   assert isinstance(method, (cpc_methods.SequenceCPC, cpc_methods.ImageCPC))
+
+
+def _tiny_speech(n=16, length=960, seed=0):
+  from ssljax.data.speech import SpeechDataset
+  rng = np.random.default_rng(seed)
+  t = np.arange(length)
+  waves = np.stack([np.sin(2 * np.pi * (f * t / length + ph)) * 8000
+                    for f, ph in rng.uniform(2, 9, (n, 2))]).astype(np.int16)
+  z = np.zeros(n, np.int32)
+  return SpeechDataset(audio=waves, word=(np.arange(n) % 2).astype(np.int32),
+                       voice=z, rate=z + 150, pitch=z + 50, words=("a", "b"),
+                       voices=("v",), name="spoken_words:synthetic")
+
+
+def test_sequence_cpc_through_the_shared_loop_resumes_exactly(tmp_path):
+  """experiments/cpc_audio.py trains with ssljax.train.pretrain on a
+  SpeechDataset: a run stopped at step 2 resumes there (no duplicated or
+  missing steps; bit-identical resume itself is tested on images in
+  test_train); held_out_prediction_accuracy is the mean over batches of
+  prediction_accuracy. (Two loop runs only: each compiles its step, ~10-20 s
+  on 2 cores.)"""
+  from ssljax.train.build import load_config_file
+  from ssljax.train.loop import pretrain
+  from ssljax.train.logging import read_jsonl
+  config = load_config_file(os.path.join(
+      os.path.dirname(__file__), "..", "experiments", "configs", "cpc_audio.py"))
+  config.unlock()
+  config.update(dict(batch_size=8, num_steps=3, log_every=1, checkpoint_every=100))
+  config.encoder.features = (8, 8, 8, 8, 8)
+  config.context.features = 8
+  config.cpc.num_steps = 2
+  config.cpc.num_negatives = 8
+  config.cpc.negatives = "sequence"    # the cheapest step to compile
+  ds = _tiny_speech()
+  _, stopped = pretrain(config, str(tmp_path / "b"), dataset=ds,
+                        progress=False, stop_at=2)
+  assert int(stopped.step) == 2
+  method, resumed = pretrain(config, str(tmp_path / "b"), dataset=ds,
+                             progress=False, resume="auto")
+  assert int(resumed.step) == 3
+  steps = [r["step"] for r in read_jsonl(str(tmp_path / "b" / "metrics.jsonl"))]
+  assert steps == [1, 2, 3]
+  loss, acc = method.held_out_prediction_accuracy(resumed, ds.audio, batch_size=8)
+  fn = jax.jit(functools.partial(method.prediction_accuracy, negatives="batch"))
+  per = [fn(resumed, jnp.asarray(ds.audio[i:i + 8])) for i in (0, 8)]
+  np.testing.assert_allclose(loss, np.mean([p[0] for p in per], 0), rtol=1e-5)
+  np.testing.assert_allclose(acc, np.mean([p[1] for p in per], 0), rtol=1e-5)
+  with pytest.raises(ValueError, match="no full batch"):
+    method.held_out_prediction_accuracy(resumed, ds.audio[:7], batch_size=8)

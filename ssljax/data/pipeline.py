@@ -93,7 +93,10 @@ def batches(dataset: ArrayDataset, *, batch_size: int, seed: int, shuffle: bool 
 
 
 def _batches(dataset, batch_size, local, seed, shuffle, epochs, start_step, pi, pc, spe):
-  images, labels, n = dataset.images, dataset.labels, len(dataset)
+  # An image dataset's ``images``, or a sequence dataset's ``inputs``
+  # (e.g. ``SpeechDataset`` waveforms): batched the same way under "image".
+  images = dataset.images if hasattr(dataset, "images") else dataset.inputs
+  labels, n = dataset.labels, len(dataset)
   epoch, step_in_epoch = divmod(start_step, spe)
   while epochs is None or epoch < epochs:
     order = epoch_permutation(n, seed, epoch, shuffle)

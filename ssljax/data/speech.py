@@ -93,6 +93,22 @@ class SpeechDataset:
   def length(self) -> int:
     return int(self.audio.shape[1])
 
+  # What the shared training loop (``ssljax.train.pretrain(dataset=...)``) and
+  # ``ssljax.data.batches`` read from a non-image dataset: the inputs (int16
+  # waveforms; the methods scale them), the per-example shape, and labels.
+  @property
+  def inputs(self) -> np.ndarray:
+    return self.audio
+
+  @property
+  def input_shape(self) -> tuple[int]:
+    return (self.length,)
+
+  @property
+  def labels(self) -> np.ndarray:
+    """Word identity (the loop only carries it along; CPC ignores it)."""
+    return self.word
+
   def subset(self, index, name: str | None = None) -> "SpeechDataset":
     return dataclasses.replace(
         self, audio=self.audio[index], word=self.word[index],

@@ -27,6 +27,7 @@ alike.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ssljax import losses
@@ -132,6 +134,37 @@ class _CPCBase:
     _, (loss_k, acc_k, _) = method._loss_and_stats(params, batch, key,
                                                    augment=False)
     return loss_k, acc_k
+
+  def held_out_prediction_accuracy(self, variables_or_state, inputs, *,
+                                   batch_size: int, mesh=None,
+                                   max_batches: int | None = None,
+                                   negatives: str | None = "batch"
+                                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean per-step ``(loss_k [K], acc_k [K])`` of :meth:`prediction_accuracy`
+    over the consecutive full batches of host ``inputs`` (at most
+    ``max_batches``), each batch placed on ``mesh``'s ``data`` axis (default:
+    all devices); with ``negatives="batch"`` every prediction is scored
+    against all targets of its batch, whatever the training candidate set."""
+    # pylint: disable=import-outside-toplevel
+    from ssljax.parallel import data_sharding, make_data_mesh
+    mesh = make_data_mesh() if mesh is None else mesh
+    count = len(inputs) // batch_size
+    if max_batches:
+      count = min(count, int(max_batches))
+    if count == 0:
+      raise ValueError(f"{len(inputs)} held-out examples make no full batch of "
+                       f"{batch_size}: lower batch_size.")
+    fn = jax.jit(functools.partial(self.prediction_accuracy,
+                                   negatives=negatives))
+    variables = {"params": _variables(variables_or_state)["params"]}
+    losses_k, accs_k = [], []
+    with jax.set_mesh(mesh):
+      for i in range(count):
+        x = np.asarray(inputs[i * batch_size:(i + 1) * batch_size])
+        loss_k, acc_k = fn(variables, jax.device_put(x, data_sharding(mesh, x.ndim)))
+        losses_k.append(np.asarray(loss_k))
+        accs_k.append(np.asarray(acc_k))
+    return np.mean(losses_k, 0), np.mean(accs_k, 0)
 
 
 @dataclasses.dataclass(frozen=True)

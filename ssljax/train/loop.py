@@ -442,7 +442,11 @@ def pretrain(config, workdir: str, *, resume: bool | str = False,
 def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
               dataset, progress, monitor, handle_signals):
   ds = dataset if dataset is not None else load_dataset(config)
-  validate_images(ds.images[:1], name=f"dataset {config.dataset!r} images")
+  if hasattr(ds, "images"):
+    validate_images(ds.images[:1], name=f"dataset {config.dataset!r} images")
+    input_shape = ds.image_shape
+  else:  # a sequence dataset (``inputs``, ``input_shape``), e.g. spoken words
+    input_shape = ds.input_shape
   method, steps = build_method(config, len(ds))
   proc0 = jax.process_index() == 0
   if monitor is None and config.get("monitor") and config.monitor.get("every"):
@@ -450,7 +454,7 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
                            test=None if dataset is not None
                            else load_dataset(config, "test"))
 
-  state, data_key = init_state(method, config, ds.image_shape, mesh)
+  state, data_key = init_state(method, config, input_shape, mesh)
   start, skipped = 0, 0
   if latest is not None:
     def verify(step, restored, meta):
