@@ -7,6 +7,13 @@ Each config's full ``train_step`` (uint8 batch in, augmentation included) is
 compiled, warmed up, then timed in rounds that alternate the order; the median
 seconds per step and the ratio to the first config are printed (and written as
 JSON with ``--out``). Used to give methods equal wall-clock budgets.
+
+A config path followed by ``+online_probe`` is that config with the online
+linear probe (``ssljax.methods.online_probe``) switched on, e.g. to measure its
+cost::
+
+    python benchmarks/step_cost_ratio.py experiments/configs/simclr_fashion_mnist.py \
+        experiments/configs/simclr_fashion_mnist.py+online_probe
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import time
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,17 +44,26 @@ def main(argv=None):
   p.add_argument("--out", type=Path, default=None)
   args = p.parse_args(argv)
   fns = {}
-  for path in args.configs:
+  for name in args.configs:
+    path, _, extra = name.partition("+")
     c = load_config_file(path)
+    if extra == "online_probe":
+      c.unlock()
+      c.online_probe = ml_collections.ConfigDict(dict(lr=0.1))
+    elif extra:
+      raise SystemExit(f"unknown variant +{extra} (only +online_probe)")
     method, _ = build_method(c, args.num_examples)
     state = method.init(jax.random.key(0), (28, 28, 1))
     images = jax.numpy.asarray(np.random.default_rng(0).integers(
         0, 256, (c.batch_size, 28, 28, 1), dtype=np.uint8))
+    if getattr(method, "takes_labels", False):
+      images = {"image": images, "label": jax.numpy.asarray(
+          np.arange(c.batch_size) % 10, np.int32)}
     step = jax.jit(method.train_step, donate_argnums=0)
     state, _ = step(state, images, jax.random.key(1))
     state, _ = step(state, images, jax.random.key(1))
     jax.block_until_ready(state)
-    fns[path] = [step, state, images]
+    fns[name] = [step, state, images]
   times = {k: [] for k in fns}
   for r in range(args.rounds):
     order = list(fns) if r % 2 == 0 else list(fns)[::-1]

@@ -16,6 +16,10 @@ status 0 (rerun the command to resume). A second Ctrl-C stops at once.
 Expected failures (config mismatch, non-finite loss with config.nonfinite=
 "stop", unreadable checkpoints) print one message and exit with status 1.
 
+Online probe: --online_probe=0.1 trains a linear classifier on stop-gradient
+features during pre-training (from the batch labels; the self-supervised update
+never sees them) and logs its training-batch accuracy as probe_acc.
+
 Multi-host (TPU pod slice, SLURM GPU cluster, several local processes): start
 this same command once per process; ``maybe_initialize_distributed()`` joins
 them (SSLJAX_COORDINATOR/SSLJAX_NUM_PROCESSES/SSLJAX_PROCESS_ID, or SLURM /
@@ -25,6 +29,7 @@ experiments/launch/README.md.
 
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -36,6 +41,12 @@ from ssljax.train.loop import (ConfigMismatchError, NonFiniteError, Preempted,
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file with get_config().", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
+_ONLINE_PROBE = flags.DEFINE_float(
+    "online_probe", 0.0,
+    "> 0: train an online linear probe at this learning rate during "
+    "pre-training (ssljax.methods.online_probe; logs probe_acc and "
+    "probe_loss). Same as setting config.online_probe = ConfigDict(dict(lr=...)) "
+    "in the config file. Repeat it when resuming.")
 _RESUME = flags.DEFINE_bool(
     "resume", None,
     "Unset (default): resume automatically when --workdir holds checkpoints of "
@@ -51,8 +62,13 @@ def main(argv):
     raise app.UsageError("--config is required, e.g. "
                          "--config experiments/configs/simclr_fashion_mnist.py")
   resume = "auto" if _RESUME.value is None else _RESUME.value
+  config = _CONFIG.value
+  if _ONLINE_PROBE.value > 0:
+    with config.unlocked():
+      config.online_probe = ml_collections.ConfigDict(
+          dict(lr=_ONLINE_PROBE.value))
   try:
-    _, state = pretrain(_CONFIG.value, _WORKDIR.value, resume=resume)
+    _, state = pretrain(config, _WORKDIR.value, resume=resume)
   except Preempted as e:
     print(f"pre-empted: {e}", flush=True)
     return 0

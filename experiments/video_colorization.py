@@ -15,8 +15,9 @@ What is measured (same run, same held-out frames):
   error (L2 in ab units, at full resolution; decoded ab = the expectation
   over the cluster centres, upsampled bilinearly; ``argmax``: the most likely
   cluster's centre) for the trained network, the same network at random
-  init, copying the last reference frame's colours at the same pixel, and
-  the training frames' mean colour.
+  init, copying the last reference frame's colours at the same pixel (its
+  ab, and its clusters' centres: ``copy_reference_quantized``), and the
+  training frames' mean colour.
 * Tracking with ground truth: a crop of a held-out opencv-doc photo, with
   an elliptical alpha, pasted onto held-out video frames along a smooth
   random path (seeded); the first frame's mask is propagated through the
@@ -44,6 +45,8 @@ from ml_collections import config_flags
 from ssljax.augment.lab import lab_to_rgb, rgb_to_lab
 from ssljax.data.photos import find_photos, random_photo_crops, read_photo, split_photos
 from ssljax.data.video import all_clips, clip_batches, load_opencv_videos
+from ssljax.parallel import (check_batch_divides, data_sharding, make_data_mesh,
+                             replicated_sharding)
 from ssljax.methods.video_colorization import (EmbeddingNet, VideoColorization,
                                                color_cluster_targets,
                                                fit_color_clusters,
@@ -96,15 +99,22 @@ def train(config, method, splits, workdir):
   clip_shape = (config.clips.num_refs + 1, *frames0.shape[1:])
   state = method.init(init_key, clip_shape)
   init_state = jax.tree.map(jnp.copy, state)
+  # batch sharded over all devices (axis "data"), state replicated
+  mesh = make_data_mesh()
+  check_batch_divides(config.batch_size, mesh)
+  state = jax.device_put(state, replicated_sharding(mesh))
+  batch_sharding = data_sharding(mesh, 5)
   step = jax.jit(method.train_step, donate_argnums=0)
   it = clip_batches(list(splits.train.values()), batch_size=config.batch_size,
                     num_refs=config.clips.num_refs, stride=config.clips.stride,
                     seed=config.seed)
   log, t_compiled = [], None
   t0 = time.perf_counter()
-  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f, \
+      jax.set_mesh(mesh):
     for n in range(1, config.num_steps + 1):
-      state, metrics = step(state, jnp.asarray(next(it)), data_key)
+      state, metrics = step(state, jax.device_put(next(it), batch_sharding),
+                            data_key)
       if n == 1:
         jax.block_until_ready(metrics)
         t_compiled = time.perf_counter()
@@ -152,9 +162,11 @@ def eval_colorization(config, method, states, splits, centroids, train_mean_ab):
     cl = color_cluster_targets(lab, c, (h, w))              # [B, R+1, h, w]
     quant_ab = jax.image.resize(c[cl[:, -1]], (lab.shape[0], *lab.shape[2:4], 2),
                                 "nearest")
+    ref_quant_ab = jax.image.resize(
+        c[cl[:, -2]], (lab.shape[0], *lab.shape[2:4], 2), "nearest")
     return {"ab": lab[:, -1, ..., 1:], "ref_ab": lab[:, -2, ..., 1:],
             "clusters": cl[:, -1], "ref_clusters": cl[:, -2],
-            "quant_ab": quant_ab}
+            "quant_ab": quant_ab, "ref_quant_ab": ref_quant_ab}
 
   predictors = {
       name: jax.jit(lambda st, x: method.predict(st, x)) for name in states}
@@ -189,6 +201,11 @@ def eval_colorization(config, method, states, splits, centroids, train_mean_ab):
     results["copy_reference"] = {
         "cluster_acc": float((tr["ref_clusters"] == tr["clusters"]).mean()),
         "ab_error": float(np.linalg.norm(tr["ref_ab"] - true_ab, axis=-1).mean())}
+    # the same, through the clusters: the reference's cluster centres at 1/4
+    results["copy_reference_quantized"] = {
+        "cluster_acc": float((tr["ref_clusters"] == tr["clusters"]).mean()),
+        "ab_error": float(np.linalg.norm(tr["ref_quant_ab"] - true_ab,
+                                         axis=-1).mean())}
     results["train_mean_color"] = {
         "cluster_acc": float((tr["clusters"] == mean_cluster).mean()),
         "ab_error": float(np.linalg.norm(train_mean_ab - true_ab, axis=-1).mean())}

@@ -155,7 +155,9 @@ def tiny():
       tx=optax.adam(3e-3), centroids=CENTROIDS, block_size=7,
       schedule=lambda s: 3e-3 + 0 * s)
   clips = _moving_clips()
-  state = method.init(jax.random.key(0), clips.shape[1:])
+  # jitted: op-by-op initializers compile one by one (slow on XLA:CPU)
+  state = jax.jit(method.init, static_argnums=1)(jax.random.key(0),
+                                                 clips.shape[1:])
   return method, state, clips
 
 
@@ -190,6 +192,26 @@ def test_train_step_is_pure_jitted_donates_state_and_lowers_the_loss(tiny):
   assert losses[-1] < losses[0] - 0.1, losses
 
 
+def test_sharded_step_matches_single_device(tiny):
+  from ssljax.parallel import (data_sharding,  # pylint: disable=import-outside-toplevel
+                               make_data_mesh, replicated_sharding)
+  method, state, _ = tiny
+  clips = _moving_clips(b=8, seed=8)
+  key = jax.random.key(2)
+  step = jax.jit(method.train_step)
+  single, m_single = step(state, jnp.asarray(clips), key)
+  mesh = make_data_mesh()
+  assert mesh.size == 8
+  with jax.set_mesh(mesh):
+    sharded, m_sharded = step(jax.device_put(state, replicated_sharding(mesh)),
+                              jax.device_put(clips, data_sharding(mesh, 5)),
+                              key)
+  np.testing.assert_allclose(m_sharded["loss"], m_single["loss"], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-6),
+               sharded.params, single.params)
+
+
 def method_lab(clips):
   from ssljax.augment import rgb_to_lab  # pylint: disable=import-outside-toplevel
   return rgb_to_lab(jnp.asarray(clips))
@@ -212,9 +234,9 @@ def test_predict_decode_and_propagate_shapes(tiny):
   assert labels.shape == (3, 16, 16, 2)
   np.testing.assert_allclose(np.asarray(labels).sum(-1), 1.0, atol=1e-4)
   # bare params work too
-  labels2 = method.propagate(state.params, frames, first, topk=3, radius=1,
-                             num_prev=2)
-  np.testing.assert_allclose(labels2, labels, atol=1e-5)
+  embed = jax.jit(method.embed)
+  np.testing.assert_allclose(embed(state.params, jnp.asarray(frames)),
+                             embed(state, jnp.asarray(frames)), atol=1e-6)
 
 
 # ----------------------------------------------------------------------------

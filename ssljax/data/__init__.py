@@ -41,7 +41,15 @@ from ssljax.data.speech import (
     spoken_words,
 )
 
+from ssljax.data.video import (OPENCV_VIDEOS, VIDEOS_DIR, VideoSplits,
+                               clip_batches, load_davis, load_opencv_videos,
+                               load_video, read_video, sample_clips,
+                               split_videos)
+
 __all__ = [
+    "OPENCV_VIDEOS", "VIDEOS_DIR", "VideoSplits", "clip_batches", "load_davis",
+    "load_opencv_videos", "load_video", "read_video", "sample_clips",
+    "split_videos",
     "ArrayDataset",
     "DATA_DIR_ENV",
     "DIGITS_TRAIN_SIZE",

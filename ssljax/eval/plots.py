@@ -26,8 +26,9 @@ import numpy as np
 from ssljax.losses import l2_normalize
 
 #: The methods log the schedule's value as ``lr``; ``learning_rate`` is kept
-#: for logs that spell it out. Keys no run has are skipped.
-METRIC_KEYS = ("loss", "lr", "learning_rate", "mi_bound", "knn_acc")
+#: for logs that spell it out; ``probe_acc`` is the online probe's
+#: (ssljax.methods.online_probe). Keys no run has are skipped.
+METRIC_KEYS = ("loss", "lr", "learning_rate", "mi_bound", "knn_acc", "probe_acc")
 
 
 def _figure(figsize, dpi):

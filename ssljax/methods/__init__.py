@@ -12,6 +12,11 @@ from ssljax.methods.jigsaw import Jigsaw, JigsawState, permutation_set
 from ssljax.methods.pretext import PretextMethod, PretextState, TileClassifier
 from ssljax.methods.relpos import RelativePosition, RelativePositionState
 from ssljax.methods.rotation import Rotation, RotationState
+from ssljax.methods.video_colorization import (
+    EmbeddingNet, VideoColorization, VideoColorizationState, attend,
+    attend_blocked, attend_dense, fit_color_clusters, propagate_labels,
+    video_colorization_loss)
+from ssljax.methods.online_probe import OnlineProbe, OnlineProbeState
 from ssljax.methods.colorization import (ColorNet, Colorization,
                                          ColorizationState, SplitBrain,
                                          SplitBrainNet, colorization_loss,
@@ -26,4 +31,7 @@ __all__ = ["Jigsaw", "JigsawState", "PretextMethod", "PretextState",
            "ContextEncoder", "ConvDecoder", "ConvDiscriminator", "Inpainting",
            "InpaintingState", "ColorNet", "Colorization", "ColorizationState",
            "SplitBrain", "SplitBrainNet", "colorization_loss",
-           "empirical_prior", "rebalance_weights"]
+           "empirical_prior", "rebalance_weights", "OnlineProbe",
+           "OnlineProbeState", "EmbeddingNet", "VideoColorization",
+           "VideoColorizationState", "attend", "attend_blocked", "attend_dense",
+           "fit_color_clusters", "propagate_labels", "video_colorization_loss"]

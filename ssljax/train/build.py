@@ -86,11 +86,12 @@ def build_method(config, num_examples: int):
                       trust_coefficient=opt.get("trust_coefficient", 1e-3))
   if config.method in ("cpc_sequence", "cpc_image"):
     from ssljax.train.build_cpc import build_cpc  # pylint: disable=import-outside-toplevel
-    return build_cpc(config, tx, schedule), steps
+    return with_online_probe(config, build_cpc(config, tx, schedule)), steps
   if config.method in ("colorization", "splitbrain"):
     # Lab input scaled inside the method: no input_mean / input_std.
     from ssljax.methods.colorization import build_colorization  # pylint: disable=import-outside-toplevel
-    return build_colorization(config, tx, schedule, build_encoder), steps
+    return with_online_probe(
+        config, build_colorization(config, tx, schedule, build_encoder)), steps
   mean, std = input_stats(config)
   if config.method == "simclr":
     head = {"dtype": compute_dtype(config), **_plain(config.head)}
@@ -112,7 +113,22 @@ def build_method(config, num_examples: int):
                      "'moco', 'rotation', 'jigsaw', 'relpos', 'inpainting', "
                      "'cpc_sequence', 'cpc_image', 'colorization', "
                      "'splitbrain'.")
-  return method, steps
+  return with_online_probe(config, method), steps
+
+
+def with_online_probe(config, method):
+  """``method`` wrapped in :class:`~ssljax.methods.online_probe.OnlineProbe`
+  when ``config.online_probe`` is set (keys ``lr``, ``momentum``,
+  ``weight_decay``, ``num_classes``: default the dataset's)."""
+  probe = config.get("online_probe")
+  if not probe:
+    return method
+  # pylint: disable-next=import-outside-toplevel
+  from ssljax.methods.online_probe import OnlineProbe
+  probe = _plain(probe)
+  num_classes = probe.pop("num_classes", None) or data_lib.info(
+      config.dataset).num_classes
+  return OnlineProbe(method, num_classes=int(num_classes), **probe)
 
 
 def _build_moco(config, tx, schedule, steps, mean, std):

@@ -498,6 +498,7 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
                   CheckpointWarning, stacklevel=3)
   end = steps if stop_at is None else min(steps, stop_at)
 
+  takes_labels = bool(getattr(method, "takes_labels", False))
   step_fn = jax.jit(guarded_train_step(method.train_step, nonfinite),
                     donate_argnums=0)
   guard = jax.device_put(np.array([skipped, -1, -1], np.int32),
@@ -542,7 +543,9 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
     with stop_on_signals(handle_signals) as stop, jax.set_mesh(mesh):
       while step < end:
         batch = next(batches)
-        state, metrics, guard = step_fn(state, batch["image"], data_key, guard)
+        # A method with an online probe (``takes_labels``) gets the labels too.
+        inputs = batch if takes_labels else batch["image"]
+        state, metrics, guard = step_fn(state, inputs, data_key, guard)
         if names is None:
           names = _fault_names(metrics)
         step += 1

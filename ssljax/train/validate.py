@@ -90,7 +90,7 @@ COMMON_KEYS = frozenset({
     "method", "seed", "dataset", "data_dir", "data_source", "batch_size",
     "num_epochs", "num_steps", "encoder", "optimizer", "log_every",
     "checkpoint_every", "keep_checkpoints", "eval", "monitor",
-    "compute_dtype", "input_mean", "input_std", "nonfinite",
+    "compute_dtype", "input_mean", "input_std", "nonfinite", "online_probe",
 })
 
 #: Extra top-level keys of each method.
@@ -148,6 +148,9 @@ CONFIG_KEYS = {
         "grid", "ab_range", "num_neighbors", "sigma", "temperature",
         "rebalance_lambda", "prior_sigma", "prior_images", "hidden_dim",
         "out_stride", "hypercolumn", "flip", "num_l_bins"}),
+    # ssljax.train.build.with_online_probe (ssljax.methods.online_probe).
+    "online_probe": frozenset({"lr", "momentum", "weight_decay",
+                               "num_classes"}),
     # experiments/cpc_audio.py load_data.
     "data": frozenset({"repeats", "seed", "length", "test_fraction",
                        "cache_dir"}),
@@ -625,6 +628,7 @@ class _Checker:
     self.optimizer(steps if steps_ok else None)
     self.monitor()
     self.eval()
+    self.online_probe()
 
   def dataset(self, method: str | None) -> None:
     name = self.get("dataset", None)
@@ -789,6 +793,21 @@ class _Checker:
       if _is_int(n) and k > n:
         self.add("monitor.k", k, f"more neighbours than bank images "
                  f"(monitor.num_train={n}); use --config.monitor.k<={n}")
+
+  def online_probe(self) -> None:
+    probe = self.get("online_probe", None)
+    if probe is None:
+      return
+    if not isinstance(probe, Mapping):
+      self.add("online_probe", probe, "must be a ConfigDict (lr, momentum, "
+               "weight_decay, num_classes), e.g. ml_collections.ConfigDict("
+               "dict(lr=0.1)), or None for no online probe")
+      return
+    self.num_in("online_probe.lr", 0.0, low_open=True)
+    self.num_in("online_probe.momentum", 0.0, 1.0, high_open=True)
+    self.num_in("online_probe.weight_decay", 0.0)
+    self.int_at_least("online_probe.num_classes", 2,
+                      "default: the dataset's number of classes")
 
   def eval(self) -> None:
     if not isinstance(self.get("eval", None), Mapping):
