@@ -23,6 +23,12 @@ _OUT = flags.DEFINE_string("out", None, "Output folder (default "
                            "WORKDIR/eval_suite).")
 _FT_STEPS = flags.DEFINE_integer("finetune_steps", SuiteOptions.finetune_steps,
                                  "Fine-tuning steps per few-label point.")
+_AUG_PRESET = flags.DEFINE_enum(
+    "linear_aug_preset", SuiteOptions.linear_aug_preset, ["simclr", "moco"],
+    "linear_aug section: the papers' augmented linear protocol to follow.")
+_AUG_EPOCHS = flags.DEFINE_integer(
+    "linear_aug_epochs", SuiteOptions.linear_aug_epochs,
+    "linear_aug section: epochs (the papers: 90 SimCLR, 100 MoCo).")
 _EMBED = flags.DEFINE_list("embed", list(SuiteOptions.embed_methods),
                            "Embedding pictures: tsne and/or umap.")
 
@@ -31,7 +37,9 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   opts = SuiteOptions(finetune_steps=_FT_STEPS.value,
-                      embed_methods=tuple(_EMBED.value))
+                      embed_methods=tuple(_EMBED.value),
+                      linear_aug_preset=_AUG_PRESET.value,
+                      linear_aug_epochs=_AUG_EPOCHS.value)
   report = evaluate_suite(_WORKDIR.value, sections=_SECTIONS.value,
                           step=_STEP.value, options=opts, out_dir=_OUT.value)
   from ssljax.eval.report import markdown_report  # pylint: disable=import-outside-toplevel

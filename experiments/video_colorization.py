@@ -24,6 +24,18 @@ What is measured (same run, same held-out frames):
   sequence; J = IoU of the thresholded (> 0.5) propagated mask with the true
   support, per frame, for the trained network, random init and "copy the
   first mask".
+* With ``--eval_gaps=1,2,4,8,16,32``: colorization of the same held-out
+  target frames from references ``gap`` frames back (the last reference at
+  ``t - gap``, the others ``stride`` apart before it), for the same
+  networks and baselines; ``--eval_only`` loads ``params.msgpack`` from
+  ``--workdir`` instead of training and adds the table
+  (``colorization_by_gap``) to the existing JSONs::
+
+    python experiments/video_colorization.py \
+        --config experiments/configs/video_colorization.py \
+        --workdir workdirs/video_colorization \
+        --out benchmarks/results/video_colorization_eval.json \
+        --png_dir benchmarks/results --eval_only --eval_gaps=1,2,4,8,16,32
 """
 
 from __future__ import annotations
@@ -44,11 +56,13 @@ from ml_collections import config_flags
 
 from ssljax.augment.lab import lab_to_rgb, rgb_to_lab
 from ssljax.data.photos import find_photos, random_photo_crops, read_photo, split_photos
-from ssljax.data.video import all_clips, clip_batches, load_opencv_videos
+from ssljax.data.video import (all_clips, clip_batches, clip_span,
+                               load_opencv_videos)
 from ssljax.parallel import (check_batch_divides, data_sharding, make_data_mesh,
                              replicated_sharding)
 from ssljax.methods.video_colorization import (EmbeddingNet, VideoColorization,
                                                color_cluster_targets,
+                                               colorization_baseline_scores,
                                                fit_color_clusters,
                                                video_colorization_loss)
 from ssljax.train.optim import warmup_cosine_schedule
@@ -59,6 +73,16 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
 _OUT = flags.DEFINE_string("out", "", "Also write the JSON here.")
 _PNG_DIR = flags.DEFINE_string(
     "png_dir", "", "Also copy the PNGs here when each is < 300 KB.")
+_EVAL_GAPS = flags.DEFINE_list(
+    "eval_gaps", [], "Also evaluate colorization of the held-out videos with "
+    "the last reference frame this many frames before the target, e.g. "
+    "1,2,4,8,16,32 (the same target frames at every gap); writes the table "
+    "under 'colorization_by_gap' and video_colorization_gaps.png.")
+_EVAL_ONLY = flags.DEFINE_bool(
+    "eval_only", False, "Do not train: load params.msgpack from --workdir "
+    "(written by a training run with the same config), run the --eval_gaps "
+    "evaluation and add it to the existing eval.json (and --out), leaving "
+    "the rest of the JSON as it is.")
 
 
 def _cpu() -> str:
@@ -93,11 +117,40 @@ def build(config, centroids, num_steps):
       schedule=schedule)
 
 
-def train(config, method, splits, workdir):
+def initial_state(config, method, splits):
+  """``(state at init, data key)``, both from ``config.seed``: the random
+  init network that training starts from."""
   init_key, data_key = jax.random.split(jax.random.key(config.seed))
   frames0 = next(iter(splits.train.values()))
   clip_shape = (config.clips.num_refs + 1, *frames0.shape[1:])
-  state = method.init(init_key, clip_shape)
+  return method.init(init_key, clip_shape), data_key
+
+
+def load_trained(config, method, splits, workdir):
+  """``(trained state, random-init state)`` without training: the params
+  that a training run saved as ``workdir/params.msgpack`` (flax
+  serialization) in the random-init state (its optimizer state is not
+  saved, and evaluation does not use it). The saved ``config.json`` must
+  agree with ``config`` outside ``eval``."""
+  from flax import serialization  # pylint: disable=import-outside-toplevel
+  saved_path = os.path.join(workdir, "config.json")
+  if os.path.isfile(saved_path):
+    with open(saved_path) as f:
+      saved = json.load(f)
+    now = json.loads(config.to_json())
+    diff = sorted(k for k in set(saved) | set(now)
+                  if k != "eval" and saved.get(k) != now.get(k))
+    if diff:
+      raise ValueError(f"--config differs from the trained run's {saved_path} "
+                       f"in {diff}.")
+  init_state, _ = initial_state(config, method, splits)
+  with open(os.path.join(workdir, "params.msgpack"), "rb") as f:
+    params = serialization.from_bytes(init_state.params, f.read())
+  return init_state.replace(params=params), init_state
+
+
+def train(config, method, splits, workdir):
+  state, data_key = initial_state(config, method, splits)
   init_state = jax.tree.map(jnp.copy, state)
   # batch sharded over all devices (axis "data"), state replicated
   mesh = make_data_mesh()
@@ -226,6 +279,59 @@ def eval_colorization(config, method, states, splits, centroids, train_mean_ab):
           "decoding": "ab_error: expectation of the cluster centres under the "
                       "predicted distribution (T=0.5), upsampled bilinearly; "
                       "ab_error_argmax: centre of the most likely cluster"}
+
+
+def eval_colorization_by_gap(config, method, states, splits, centroids,
+                             train_mean_ab, gaps):
+  """Colorization of held-out target frames from references ``gap`` frames
+  back (the last reference at ``t - gap``, the others ``stride`` apart
+  before it), for each gap, on the same target frames at every gap (those
+  with all references at the largest gap, every ``eval.gap_every``-th):
+  cluster accuracy, CE loss and ab error of each network and baseline,
+  pooled over the held-out videos and per video."""
+  ec = config.eval
+  num_refs, stride = config.clips.num_refs, config.clips.stride
+  gaps = sorted({int(g) for g in gaps})
+  first = clip_span(num_refs, stride, max(gaps))
+  every = int(ec.get("gap_every", 1))
+  nets = {name: jax.jit(lambda x, st=st: method.clip_scores(st, x))
+          for name, st in states.items()}
+  base = jax.jit(lambda x: colorization_baseline_scores(
+      x, centroids, train_mean_ab))
+  table, per_video, targets = {}, {}, {}
+  for gap in gaps:
+    scores = {}                                   # name/metric -> [clips]
+    for vname, frames in splits.test.items():
+      clips = all_clips(frames, num_refs=num_refs, stride=stride, every=every,
+                        gap=gap, first_target=first)
+      if not len(clips):
+        continue
+      targets[vname] = len(clips)
+      out = {name: _batched(fn, clips, ec.batch_size) for name, fn in nets.items()}
+      out.update(_batched(base, clips, ec.batch_size))
+      pv = per_video.setdefault(vname, {}).setdefault(str(gap), {})
+      for name, r in out.items():
+        pv[name] = {k: float(np.mean(v)) for k, v in r.items()}
+        for k, v in r.items():
+          scores.setdefault(name, {}).setdefault(k, []).append(v)
+    table[str(gap)] = {name: {k: float(np.concatenate(v).mean())
+                              for k, v in r.items()}
+                       for name, r in scores.items()}
+    table[str(gap)]["num_clips"] = int(sum(targets.values()))
+    print(f"gap {gap}: " + json.dumps(
+        {n: [round(r["cluster_acc"], 3), round(r["ab_error"], 2)]
+         for n, r in table[str(gap)].items() if isinstance(r, dict)}),
+          flush=True)
+  return {"gaps": gaps, "all_held_out": table, "per_video": per_video,
+          "clips_per_video": targets,
+          "targets": f"every {every} frame(s) of each held-out part, from "
+                     f"frame {first} of it (the first with all references at "
+                     f"gap {max(gaps)}); the same targets at every gap",
+          "references": f"{num_refs} frames: t - gap - {stride} k, k = "
+                        f"{num_refs - 1}..0 (the model was trained at gap "
+                        f"{stride})",
+          "decoding": "as in 'colorization': T = 0.5, ab_error = expectation "
+                      "over the cluster centres, upsampled bilinearly"}
 
 
 # ---------------------------------------------------------------------------
@@ -378,6 +484,63 @@ def save_tracking_png(path, frames, alpha, preds, num):
   return path
 
 
+_GAP_LINES = (("trained", "trained (T=0.5)", "C0", "o-"),
+              ("random_init", "random init", "C7", "s--"),
+              ("copy_reference", "copy reference ab, same pixel", "C3", "^-"),
+              ("copy_reference_quantized", "copy reference, quantized", "C1",
+               "v:"),
+              ("train_mean_color", "training mean colour", "C2", "x-."),
+              ("quantization_floor", "floor: own cluster centres", "k", ":"))
+
+
+def save_gap_png(path, by_gap):
+  """Cluster accuracy (all methods; zoomed on the trained network and the
+  copy) and ab error (log scale) against the gap, one line per method."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  gaps = by_gap["gaps"]
+  table = by_gap["all_held_out"]
+  fig = Figure(figsize=(11.5, 3.4))
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, 3)
+  panels = ((axes[0], "cluster_acc", "cluster accuracy (18x24 cells)", None),
+            (axes[1], "cluster_acc", "cluster accuracy, zoom",
+             ("trained", "copy_reference")),
+            (axes[2], "ab_error", "ab error (mean L2 at 72x96; log scale)",
+             None))
+  for ax, key, title, only in panels:
+    for name, label, color, style in _GAP_LINES:
+      if name == "quantization_floor" and key == "cluster_acc":
+        continue
+      if name not in table[str(gaps[0])] or (only and name not in only):
+        continue
+      if only and name == "copy_reference":
+        label = "copy reference (own or quantized)"
+      ax.plot(gaps, [table[str(g)][name][key] for g in gaps], style,
+              color=color, label=label, ms=4, lw=1.2)
+    ax.set_xscale("log", base=2)
+    if key == "ab_error":
+      ax.set_yscale("log")
+      ax.set_yticks([1, 2, 5, 10, 20])
+      ax.set_yticklabels(["1", "2", "5", "10", "20"])
+    ax.set_xticks(gaps)
+    ax.set_xticklabels([str(g) for g in gaps])
+    ax.set_xlabel("gap: frames from the last reference to the target",
+                  fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+  axes[1].legend(fontsize=7)
+  # every method's line, in the empty middle band of the first panel
+  axes[0].legend(*axes[2].get_legend_handles_labels(), fontsize=7,
+                 loc="center right")
+  n = table[str(gaps[0])]["num_clips"]
+  fig.suptitle(f"held-out colorization vs reference gap ({n} target frames, "
+               "the same at every gap; trained at gap 2)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  return path
+
+
 def save_colorization_png(path, method, states, clips):
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
   from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
@@ -414,9 +577,13 @@ def main(argv):
   del argv
   config = _CONFIG.value
   workdir = _WORKDIR.value
+  gaps = [int(g) for g in _EVAL_GAPS.value]
+  if _EVAL_ONLY.value and not gaps:
+    raise app.UsageError("--eval_only needs --eval_gaps.")
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json(indent=1))
+  if not _EVAL_ONLY.value:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=1))
   t_all = time.perf_counter()
   d = config.data
   splits = load_opencv_videos(
@@ -434,6 +601,12 @@ def main(argv):
       lambda x: rgb_to_lab(x)[..., 1:].mean((0, 1, 2)))(v)) for v in train_videos])
                    * counts[:, None]).sum(0) / counts.sum()
   method = build(config, centroids, config.num_steps)
+  if _EVAL_ONLY.value:
+    state, init_state = load_trained(config, method, splits, workdir)
+    _eval_gaps_only(config, method, {"trained": state, "random_init": init_state},
+                    splits, centroids, train_mean_ab.astype(np.float32), gaps,
+                    workdir, t_all)
+    return
   state, init_state, log, train_seconds = train(config, method, splits, workdir)
   print(f"trained {config.num_steps} steps in {train_seconds:.1f}s", flush=True)
   from flax import serialization  # pylint: disable=import-outside-toplevel
@@ -450,6 +623,10 @@ def main(argv):
   print(json.dumps({k: v["J_mean_frames_1_to_end"] for k, v in track.items()
                     if isinstance(v, dict) and "J_mean_frames_1_to_end" in v},
                    indent=1), flush=True)
+  by_gap = None
+  if gaps:
+    by_gap = eval_colorization_by_gap(config, method, states, splits, centroids,
+                                      train_mean_ab.astype(np.float32), gaps)
   eval_seconds = time.perf_counter() - t
 
   pngs = {}
@@ -465,6 +642,9 @@ def main(argv):
   pngs["colorization"] = save_colorization_png(
       os.path.join(workdir, "video_colorization_samples.png"), method, states,
       np.stack(sample))
+  if by_gap is not None:
+    pngs["gaps"] = save_gap_png(
+        os.path.join(workdir, "video_colorization_gaps.png"), by_gap)
   copied = {}
   if _PNG_DIR.value:
     import shutil  # pylint: disable=import-outside-toplevel
@@ -489,6 +669,7 @@ def main(argv):
                 "last_log": log[-1] if log else None},
       "colorization": color,
       "tracking": track,
+      **({"colorization_by_gap": by_gap} if by_gap is not None else {}),
       "eval_seconds": round(eval_seconds, 1),
       "total_seconds": round(time.perf_counter() - t_all, 1),
       "pngs": pngs, "pngs_copied": copied,
@@ -501,6 +682,46 @@ def main(argv):
     with open(_OUT.value, "w") as f:
       json.dump(result, f, indent=1)
   print(f"wrote {os.path.join(workdir, 'eval.json')}", flush=True)
+
+
+def _eval_gaps_only(config, method, states, splits, centroids, train_mean_ab,
+                    gaps, workdir, t_all):
+  """``--eval_only``: the by-gap table and its PNG, added under
+  ``colorization_by_gap`` to the JSONs that exist (``workdir/eval.json``,
+  ``--out``); their other keys stay as the training run wrote them."""
+  t = time.perf_counter()
+  by_gap = eval_colorization_by_gap(config, method, states, splits, centroids,
+                                    train_mean_ab, gaps)
+  by_gap["seconds"] = round(time.perf_counter() - t, 1)
+  png = save_gap_png(os.path.join(workdir, "video_colorization_gaps.png"),
+                     by_gap)
+  copied = None
+  if _PNG_DIR.value and os.path.getsize(png) < 300_000:
+    import shutil  # pylint: disable=import-outside-toplevel
+    os.makedirs(_PNG_DIR.value, exist_ok=True)
+    copied = shutil.copy(png, os.path.join(_PNG_DIR.value,
+                                           os.path.basename(png)))
+  by_gap.update({
+      "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+      "date": datetime.datetime.now().isoformat(timespec="seconds"),
+      "machine": {"cpu": _cpu(), "cores": os.cpu_count(),
+                  "jax": jax.__version__, "backend": jax.default_backend()},
+      "params": os.path.join(workdir, "params.msgpack"),
+      "total_seconds": round(time.perf_counter() - t_all, 1),
+      "png": png, "png_copied": copied})
+  for path in dict.fromkeys([os.path.join(workdir, "eval.json"),
+                             _OUT.value or None]):
+    if path is None:
+      continue
+    result = {}
+    if os.path.isfile(path):
+      with open(path) as f:
+        result = json.load(f)
+    result["colorization_by_gap"] = by_gap
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(result, f, indent=1)
+    print(f"wrote colorization_by_gap to {path}", flush=True)
 
 
 if __name__ == "__main__":

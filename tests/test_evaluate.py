@@ -26,7 +26,8 @@ def test_suite_all_sections_and_report(tmp_path):
                       finetune_steps=3, finetune_batch=16,
                       corruptions=("gaussian_noise", "occlusion"),
                       severities=(1, 5), health_examples=64,
-                      efficiency_knn_train=200, efficiency_knn_test=50)
+                      efficiency_knn_train=200, efficiency_knn_test=50,
+                      linear_aug_epochs=2, linear_aug_batch=32)
   # two calls: sections measured earlier are kept in report.json
   evaluate_suite(workdir, sections=("linear", "knn"), options=opts,
                  progress=False, log=lambda *_: None)
@@ -49,6 +50,9 @@ def test_suite_all_sections_and_report(tmp_path):
   assert s["transfer"]["dataset"] == "digits"
   assert s["health"]["trained"]["feature_dim"] == 8
   assert [p["step"] for p in s["efficiency"]["checkpoints"]] == [2, 4]
+  assert 0.0 <= s["linear_aug"]["trained"] <= 1.0
+  assert len(s["linear_aug"]["trained_losses"]) == 2
+  assert list(s["linear_aug"]["settings"]["crop_area"]) == [0.3, 1.0]  # the run's
   out = os.path.join(workdir, "eval_suite")
   for rel in ("embedding_tsne.png", "retrieval.png", "curves.png",
               "label_curve.png", "accuracy_vs_time.png"):
@@ -60,6 +64,7 @@ def test_suite_all_sections_and_report(tmp_path):
   md, html = write_report([workdir, workdir], str(tmp_path / "report"))
   text = open(md).read()
   assert "## Linear probe" in text and "## Few labels" in text
+  assert "with augmentation" in text
   assert text.count("| run |") >= 8
   lin = f"{100 * s['linear']['trained']['sgd']:.2f}"
   assert lin in text

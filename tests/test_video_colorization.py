@@ -11,6 +11,7 @@ import pytest
 
 from ssljax.data import DatasetNotAvailableError
 from ssljax.data.video import (VIDEOS_DIR, all_clips, clip_batches,
+                               clip_indices, clip_span,
                                find_videos, load_davis, load_opencv_videos,
                                load_video, read_video, sample_clips,
                                split_videos)
@@ -18,6 +19,7 @@ from ssljax.methods.video_colorization import (EmbeddingNet, VideoColorization,
                                                attend_blocked, attend_dense,
                                                attention_weights,
                                                color_cluster_targets,
+                                               colorization_baseline_scores,
                                                fit_color_clusters,
                                                propagate_labels,
                                                video_colorization_loss)
@@ -333,6 +335,100 @@ def test_clips_take_the_strided_reference_frames_then_the_target():
   every = all_clips(frames, num_refs=2, stride=3, every=5)
   np.testing.assert_array_equal(every[:, :, 0, 0, 0],
                                 [[0, 3, 6], [5, 8, 11], [10, 13, 16]])
+
+
+def test_clips_at_a_gap_stay_in_one_held_out_video_and_share_targets():
+  """Clips with the last reference ``gap`` frames before the target: exact
+  indices, one video, no frame across the train / held-out boundary, and
+  the same targets at every gap with a common ``first_target``."""
+  def video(n, start):                       # frame i holds the value start + i
+    return (start + np.arange(n, dtype=np.int64))[:, None, None, None] * np.ones(
+        (1, 2, 2, 3), np.int64)
+  # frame values encode (video, index): a = 0..59, b = 1000..1039
+  splits = split_videos({"a.avi": video(60, 0), "b.avi": video(40, 1000)},
+                        holdout=("b.avi",), test_fraction=0.5, gap=4)
+  assert splits.describe() == {"train": {"a.avi": 26},
+                               "test": {"a.avi[30:]": 30, "b.avi": 40}}
+  gaps = (1, 2, 4, 8, 16)
+  first = clip_span(3, 2, max(gaps))
+  assert first == 2 * 2 + 16 and clip_span(3, 2) == 6     # default gap = stride
+  for name, frames in splits.test.items():
+    lo, hi = int(frames[0, 0, 0, 0]), int(frames[-1, 0, 0, 0])
+    targets = None
+    for gap in gaps:
+      idx = clip_indices(len(frames), num_refs=3, stride=2, gap=gap,
+                         first_target=first)
+      clips = all_clips(frames, num_refs=3, stride=2, gap=gap,
+                        first_target=first)
+      v = clips[:, :, 0, 0, 0]
+      np.testing.assert_array_equal(v, frames[idx][:, :, 0, 0, 0])
+      np.testing.assert_array_equal(v[:, -1] - v[:, -2], gap)
+      np.testing.assert_array_equal(np.diff(v[:, :-1], axis=1), 2)
+      assert v.min() >= lo and v.max() <= hi              # held-out frames only
+      if targets is None:
+        targets = v[:, -1]
+        assert len(targets) == len(frames) - first
+      np.testing.assert_array_equal(v[:, -1], targets)    # same targets
+      # random clips at a gap: the same structure, from the held-out part
+      r = sample_clips([frames], 64, num_refs=3, stride=2, gap=gap,
+                       rng=np.random.default_rng(gap))[:, :, 0, 0, 0]
+      np.testing.assert_array_equal(r[:, -1] - r[:, -2], gap)
+      np.testing.assert_array_equal(np.diff(r[:, :-1], axis=1), 2)
+      assert r.min() >= lo and r.max() <= hi
+  # training clips at a large gap never reach into the held-out tail
+  r = next(clip_batches(list(splits.train.values()), batch_size=64, gap=16,
+                        seed=0))[:, :, 0, 0, 0]
+  assert r.max() <= 25 and (r[:, -1] - r[:, -2] == 16).all()
+  # default gap: the old clips, bit for bit
+  f = splits.test["b.avi"]
+  np.testing.assert_array_equal(
+      sample_clips([f], 8, rng=np.random.default_rng(0)),
+      sample_clips([f], 8, gap=2, rng=np.random.default_rng(0)))
+  assert clip_indices(len(f), num_refs=1, stride=5, gap=39).tolist() == [[0, 39]]
+  assert clip_indices(len(f), num_refs=1, stride=5, gap=40).shape == (0, 2)
+  with pytest.raises(ValueError, match="gap"):
+    clip_indices(10, gap=0)
+  with pytest.raises(ValueError, match="longer than"):
+    sample_clips([f], 2, num_refs=3, stride=2, gap=36,
+                 rng=np.random.default_rng(0))
+
+
+def test_colorization_baselines_and_per_clip_scores(tiny):
+  rng = np.random.default_rng(6)
+  clips = rng.integers(0, 256, (3, 3, 8, 8, 3)).astype(np.uint8)
+  clips[0, -2] = clips[0, -1]                  # clip 0: reference == target
+  mean_ab = np.array([1.0, -2.0], np.float32)
+  s = jax.jit(lambda c: colorization_baseline_scores(c, CENTROIDS, mean_ab))(
+      clips)
+  lab = np.asarray(method_lab(clips))
+  true_ab = lab[:, -1, ..., 1:]
+  err = lambda ab: np.linalg.norm(ab - true_ab, axis=-1).mean((1, 2))
+  np.testing.assert_allclose(s["copy_reference"]["ab_error"],
+                             err(lab[:, -2, ..., 1:]), rtol=1e-5)
+  assert s["copy_reference"]["ab_error"][0] == 0
+  assert s["copy_reference"]["cluster_acc"][0] == 1
+  np.testing.assert_allclose(s["train_mean_color"]["ab_error"], err(mean_ab),
+                             rtol=1e-5)
+  cl = np.asarray(color_cluster_targets(lab, CENTROIDS, (2, 2)))  # [B, 3, 2, 2]
+  np.testing.assert_allclose(s["copy_reference"]["cluster_acc"],
+                             (cl[:, -2] == cl[:, -1]).mean((1, 2)))
+  np.testing.assert_allclose(s["train_mean_color"]["cluster_acc"],
+                             (cl[:, -1] == 0).mean((1, 2)))   # (0, 0) nearest
+  floor = CENTROIDS[cl[:, -1]].repeat(4, 1).repeat(4, 2)
+  np.testing.assert_allclose(s["quantization_floor"]["ab_error"], err(floor),
+                             rtol=1e-5)
+  np.testing.assert_allclose(s["copy_reference_quantized"]["ab_error"],
+                             err(CENTROIDS[cl[:, -2]].repeat(4, 1).repeat(4, 2)),
+                             rtol=1e-5)
+  # the network's per-clip scores average to evaluate()'s loss and accuracy
+  method, state, moving = tiny
+  per_clip, ev = jax.jit(lambda st, c: (method.clip_scores(st, c),
+                                        method.evaluate(st, c)))(
+                                            state, jnp.asarray(moving))
+  assert per_clip["cluster_acc"].shape == (4,)
+  np.testing.assert_allclose(per_clip["loss"].mean(), ev["loss"], rtol=1e-5)
+  np.testing.assert_allclose(per_clip["cluster_acc"].mean(), ev["acc"],
+                             rtol=1e-6)
 
 
 def test_missing_video_dir_says_to_install_opencv_doc(tmp_path):

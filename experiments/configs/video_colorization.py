@@ -50,6 +50,9 @@ def get_config():
   c.eval = ml_collections.ConfigDict(dict(
       clip_every=2,                      # every 2nd held-out target frame
       batch_size=32,
+      # --eval_gaps: every gap_every-th target frame with all references at
+      # the largest gap (the same targets at every gap)
+      gap_every=1,
       # tracking: photo crops pasted on held-out frames, moving smoothly
       num_sequences=16, length=24, frame_stride=1,
       object_size=(20, 30), max_speed=3.0,

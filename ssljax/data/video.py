@@ -48,6 +48,8 @@ __all__ = [
     "VideoSplits",
     "all_clips",
     "clip_batches",
+    "clip_indices",
+    "clip_span",
     "find_videos",
     "frame_size",
     "load_davis",
@@ -284,60 +286,109 @@ def load_opencv_videos(*, data_dir: str | None = None,
 # Clips.
 
 
-def _valid_targets(num_frames: int, num_refs: int, stride: int) -> int:
-  return max(num_frames - num_refs * stride, 0)
-
-
-def _check_clip_args(num_refs: int, stride: int):
+def _check_clip_args(num_refs: int, stride: int, gap: int | None = None
+                     ) -> int:
+  """The gap (``None``: ``stride``) after checking all three."""
   if num_refs < 1 or stride < 1:
     raise ValueError(f"num_refs and stride must be >= 1; got {num_refs} and "
                      f"{stride}.")
+  gap = stride if gap is None else int(gap)
+  if gap < 1:
+    raise ValueError(f"gap must be >= 1; got {gap}.")
+  return gap
+
+
+def _clip_offsets(num_refs: int, stride: int, gap: int) -> np.ndarray:
+  """Frame offsets from the target of a clip: the references ``-(gap +
+  (num_refs - 1) stride), ..., -(gap + stride), -gap``, then 0."""
+  return np.concatenate([-(gap + np.arange(num_refs - 1, -1, -1) * stride),
+                         [0]]).astype(np.int64)
+
+
+def clip_span(num_refs: int = 3, stride: int = 2, gap: int | None = None
+              ) -> int:
+  """Frames from a clip's first reference to its target: ``(num_refs - 1)
+  stride + gap`` (``gap`` defaults to ``stride``: ``num_refs * stride``). A
+  target ``t`` needs ``t >= clip_span(...)``."""
+  gap = _check_clip_args(num_refs, stride, gap)
+  return (num_refs - 1) * stride + gap
+
+
+def _valid_targets(num_frames: int, num_refs: int, stride: int,
+                   gap: int | None = None) -> int:
+  return max(num_frames - clip_span(num_refs, stride, gap), 0)
+
+
+def clip_indices(num_frames: int, *, num_refs: int = 3, stride: int = 2,
+                 gap: int | None = None, every: int = 1,
+                 first_target: int | None = None) -> np.ndarray:
+  """Frame indices (int64 ``[N, num_refs + 1]``) of every ``every``-th clip
+  of a video of ``num_frames`` frames: references ``t - gap - (num_refs - 1)
+  stride, ..., t - gap - stride, t - gap`` (oldest first), then the target
+  ``t``, for ``t = first_target, first_target + every, ...`` (default and
+  least: :func:`clip_span`, the first target with all its references).
+
+  ``gap`` (default ``stride``) is the distance from the last reference to
+  the target. Evaluating several gaps with ``first_target =
+  clip_span(num_refs, stride, max(gaps))`` colorizes the same target frames
+  at every gap."""
+  gap = _check_clip_args(num_refs, stride, gap)
+  first = clip_span(num_refs, stride, gap)
+  if first_target is not None:
+    first = max(first, int(first_target))
+  targets = np.arange(first, num_frames, max(int(every), 1), dtype=np.int64)
+  return targets[:, None] + _clip_offsets(num_refs, stride, gap)[None]
 
 
 def sample_clips(videos: Sequence[np.ndarray], num: int, *, num_refs: int = 3,
-                 stride: int = 2, rng: np.random.Generator) -> np.ndarray:
+                 stride: int = 2, rng: np.random.Generator,
+                 gap: int | None = None) -> np.ndarray:
   """``num`` random clips, uint8 ``[num, num_refs + 1, H, W, 3]``: frames
-  ``t - num_refs * stride, ..., t - stride, t`` of one video (target last).
-  Every valid ``(video, t)`` is equally likely. The videos must share their
-  frame size."""
-  _check_clip_args(num_refs, stride)
+  ``t - gap - (num_refs - 1) stride, ..., t - gap - stride, t - gap, t`` of
+  one video (target last; ``gap`` defaults to ``stride``: ``t - num_refs
+  stride, ..., t - stride, t``). Every valid ``(video, t)`` is equally
+  likely. The videos must share their frame size."""
+  gap = _check_clip_args(num_refs, stride, gap)
   videos = list(videos)
-  counts = np.array([_valid_targets(len(v), num_refs, stride) for v in videos])
+  span = clip_span(num_refs, stride, gap)
+  counts = np.array([_valid_targets(len(v), num_refs, stride, gap)
+                     for v in videos])
   if not videos or counts.sum() == 0:
-    raise ValueError(f"no video is longer than num_refs * stride = "
-                     f"{num_refs * stride} frames.")
+    raise ValueError(f"no video is longer than (num_refs - 1) * stride + gap "
+                     f"= {span} frames.")
   shapes = {v.shape[1:] for v in videos}
   if len(shapes) != 1:
     raise ValueError(f"videos must share their frame shape; got {shapes}.")
   flat = rng.integers(0, counts.sum(), size=num)
   bounds = np.cumsum(counts)
   vid = np.searchsorted(bounds, flat, side="right")
-  t = flat - (bounds[vid] - counts[vid]) + num_refs * stride
-  offsets = np.arange(-num_refs, 1) * stride
+  t = flat - (bounds[vid] - counts[vid]) + span
+  offsets = _clip_offsets(num_refs, stride, gap)
   return np.stack([videos[v][ti + offsets] for v, ti in zip(vid, t)])
 
 
 def clip_batches(videos: Sequence[np.ndarray], *, batch_size: int,
                  num_refs: int = 3, stride: int = 2, seed: int = 0,
-                 start_step: int = 0) -> Iterator[np.ndarray]:
+                 start_step: int = 0, gap: int | None = None
+                 ) -> Iterator[np.ndarray]:
   """Endless batches of :func:`sample_clips`; batch ``i`` (counting from 0,
   resumed at ``start_step``) draws from ``default_rng([seed, i])``."""
   step = start_step
   while True:
     yield sample_clips(videos, batch_size, num_refs=num_refs, stride=stride,
-                       rng=np.random.default_rng([seed, step]))
+                       rng=np.random.default_rng([seed, step]), gap=gap)
     step += 1
 
 
 def all_clips(frames: np.ndarray, *, num_refs: int = 3, stride: int = 2,
-              every: int = 1) -> np.ndarray:
-  """Every ``every``-th clip of one video (targets ``num_refs * stride,
-  num_refs * stride + every, ...``): uint8 ``[N, num_refs + 1, H, W, 3]``."""
-  _check_clip_args(num_refs, stride)
-  first = num_refs * stride
-  targets = np.arange(first, len(frames), max(every, 1))
-  offsets = np.arange(-num_refs, 1) * stride
-  return np.stack([frames[t + offsets] for t in targets]) if len(targets) else (
+              every: int = 1, gap: int | None = None,
+              first_target: int | None = None) -> np.ndarray:
+  """Every ``every``-th clip of one video, uint8 ``[N, num_refs + 1, H, W,
+  3]``: the frames :func:`clip_indices` names (by default targets
+  ``num_refs * stride, num_refs * stride + every, ...``)."""
+  idx = clip_indices(len(frames), num_refs=num_refs, stride=stride, gap=gap,
+                     every=every, first_target=first_target)
+  return frames[idx] if len(idx) else (
       np.zeros((0, num_refs + 1, *frames.shape[1:]), frames.dtype))
 
 

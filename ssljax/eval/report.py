@@ -42,6 +42,12 @@ def _tables(reports: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]
       lambda s: [_pct(_get(s, "trained", "sgd")), _pct(_get(s, "trained", "lbfgs")),
                  _pct(_get(s, "random_init", "sgd")),
                  _pct(_get(s, "raw_pixels", "sgd"))], "linear")
+  add("Linear probe with augmentation (the papers' protocol), test accuracy (%)",
+      ["trained", "random init", "preset", "lr", "epochs", "crop area"],
+      lambda s: [_pct(_get(s, "trained")), _pct(_get(s, "random_init")),
+                 str(_get(s, "preset")), _num(_get(s, "settings", "lr"), "{:g}"),
+                 str(_get(s, "settings", "epochs")),
+                 str(_get(s, "settings", "crop_area"))], "linear_aug")
   add("Weighted kNN, test accuracy (%)",
       ["cosine", "euclidean", "random init (cosine)"],
       lambda s: [_pct(_get(s, "trained", "cosine")),

@@ -24,6 +24,11 @@ pictures next to it. Sections (``SECTIONS``):
   effective rank and the collapse report of the test features.
 - ``efficiency``: images/s and time per epoch from ``metrics.jsonl``; kNN
   accuracy of every saved checkpoint against its wall-clock time.
+- ``linear_aug``: the papers' offline linear protocol, a linear layer trained
+  on the frozen encoder fed freshly augmented images
+  (:mod:`ssljax.eval.linear_aug`; preset ``linear_aug_preset`` = "simclr" or
+  "moco", ``linear_aug_epochs`` epochs, crops from the run's
+  ``augment.area_range`` when it has one), beside the random-init encoder.
 
 Each section's cost is bounded by its options (``SuiteOptions``), so the suite
 runs on a CPU in minutes.
@@ -47,7 +52,7 @@ from ssljax.eval.linear import linear_probe
 from ssljax.parallel import make_data_mesh
 
 SECTIONS = ("linear", "knn", "cluster", "pictures", "few_labels", "robustness",
-            "transfer", "health", "efficiency")
+            "transfer", "health", "efficiency", "linear_aug")
 
 
 @dataclasses.dataclass
@@ -69,6 +74,9 @@ class SuiteOptions:
   health_examples: int = 2000
   efficiency_knn_train: int = 10000
   efficiency_knn_test: int = 2000
+  linear_aug_preset: str = "simclr"
+  linear_aug_epochs: int = 10
+  linear_aug_batch: int = 512
 
 
 class _Run:
@@ -366,6 +374,28 @@ def section_efficiency(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
     path = os.path.join(out_dir, "accuracy_vs_time.png")
     fig.savefig(path)
     res["files"] = {"accuracy_vs_time": os.path.relpath(path, out_dir)}
+  return res
+
+
+def section_linear_aug(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
+  del out_dir
+  from ssljax.eval.linear_aug import augmented_linear_probe  # pylint: disable=import-outside-toplevel
+  aug = run.config.get("augment") or {}
+  crop = tuple(aug.get("area_range", ())) or None
+  kw = dict(num_classes=run.train.num_classes, preset=opts.linear_aug_preset,
+            epochs=opts.linear_aug_epochs, batch_size=opts.linear_aug_batch,
+            seed=opts.seed, eval_batch_size=run.config.eval.feature_batch_size)
+  if crop:
+    kw["crop_area"] = crop
+  res = {"preset": opts.linear_aug_preset}
+  for name, st in (("trained", run.state), ("random_init", run.random_state)):
+    out = augmented_linear_probe(
+        run.method.encode, {"params": st.params, "batch_stats": st.batch_stats},
+        run.train.images, run.train.labels, run.test.images, run.test.labels,
+        **kw)
+    res[name] = out["accuracy"]
+    res[f"{name}_losses"] = out["losses"]
+    res["settings"] = out["preset"]
   return res
 
 

@@ -72,6 +72,7 @@ __all__ = [
     "attend_dense",
     "attention_weights",
     "color_cluster_targets",
+    "colorization_baseline_scores",
     "fit_color_clusters",
     "pool_ab",
     "propagate_labels",
@@ -245,6 +246,58 @@ def fit_color_clusters(train_videos: Sequence[np.ndarray], *,
       ab.astype(np.float64))
   c = km.cluster_centers_.astype(np.float32)
   return c[np.lexsort((c[:, 1], c[:, 0]))]
+
+
+def colorization_baseline_scores(clips, centroids, mean_ab, *,
+                                 grid_stride: int = 4
+                                 ) -> dict[str, dict[str, jax.Array]]:
+  """Per-clip scores of colorizing each clip's target (last frame) without a
+  network, for uint8 / [0, 1] RGB clips ``[B, R + 1, H, W, 3]``:
+
+  * ``copy_reference``: the last reference frame's ab at the same pixel
+    (cluster accuracy: its clusters against the target's);
+  * ``copy_reference_quantized``: the same through the clusters (the
+    reference's cluster centres at ``1 / grid_stride``, nearest upsampling);
+  * ``train_mean_color``: ab ``mean_ab`` everywhere (cluster: the centre
+    nearest to it);
+  * ``quantization_floor``: the target's own cluster centres (accuracy 1).
+
+  Returns ``{name: {"cluster_acc": [B], "ab_error": [B]}}``: the fraction of
+  ``H / grid_stride x W / grid_stride`` cells whose cluster is the target's
+  (:func:`color_cluster_targets`), and the mean L2 ab error at ``H x W``.
+  Jittable (``centroids [K, 2]``, ``mean_ab [2]``: arrays)."""
+  lab = _lab(clips)
+  if lab.ndim != 5 or lab.shape[1] < 2:
+    raise ValueError(f"clips must be [B, R + 1 >= 2, H, W, 3]; got "
+                     f"{lab.shape}.")
+  b, _, big_h, big_w, _ = lab.shape
+  c = jnp.asarray(centroids, jnp.float32)
+  mean_ab = jnp.asarray(mean_ab, jnp.float32)
+  cl = color_cluster_targets(lab[:, -2:], c, (big_h // grid_stride,
+                                              big_w // grid_stride))
+  ref_cl, tgt_cl = cl[:, 0], cl[:, 1]                       # [B, h, w]
+  true_ab, ref_ab = lab[:, -1, ..., 1:], lab[:, -2, ..., 1:]
+
+  def up(ab):
+    return jax.image.resize(ab, (b, big_h, big_w, 2), "nearest")
+
+  def err(ab):
+    return jnp.linalg.norm(ab - true_ab, axis=-1).mean((1, 2))
+
+  def acc(pred):
+    return (pred == tgt_cl).astype(jnp.float32).mean((1, 2))
+
+  mean_cluster = jnp.argmin(((c - mean_ab) ** 2).sum(-1))
+  copy_acc = acc(ref_cl)
+  return {
+      "copy_reference": {"cluster_acc": copy_acc, "ab_error": err(ref_ab)},
+      "copy_reference_quantized": {"cluster_acc": copy_acc,
+                                   "ab_error": err(up(c[ref_cl]))},
+      "train_mean_color": {"cluster_acc": acc(mean_cluster),
+                           "ab_error": err(mean_ab)},
+      "quantization_floor": {"cluster_acc": jnp.ones((b,), jnp.float32),
+                             "ab_error": err(up(c[tgt_cl]))},
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -597,6 +650,33 @@ class VideoColorization:
     acc = jnp.mean((jnp.argmax(out["probs"], -1) == out["targets"])
                    .astype(jnp.float32))
     return {"loss": loss, "acc": acc}
+
+  def clip_scores(self, variables_or_state, clips, *,
+                  temperature: float | None = None) -> dict[str, jax.Array]:
+    """Per-clip scores ``[B]`` of colorizing the targets of ``clips`` at the
+    test temperature: ``cluster_acc`` (cells whose most likely cluster is
+    their own), ``loss`` (the cross-entropy of :func:`video_colorization_loss`
+    per clip) and the mean L2 ab error at full resolution, decoding by
+    :meth:`decode_ab` ``mode="mean"`` (``ab_error``) and ``"argmax"``
+    (``ab_error_argmax``). With frames of one size, the means over clips
+    are the pooled means over pixels."""
+    out = self.predict(variables_or_state, clips, temperature=temperature)
+    probs, targets = out["probs"], out["targets"]
+    true_ab = _lab(clips)[:, -1, ..., 1:]
+    hw = true_ab.shape[1:3]
+    p = jnp.take_along_axis(probs, targets[..., None], -1)[..., 0]
+
+    def err(mode):
+      ab = self.decode_ab(probs, hw, mode=mode)
+      return jnp.linalg.norm(ab - true_ab, axis=-1).mean((1, 2))
+
+    return {
+        "cluster_acc": (jnp.argmax(probs, -1) == targets).astype(
+            jnp.float32).mean((1, 2)),
+        "loss": -jnp.log(jnp.maximum(p, PROB_FLOOR)).mean((1, 2)),
+        "ab_error": err("mean"),
+        "ab_error_argmax": err("argmax"),
+    }
 
   def decode_ab(self, probs, out_hw=None, *, mode: str = "mean") -> jax.Array:
     """ab ``[B, H, W, 2]`` from ``probs [B, h, w, K]``: the expectation over
