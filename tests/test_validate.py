@@ -17,7 +17,10 @@ from ssljax.train.validate import (ConfigError, config_problems,
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "experiments",
                           "configs")
-CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
+# Configs of experiments/pretrain.py's methods; video_colorization.py is read
+# by experiments/video_colorization.py (tests/test_video_colorization.py).
+CONFIG_FILES = sorted(f for f in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
+                      if os.path.basename(f) != "video_colorization.py")
 
 
 def load(name: str) -> ml_collections.ConfigDict:

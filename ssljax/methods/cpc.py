@@ -146,7 +146,8 @@ class _CPCBase:
     all devices); with ``negatives="batch"`` every prediction is scored
     against all targets of its batch, whatever the training candidate set."""
     # pylint: disable=import-outside-toplevel
-    from ssljax.parallel import data_sharding, make_data_mesh
+    from ssljax.parallel import (data_sharding, make_data_mesh,
+                                 replicated_sharding)
     mesh = make_data_mesh() if mesh is None else mesh
     count = len(inputs) // batch_size
     if max_batches:
@@ -156,7 +157,8 @@ class _CPCBase:
                        f"{batch_size}: lower batch_size.")
     fn = jax.jit(functools.partial(self.prediction_accuracy,
                                    negatives=negatives))
-    variables = {"params": _variables(variables_or_state)["params"]}
+    variables = jax.device_put({"params": _variables(variables_or_state)["params"]},
+                               replicated_sharding(mesh))
     losses_k, accs_k = [], []
     with jax.set_mesh(mesh):
       for i in range(count):
