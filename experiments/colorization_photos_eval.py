@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssljax.eval.features import map_in_batches
 from ssljax import data as data_lib
 from ssljax.augment.lab import nearest_ab_bin, rgb_to_lab, soft_encode_ab
 from ssljax.data.photos import find_photos, load_photos, read_photo, split_photos
@@ -36,15 +37,7 @@ def load_config(name):
 
 
 def batched(fn, images, batch=256):
-  outs = []
-  for i in range(0, len(images), batch):
-    chunk = images[i:i + batch]
-    pad = batch - len(chunk)
-    if pad:
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
-    out = fn(jnp.asarray(chunk))
-    outs.append(jax.tree.map(lambda x: np.asarray(x)[:batch - pad], out))
-  return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+  return map_in_batches(fn, images, batch)
 
 
 def make_method(config, num_steps):

@@ -54,6 +54,7 @@ import optax
 from absl import app, flags
 from ml_collections import config_flags
 
+from ssljax.eval.features import map_in_batches
 from ssljax.augment.lab import lab_to_rgb, rgb_to_lab
 from ssljax.data.photos import find_photos, random_photo_crops, read_photo, split_photos
 from ssljax.data.video import (all_clips, clip_batches, clip_span,
@@ -188,15 +189,7 @@ def train(config, method, splits, workdir):
 
 
 def _batched(fn, xs, batch):
-  outs = []
-  for i in range(0, len(xs), batch):
-    chunk = xs[i:i + batch]
-    pad = batch - len(chunk)
-    if pad:
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
-    out = fn(jnp.asarray(chunk))
-    outs.append(jax.tree.map(lambda x: np.asarray(x)[:batch - pad], out))
-  return jax.tree.map(lambda *x: np.concatenate(x), *outs)
+  return map_in_batches(fn, xs, batch)
 
 
 def eval_colorization(config, method, states, splits, centroids, train_mean_ab):

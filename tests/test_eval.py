@@ -141,3 +141,18 @@ def test_sgd_grid_fit_equals_separate_fits():
     np.testing.assert_allclose(stacked["b"][i], one["b"], atol=1e-5)
   # the members really differ (the decay reaches each one)
   assert float(np.abs(stacked["w"][0] - stacked["w"][2]).max()) > 1e-2
+
+
+def test_map_in_batches_pads_the_last_batch_and_keeps_pytrees():
+  from ssljax.eval import map_in_batches
+  xs = np.arange(10 * 3, dtype=np.float32).reshape(10, 3)
+  calls = []
+
+  def fn(x):
+    calls.append(x.shape)
+    return {"sum": x.sum(1), "twice": 2 * x}
+
+  out = map_in_batches(fn, xs, batch=4)
+  assert calls == [(4, 3)] * 3                 # every call a full batch
+  np.testing.assert_array_equal(out["sum"], xs.sum(1))
+  np.testing.assert_array_equal(out["twice"], 2 * xs)

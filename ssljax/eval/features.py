@@ -46,3 +46,19 @@ def extract_features(encode_fn, variables, images: np.ndarray, *,
       x = jax.device_put(chunk, data_sharding(mesh, chunk.ndim))
       out.append(np.asarray(fn(variables, x))[:real])
   return np.concatenate(out)
+
+
+def map_in_batches(fn, xs: np.ndarray, batch: int = 256):
+  """``fn(jnp array [batch, ...]) -> pytree of [batch, ...]`` over ``xs`` in
+  fixed-size batches (the last one padded with copies of its last row, the
+  padding dropped), so a jitted ``fn`` compiles once; returns the pytree of
+  concatenated numpy arrays."""
+  outs = []
+  for i in range(0, len(xs), batch):
+    chunk = xs[i:i + batch]
+    pad = batch - len(chunk)
+    if pad:
+      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
+    out = fn(jax.numpy.asarray(chunk))
+    outs.append(jax.tree.map(lambda x, pad=pad: np.asarray(x)[:batch - pad], out))
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
