@@ -8,8 +8,9 @@ encoder + linear classifier with a light augmentation (flip and a mild random
 resized crop), and compare with the same network trained from random
 initialization on the same labels and with a linear probe on frozen features.
 
-Training is one jitted ``lax.scan`` over ``steps`` steps; every step draws a
-batch (with replacement) from the labelled subset, so small subsets (10 labels
+Training is a Python loop over one jitted, state-donating step (not a
+``lax.scan``: XLA:CPU runs the convolutions several times slower inside a
+while loop); every step draws a batch (with replacement) from the labelled subset, so small subsets (10 labels
 per class) and the full set cost the same. BatchNorm runs in training mode and
 its statistics are updated, as in supervised training.
 """
@@ -17,6 +18,8 @@ its statistics are updated, as in supervised training.
 from __future__ import annotations
 
 from typing import Any
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -97,24 +100,32 @@ def _compiled(method, *, num_classes, steps, batch_size, lr, weight_decay,
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     return loss, upd["batch_stats"]
 
-  @jax.jit
-  def run(tr, batch_stats, rng, images, labels, pool, n):
-    def step(carry, k):
-      tr, batch_stats, opt_state = carry
-      k_idx, k_aug = jax.random.split(k)
-      idx = pool[jax.random.randint(k_idx, (batch_size,), 0, n)]
-      x = to_float(images[idx])
-      if augment:
-        x = batch_apply(view, k_aug, x)
-      (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          tr, batch_stats, preprocess(x), labels[idx])
-      updates, opt_state = tx.update(grads, opt_state, tr)
-      return (optax.apply_updates(tr, updates), batch_stats, opt_state), loss
+  @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+  def step(tr, batch_stats, opt_state, k, images, labels, pool, n):
+    k_idx, k_aug = jax.random.split(k)
+    idx = pool[jax.random.randint(k_idx, (batch_size,), 0, n)]
+    x = to_float(images[idx])
+    if augment:
+      x = batch_apply(view, k_aug, x)
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        tr, batch_stats, preprocess(x), labels[idx])
+    updates, opt_state = tx.update(grads, opt_state, tr)
+    return optax.apply_updates(tr, updates), batch_stats, opt_state, loss
 
-    carry = (tr, batch_stats, tx.init(tr))
-    (tr, batch_stats, _), losses = jax.lax.scan(step, carry,
-                                                jax.random.split(rng, steps))
-    return tr, batch_stats, losses
+  def run(tr, batch_stats, rng, images, labels, pool, n):
+    # A Python loop over one jitted step, not a ``lax.scan``: XLA:CPU runs
+    # this network's convolutions about 8x slower inside a while loop
+    # (measured: benchmarks/finetune_step.py).
+    # Fresh copies: the step donates them, the caller's state stays intact.
+    tr, batch_stats = jax.tree.map(jnp.array, (tr, batch_stats))
+    opt_state = jax.jit(tx.init)(tr)
+    images, labels, pool = jax.device_put((images, labels, pool))
+    losses = []
+    for k in jax.random.split(rng, steps):
+      tr, batch_stats, opt_state, loss = step(tr, batch_stats, opt_state, k,
+                                              images, labels, pool, n)
+      losses.append(loss)
+    return tr, batch_stats, jnp.stack(losses)
 
   @jax.jit
   def predict_fn(p, x):
