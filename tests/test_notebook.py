@@ -14,6 +14,10 @@ def test_quickstart_notebook_executes(monkeypatch):
   monkeypatch.setenv("SSLJAX_QUICKSTART_SMALL", "1")
   monkeypatch.setenv("SSLJAX_ROOT", ROOT)
   monkeypatch.setenv("XLA_FLAGS", "")        # one CPU device in the kernel
+  # One OpenMP thread for scikit-learn's t-SNE: on 2 cores shared with this
+  # process and the other test worker, its 2-thread barriers made the picture
+  # cell take ~40 s instead of ~4 s.
+  monkeypatch.setenv("OMP_NUM_THREADS", "1")
   nb = nbformat.read(NOTEBOOK, as_version=4)
   NotebookClient(nb, timeout=600, kernel_name="python3",
                  resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}

@@ -38,11 +38,15 @@ def test_step_reports_the_nt_xent_of_its_views(setup):
   key = jax.random.key(3)
   new_state, metrics = jax.jit(method.train_step)(state, images, key)
   # Recompute the loss independently from the same views and parameters.
-  v1, v2 = method.views(images, jax.random.fold_in(key, state.step))
-  (_, z), _ = method.model.apply(
-      {"params": state.params, "batch_stats": state.batch_stats},
-      jnp.concatenate([v1, v2]), train=True, mutable=["batch_stats"])
-  expected = losses.nt_xent(z[:16], z[16:], temperature=0.5)
+  # (jitted, since op-by-op dispatch of the augmentation is slow on CPU)
+  @jax.jit
+  def independent(state, images):
+    v1, v2 = method.views(images, jax.random.fold_in(key, state.step))
+    (_, z), _ = method.model.apply(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        jnp.concatenate([v1, v2]), train=True, mutable=["batch_stats"])
+    return losses.nt_xent(z[:16], z[16:], temperature=0.5)
+  expected = independent(state, images)
   np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-5)
   np.testing.assert_allclose(metrics["mi_bound"], np.log(31) - expected, atol=1e-5)
   assert int(new_state.step) == 1
