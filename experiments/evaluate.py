@@ -29,6 +29,9 @@ _AUG_PRESET = flags.DEFINE_enum(
 _AUG_EPOCHS = flags.DEFINE_integer(
     "linear_aug_epochs", SuiteOptions.linear_aug_epochs,
     "linear_aug section: epochs (the papers: 90 SimCLR, 100 MoCo).")
+_SKIP_DONE = flags.DEFINE_bool(
+    "skip_done", False, "Do not measure again the sections that the report "
+    "already holds for this checkpoint step.")
 _EMBED = flags.DEFINE_list("embed", list(SuiteOptions.embed_methods),
                            "Embedding pictures: tsne and/or umap.")
 
@@ -41,7 +44,8 @@ def main(argv):
                       linear_aug_preset=_AUG_PRESET.value,
                       linear_aug_epochs=_AUG_EPOCHS.value)
   report = evaluate_suite(_WORKDIR.value, sections=_SECTIONS.value,
-                          step=_STEP.value, options=opts, out_dir=_OUT.value)
+                          step=_STEP.value, options=opts, out_dir=_OUT.value,
+                          skip_done=_SKIP_DONE.value)
   from ssljax.eval.report import markdown_report  # pylint: disable=import-outside-toplevel
   print(markdown_report([report], image_root=None))
 

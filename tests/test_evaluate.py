@@ -29,10 +29,15 @@ def test_suite_all_sections_and_report(tmp_path):
                       efficiency_knn_train=200, efficiency_knn_test=50,
                       linear_aug_epochs=2, linear_aug_batch=32)
   # two calls: sections measured earlier are kept in report.json
-  evaluate_suite(workdir, sections=("linear", "knn"), options=opts,
-                 progress=False, log=lambda *_: None)
-  rep = evaluate_suite(workdir, sections=SECTIONS[2:], options=opts,
-                       progress=False, log=lambda *_: None)
+  first = evaluate_suite(workdir, sections=("linear", "knn"), options=opts,
+                         progress=False, log=lambda *_: None)
+  # all sections, skipping those already measured (the same figures, timings)
+  logged = []
+  rep = evaluate_suite(workdir, sections=SECTIONS, options=opts,
+                       progress=False, log=logged.append, skip_done=True)
+  assert rep["seconds"]["linear"] == first["seconds"]["linear"]
+  assert rep["sections"]["knn"] == first["sections"]["knn"]
+  assert sum("kept from the earlier report" in m for m in logged) == 2
   s = rep["sections"]
   print("section seconds", {k: round(v, 1) for k, v in rep["seconds"].items()})
   assert set(s) == set(SECTIONS) and rep["step"] == 4

@@ -113,9 +113,9 @@ def _compiled(method, *, num_classes, steps, batch_size, lr, weight_decay,
     return optax.apply_updates(tr, updates), batch_stats, opt_state, loss
 
   def run(tr, batch_stats, rng, images, labels, pool, n):
-    # A Python loop over one jitted step, not a ``lax.scan``: XLA:CPU runs
-    # this network's convolutions about 8x slower inside a while loop
-    # (measured: benchmarks/finetune_step.py).
+    # A Python loop over one jitted step, not a ``lax.scan``: XLA:CPU ran
+    # this step 20x slower inside a while loop (benchmarks/finetune_step.py;
+    # convolutions in loop bodies, jax-ml/jax#12868).
     # Fresh copies: the step donates them, the caller's state stays intact.
     tr, batch_stats = jax.tree.map(jnp.array, (tr, batch_stats))
     opt_state = jax.jit(tx.init)(tr)

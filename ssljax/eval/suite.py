@@ -405,9 +405,12 @@ _SECTION_FNS = {name: globals()[f"section_{name}"] for name in SECTIONS}
 def evaluate_suite(workdir: str, *, sections: Sequence[str] = SECTIONS,
                    step: int | None = None, options: SuiteOptions | None = None,
                    out_dir: str | None = None, progress: bool = True,
-                   log=print) -> dict:
+                   log=print, skip_done: bool = False) -> dict:
   """Run ``sections`` on the checkpoint of ``workdir``; returns the report
-  (also written to ``out_dir/report.json``, default ``workdir/eval_suite``)."""
+  (also written to ``out_dir/report.json``, default ``workdir/eval_suite``).
+
+  Sections an earlier call measured on the same checkpoint step are kept;
+  with ``skip_done`` they are not measured again either."""
   unknown = [s for s in sections if s not in SECTIONS]
   if unknown:
     raise ValueError(f"unknown sections {unknown}; choose from {SECTIONS}.")
@@ -427,6 +430,9 @@ def evaluate_suite(workdir: str, *, sections: Sequence[str] = SECTIONS,
       report["seconds"].update(old.get("seconds", {}))
   try:
     for name in sections:
+      if skip_done and name in report["sections"]:
+        log(f"[evaluate] {name}: kept from the earlier report (step {run.step})")
+        continue
       t0 = time.perf_counter()
       report["sections"][name] = _SECTION_FNS[name](run, opts, out_dir)
       report["seconds"][name] = time.perf_counter() - t0
