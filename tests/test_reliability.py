@@ -181,6 +181,44 @@ def test_sigterm_saves_exits_cleanly_and_resume_is_bit_identical(
   _check_matches_reference(state, workdir, reference)
 
 
+@pytest.mark.parametrize("seed", [0])
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
+    reference, compile_cache, tmp_path, seed):
+  """SIGKILL (no handler, no final save) at a step drawn from ``seed``: the
+  rerun resumes from the last complete checkpoint, drops the metrics rows
+  written after it, and ends exactly like the uninterrupted run."""
+  rows_before_kill = int(np.random.default_rng(seed).integers(3, 6))  # steps 6-10
+  workdir = str(tmp_path / "run")
+  script = _PREEMPT_SCRIPT.format(tests=TESTS_DIR, cache=compile_cache)
+  err_path = tmp_path / "stderr"
+  with open(err_path, "w") as err:
+    proc = subprocess.Popen([sys.executable, "-c", script, workdir], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=err)
+  try:
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+      if (os.path.exists(metrics)
+          and open(metrics).read().count("\n") >= rows_before_kill):
+        break
+      time.sleep(0.02)
+    assert proc.poll() is None, err_path.read_text()[-3000:]
+    proc.kill()
+    proc.wait(timeout=60)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == -signal.SIGKILL
+  killed_rows = _steps(workdir)
+  assert len(killed_rows) >= rows_before_kill and killed_rows[-1] < STEPS
+  last_ckpt = max(_ckpt_steps(os.path.join(workdir, "checkpoints")))
+  assert last_ckpt < STEPS
+
+  _, state = pretrain(reliability_config(), workdir, dataset=_ds(),
+                      resume="auto", progress=False)
+  _check_matches_reference(state, workdir, reference)
+
+
 def test_sigint_in_process_raises_preempted_after_saving(tmp_path):
   class Interrupt:
     def due(self, step, last):
