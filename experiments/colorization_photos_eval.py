@@ -3,6 +3,15 @@ fixed wall-clock budget, then evaluate on crops of the held-out photos.
 
     python experiments/colorization_photos_eval.py --method colorization --seconds 300
     python experiments/colorization_photos_eval.py --method splitbrain --seconds 180
+    python experiments/colorization_photos_eval.py --method colorization \
+        --override '{"colorization.rebalance_lambda": 1.0}' \
+        --load workdirs/colorization_norebal_state.msgpack   # evaluate only
+
+Colorization quality on held-out crops: the ab error (mean L2 distance in ab
+units), the share within 10 / 25, the bin accuracy, and the PSNR (dB, dm-pix)
+of the recoloured RGB crop (true L + predicted ab -> sRGB) against the
+original, each beside constant-colour baselines (gray ab = 0, the training
+mean ab, the most frequent training bin).
 """
 
 import argparse
@@ -13,11 +22,13 @@ import time
 
 import jax
 import jax.numpy as jnp
+import dm_pix as pix
 import numpy as np
 
 from ssljax.eval.features import map_in_batches
 from ssljax import data as data_lib
-from ssljax.augment.lab import nearest_ab_bin, rgb_to_lab, soft_encode_ab
+from ssljax.augment.lab import (lab_to_rgb, nearest_ab_bin, rgb_to_lab,
+                                soft_encode_ab)
 from ssljax.data.photos import find_photos, load_photos, read_photo, split_photos
 from ssljax.methods.colorization import (build_colorization, colorization_loss,
                                          save_colorization_png)
@@ -83,10 +94,31 @@ def train(method, config, train_ds, seconds, num_steps=None):
   return state, init_state, n, time.perf_counter() - t_compiled, log
 
 
-def ab_metrics(pred_ab, true_ab):
+def ab_metrics(pred_ab, true_ab, true_lab=None, images=None):
+  """ab distances; with ``true_lab`` and the uint8 ``images``, also the mean
+  PSNR (dB) of the recoloured crops (true L, predicted ab) against them."""
   d = np.linalg.norm(pred_ab - true_ab, axis=-1)
-  return {"ab_error": float(d.mean()), "within_10": float((d <= 10).mean()),
-          "within_25": float((d <= 25).mean())}
+  out = {"ab_error": float(d.mean()), "within_10": float((d <= 10).mean()),
+         "within_25": float((d <= 25).mean())}
+  if true_lab is not None:
+    out["psnr_db"] = float(np.mean(recolor_psnr(pred_ab, true_lab, images)))
+  return out
+
+
+@jax.jit
+def _recolor_psnr(pred_ab, true_lab, images):
+  rgb = lab_to_rgb(jnp.concatenate([true_lab[..., :1], pred_ab], -1))
+  return pix.psnr(rgb, images.astype(jnp.float32) / 255.0)
+
+
+def recolor_psnr(pred_ab, true_lab, images):
+  """Per-crop PSNR ``[N]`` (dB, range 1) of sRGB(true L, ``pred_ab``) against
+  the original crops."""
+  pred_ab = np.broadcast_to(np.asarray(pred_ab, np.float32), true_lab[..., 1:].shape)
+  return np.concatenate([
+      np.asarray(_recolor_psnr(pred_ab[i:i + 256], true_lab[i:i + 256],
+                               images[i:i + 256]))
+      for i in range(0, len(images), 256)])
 
 
 def eval_colorization(method, state, init_state, train_ds, test_ds):
@@ -118,7 +150,7 @@ def _eval_colorization(method, state, init_state, train_ds, test_ds):
       decode = jax.jit(lambda lg: method._decode(
           lg, test_ds.images.shape[1:3], t))
       ab = batched(decode, logits, 512)
-      res[f"T={t}"] = ab_metrics(ab, true_ab)
+      res[f"T={t}"] = ab_metrics(ab, true_ab, true_lab, test_ds.images)
     # bin accuracy at the prediction resolution
     pooled = true_ab.reshape(len(true_ab), hw[0], true_ab.shape[1] // hw[0],
                              hw[1], true_ab.shape[2] // hw[1], 2).mean((2, 4))
@@ -132,7 +164,7 @@ def _eval_colorization(method, state, init_state, train_ds, test_ds):
   # baselines: constant colours
   for name, ab in (("train_mean_ab", mean_ab), ("gray_ab0", np.zeros(2))):
     pred = np.broadcast_to(ab.astype(np.float32), true_ab.shape)
-    r = ab_metrics(pred, true_ab)
+    r = ab_metrics(pred, true_ab, true_lab, test_ds.images)
     b = int(np.asarray(nearest_ab_bin(jnp.asarray(ab, jnp.float32), bins)))
     r["bin_acc"] = float((target_bin == b).mean())
     r["value"] = [round(float(v), 2) for v in ab]
@@ -144,7 +176,7 @@ def _eval_colorization(method, state, init_state, train_ds, test_ds):
   out["train_mode_bin"] = {"bin": bins[mode].tolist(),
                            "bin_acc": float((target_bin == mode).mean()),
                            **ab_metrics(np.broadcast_to(bins[mode], true_ab.shape),
-                                        true_ab)}
+                                        true_ab, true_lab, test_ds.images)}
   return out
 
 
@@ -207,6 +239,9 @@ def main():
   ap.add_argument("--override", default="{}",
                   help='JSON merged into the config, e.g. {"batch_size": 32}')
   ap.add_argument("--tag", default="")
+  ap.add_argument("--load", default="",
+                  help="evaluate this saved {params, batch_stats} .msgpack "
+                       "(written by an earlier run) instead of training")
   ap.add_argument("--png", default=os.path.join(ROOT, "workdirs", "colorization_samples.png"))
   args = ap.parse_args()
   os.makedirs(os.path.join(ROOT, "workdirs"), exist_ok=True)
@@ -223,6 +258,23 @@ def main():
     _, _, n, dt, _ = train(method, config, train_ds, 0, num_steps=args.bench)
     print(f"bench: {n} steps in {dt:.1f}s after compile -> "
           f"{dt / max(n - 1, 1):.3f}s/step", flush=True)
+    return
+  if args.load:
+    from flax import serialization  # pylint: disable=import-outside-toplevel
+    method = make_method(config, 1000)
+    init_state = method.init(jax.random.split(jax.random.key(config.seed))[0],
+                             train_ds.image_shape)
+    with open(args.load, "rb") as f:
+      saved = serialization.msgpack_restore(f.read())
+    state = init_state.replace(
+        params=serialization.from_state_dict(init_state.params, saved["params"]),
+        batch_stats=serialization.from_state_dict(init_state.batch_stats,
+                                                  saved["batch_stats"]))
+    res = eval_colorization(method, state, init_state, train_ds, test_ds)
+    res["loaded"] = args.load
+    print(json.dumps(res, indent=1))
+    with open(os.path.join(ROOT, "workdirs", f"{args.tag or args.method}_eval.json"), "w") as f:
+      json.dump(res, f, indent=1)
     return
   # Time 20 steps, then size the run (and its cosine schedule) to the budget.
   probe = make_method(config, 1000)
