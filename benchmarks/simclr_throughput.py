@@ -249,8 +249,12 @@ class TorchLARS:
 class TorchTrainer:
   """One SimCLR train step on pre-augmented views (NCHW float32)."""
 
-  def __init__(self, model, opt_config, temperature, lrs, memory_format):
+  def __init__(self, model, opt_config, temperature, lrs, memory_format,
+               compile_model=False):
     self.model = model.to(memory_format=memory_format).train()
+    # torch.compile (inductor) of the forward; AOTAutograd compiles its
+    # backward too. The LARS update stays eager, as in the eager trainer.
+    self.forward = torch.compile(self.model) if compile_model else self.model
     self.opt = TorchLARS(self.model.parameters(), opt_config.weight_decay,
                          opt_config.get("momentum", 0.9),
                          opt_config.get("trust_coefficient", 1e-3))
@@ -260,7 +264,7 @@ class TorchTrainer:
 
   def step(self, v1, v2):
     n = v1.shape[0]
-    z = self.model(torch.cat([v1, v2], 0))
+    z = self.forward(torch.cat([v1, v2], 0))
     loss = torch_nt_xent(z[:n], z[n:], self.temperature)
     self.opt.zero_grad()
     loss.backward()
@@ -409,6 +413,9 @@ def parse_args(argv=None):
   p.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda"),
                  help="where the torch step runs (JAX uses its default "
                       "backend); the equivalence checks always run on CPU")
+  p.add_argument("--torch-compile", action="store_true",
+                 help="torch.compile the torch model (inductor; compilation "
+                      "happens in the untimed warm-up)")
   p.add_argument("--out", type=Path, default=None,
                  help=f"JSON output (default {DEFAULT_OUT.relative_to(REPO)}; "
                       f"{QUICK_OUT.relative_to(REPO)} with --quick)")
@@ -558,7 +565,8 @@ def main(argv=None):
     m = TorchSimCLRModel(config, IMAGE_SHAPE[2])
     m.load_state_dict(t_model.state_dict())
     m = m.to(device)
-    tr = TorchTrainer(m, opt, temperature, lrs, formats[name])
+    tr = TorchTrainer(m, opt, temperature, lrs, formats[name],
+                      compile_model=args.torch_compile)
     tv1 = v1_t.to(device).contiguous(memory_format=formats[name])
     tv2 = v2_t.to(device).contiguous(memory_format=formats[name])
     t0 = time.perf_counter()
@@ -611,7 +619,7 @@ def main(argv=None):
         f"{med['jax_model']:9.1f}")
   print(f"  PyTorch       train step, pre-augmented float views : "
         f"{med['torch_model']:9.1f}   ({fmt}, {torch.get_num_threads()} threads"
-        f", eager)")
+        f", {'torch.compile' if args.torch_compile else 'eager'})")
   print(f"  ratio jax/torch                                      : "
         f"{ratio:9.3f}")
   print(f"  ssljax full train_step (uint8 in, augmentation incl.): "
@@ -641,8 +649,9 @@ def main(argv=None):
           "peak_lr": peak_lr, "schedule_total_steps": total,
           "lr_first_timed_steps": lrs[args.warmup:args.warmup + 4].tolist(),
           "torch_memory_format": fmt,
+          "torch_compile": bool(args.torch_compile),
           "torch_memory_format_probe_images_per_s": probe,
-          "torch_mode": "eager",
+          "torch_mode": "torch.compile" if args.torch_compile else "eager",
           "torch_device": args.torch_device,
           "torch_num_threads": torch.get_num_threads(),
       },
