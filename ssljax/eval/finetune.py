@@ -9,17 +9,17 @@ resized crop), and compare with the same network trained from random
 initialization on the same labels and with a linear probe on frozen features.
 
 Training is a Python loop over one jitted, state-donating step (not a
-``lax.scan``: XLA:CPU runs the convolutions several times slower inside a
-while loop); every step draws a batch (with replacement) from the labelled subset, so small subsets (10 labels
-per class) and the full set cost the same. BatchNorm runs in training mode and
+``lax.scan``: XLA:CPU ran this step 20x slower inside a while loop, see
+``benchmarks/finetune_step.py``); every step draws a batch (with replacement)
+from the labelled subset, so small subsets (10 labels per class) and the full
+set cost the same. BatchNorm runs in training mode and
 its statistics are updated, as in supervised training.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
