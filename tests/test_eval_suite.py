@@ -344,3 +344,15 @@ def test_robustness_table_known_answers():
   acc = robustness.accuracy_fn(lambda im: (im[:, 0, 0, 0] > 100).astype(int),
                                labels, batch_size=3)
   assert acc(clean) == 0.5
+
+
+def test_training_seconds_sums_logged_intervals():
+  from ssljax.eval.suite import training_seconds  # pylint: disable=import-outside-toplevel
+  # steps 0-10 at 100 images/s, 10-20 at 50, batch 10: 1 s and 2 s.
+  rows = [{"step": 10, "images_per_sec": 100.0}, {"step": 20, "images_per_sec": 50.0},
+          {"step": 15, "loss": 1.0}]                  # rows without a rate are ignored
+  assert training_seconds(rows, 10, 10) == 1.0
+  assert training_seconds(rows, 10, 15) == 2.0        # half of the second interval
+  assert training_seconds(rows, 10, 20) == 3.0
+  assert training_seconds(rows, 10, 30) == 5.0        # past the log: the last rate
+  assert training_seconds(list(reversed(rows)), 10, 20) == 3.0

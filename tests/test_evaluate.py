@@ -55,6 +55,8 @@ def test_suite_all_sections_and_report(tmp_path):
   assert s["transfer"]["dataset"] == "digits"
   assert s["health"]["trained"]["feature_dim"] == 8
   assert [p["step"] for p in s["efficiency"]["checkpoints"]] == [2, 4]
+  t2, t4 = (p["train_seconds"] for p in s["efficiency"]["checkpoints"])
+  assert 0 < t2 < t4
   assert 0.0 <= s["linear_aug"]["trained"] <= 1.0
   assert len(s["linear_aug"]["trained_losses"]) == 2
   assert list(s["linear_aug"]["settings"]["crop_area"]) == [0.3, 1.0]  # the run's
