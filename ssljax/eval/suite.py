@@ -23,7 +23,8 @@ pictures next to it. Sections (``SECTIONS``):
 - ``health``: alignment and uniformity (two augmented views of test images),
   effective rank and the collapse report of the test features.
 - ``efficiency``: images/s and time per epoch from ``metrics.jsonl``; kNN
-  accuracy of every saved checkpoint against its wall-clock time.
+  accuracy of every saved checkpoint against its training time
+  (:func:`training_seconds`).
 - ``linear_aug``: the papers' offline linear protocol, a linear layer trained
   on the frozen encoder fed freshly augmented images
   (:mod:`ssljax.eval.linear_aug`; preset ``linear_aug_preset`` = "simclr" or
