@@ -272,9 +272,7 @@ def main():
                                                   saved["batch_stats"]))
     res = eval_colorization(method, state, init_state, train_ds, test_ds)
     res["loaded"] = args.load
-    print(json.dumps(res, indent=1))
-    with open(os.path.join(ROOT, "workdirs", f"{args.tag or args.method}_eval.json"), "w") as f:
-      json.dump(res, f, indent=1)
+    write_result(res, args.tag or args.method)
     return
   # Time 20 steps, then size the run (and its cosine schedule) to the budget.
   probe = make_method(config, 1000)
@@ -320,8 +318,13 @@ def main():
     res = eval_splitbrain(method, state, init_state, train_ds, test_ds)
   res.update(steps=n, train_seconds=round(dt, 1), last_log=log[-1] if log else None,
              test_crops=int(len(test_ds)), train_crops=int(len(train_ds)))
+  write_result(res, args.tag or args.method)
+
+
+def write_result(res, tag):
+  """Print ``res`` and write it to ``workdirs/<tag>_eval.json``."""
   print(json.dumps(res, indent=1))
-  with open(os.path.join(ROOT, "workdirs", f"{args.tag or args.method}_eval.json"), "w") as f:
+  with open(os.path.join(ROOT, "workdirs", f"{tag}_eval.json"), "w") as f:
     json.dump(res, f, indent=1)
 
 
