@@ -106,19 +106,20 @@ def ab_metrics(pred_ab, true_ab, true_lab=None, images=None):
 
 
 @jax.jit
-def _recolor_psnr(pred_ab, true_lab, images):
-  rgb = lab_to_rgb(jnp.concatenate([true_lab[..., :1], pred_ab], -1))
-  return pix.psnr(rgb, images.astype(jnp.float32) / 255.0)
+def _recolor_psnr(packed):
+  """``packed`` = [predicted ab (2) | true Lab (3) | original RGB in 0-255 (3)]."""
+  pred_ab, true_lab, rgb = packed[..., :2], packed[..., 2:5], packed[..., 5:]
+  recolored = lab_to_rgb(jnp.concatenate([true_lab[..., :1], pred_ab], -1))
+  return pix.psnr(recolored, rgb / 255.0)
 
 
 def recolor_psnr(pred_ab, true_lab, images):
   """Per-crop PSNR ``[N]`` (dB, range 1) of sRGB(true L, ``pred_ab``) against
   the original crops."""
   pred_ab = np.broadcast_to(np.asarray(pred_ab, np.float32), true_lab[..., 1:].shape)
-  return np.concatenate([
-      np.asarray(_recolor_psnr(pred_ab[i:i + 256], true_lab[i:i + 256],
-                               images[i:i + 256]))
-      for i in range(0, len(images), 256)])
+  packed = np.concatenate([pred_ab, np.asarray(true_lab, np.float32),
+                           np.asarray(images, np.float32)], -1)
+  return map_in_batches(_recolor_psnr, packed, 256)
 
 
 def eval_colorization(method, state, init_state, train_ds, test_ds):
