@@ -147,12 +147,15 @@ class TorchSmallResNet(tnn.Module):
 
 
 class TorchProjectionMLP(tnn.Module):
-  """ProjectionMLP(num_layers=2): Linear(no bias)-BN1d-ReLU, Linear(+bias)."""
+  """ProjectionMLP(num_layers=2): Linear(no bias)-BN1d-ReLU, Linear(+bias);
+  with ``use_bn=False`` (MoCo v2's head) Linear(+bias)-ReLU, Linear(+bias)."""
 
-  def __init__(self, features: int, hidden: int, out_dim: int):
+  def __init__(self, features: int, hidden: int, out_dim: int,
+               use_bn: bool = True):
     super().__init__()
-    self.fc1 = tnn.Linear(features, hidden, bias=False)
-    self.bn1 = tnn.BatchNorm1d(hidden, eps=1e-5, momentum=0.1)
+    self.fc1 = tnn.Linear(features, hidden, bias=not use_bn)
+    self.bn1 = (tnn.BatchNorm1d(hidden, eps=1e-5, momentum=0.1) if use_bn
+                else None)
     self.fc2 = tnn.Linear(hidden, out_dim, bias=True)
     for fc in (self.fc1, self.fc2):   # flax Dense: lecun_normal, zero bias
       tnn.init.trunc_normal_(fc.weight, std=1.0 / math.sqrt(fc.in_features)
@@ -160,8 +163,12 @@ class TorchProjectionMLP(tnn.Module):
                                  fc.in_features) / 0.87962566103423978,
                              b=2 / math.sqrt(fc.in_features) / 0.87962566103423978)
     tnn.init.zeros_(self.fc2.bias)
+    if not use_bn:
+      tnn.init.zeros_(self.fc1.bias)
 
   def forward(self, h):
+    if self.bn1 is None:
+      return self.fc2(F.relu(self.fc1(h)))
     return self.fc2(F.relu(self.bn1(self.fc1(h))))
 
 
@@ -177,11 +184,12 @@ class TorchSimCLRModel(tnn.Module):
         stage_sizes=tuple(enc.get("stage_sizes", (1, 1, 1))),
         first_stage_stride=enc.get("first_stage_stride", 1))
     head = config.head
-    if head.num_layers != 2 or not head.get("use_bn", True) or head.get(
-        "final_bn", False):
-      raise ValueError("this benchmark mirrors the 2-layer BN projection head")
+    if head.num_layers != 2 or head.get("final_bn", False):
+      raise ValueError("this benchmark mirrors the 2-layer projection head "
+                       "(with or without BN, no final BN)")
     hidden = head.hidden_dim or self.encoder.features
-    self.head = TorchProjectionMLP(self.encoder.features, hidden, head.out_dim)
+    self.head = TorchProjectionMLP(self.encoder.features, hidden, head.out_dim,
+                                   use_bn=head.get("use_bn", True))
 
   def forward(self, x):
     return self.head(self.encoder(x))
@@ -300,9 +308,12 @@ def load_flax_into_torch(model: TorchSimCLRModel, params, batch_stats):
       if blk.has_proj:
         conv(blk.proj_conv, p["proj_conv"])
         bn(blk.proj_bn, p["proj_bn"], s["proj_bn"])
-    hp, hs = params["head"], batch_stats["head"]
+    hp = params["head"]
     model.head.fc1.weight.copy_(t(np.asarray(hp["Dense_0"]["kernel"]).T))
-    bn(model.head.bn1, hp["BatchNorm_0"], hs["BatchNorm_0"])
+    if model.head.bn1 is None:
+      model.head.fc1.bias.copy_(t(hp["Dense_0"]["bias"]))
+    else:
+      bn(model.head.bn1, hp["BatchNorm_0"], batch_stats["head"]["BatchNorm_0"])
     model.head.fc2.weight.copy_(t(np.asarray(hp["Dense_1"]["kernel"]).T))
     model.head.fc2.bias.copy_(t(hp["Dense_1"]["bias"]))
 
@@ -319,9 +330,12 @@ def flax_to_torch_order(model: TorchSimCLRModel, tree):
             k(p["Conv_1"]), p["BatchNorm_1"]["scale"], p["BatchNorm_1"]["bias"]]
     if blk.has_proj:
       out += [k(p["proj_conv"]), p["proj_bn"]["scale"], p["proj_bn"]["bias"]]
-  out += [np.asarray(hp["Dense_0"]["kernel"]).T, hp["BatchNorm_0"]["scale"],
-          hp["BatchNorm_0"]["bias"], np.asarray(hp["Dense_1"]["kernel"]).T,
-          hp["Dense_1"]["bias"]]
+  out += [np.asarray(hp["Dense_0"]["kernel"]).T]
+  if model.head.bn1 is None:
+    out += [hp["Dense_0"]["bias"]]
+  else:
+    out += [hp["BatchNorm_0"]["scale"], hp["BatchNorm_0"]["bias"]]
+  out += [np.asarray(hp["Dense_1"]["kernel"]).T, hp["Dense_1"]["bias"]]
   return [np.asarray(x) for x in out]
 
 
@@ -395,8 +409,12 @@ def timed_torch(trainer, v1, v2, steps):
   return time.perf_counter() - t0
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
+               quick_out=QUICK_OUT, add_arguments=None):
+  """The command line; the keyword arguments let sibling benchmarks
+  (moco_throughput.py) reuse it with their own description, outputs and
+  extra options (``add_arguments(parser)``)."""
+  p = argparse.ArgumentParser(description=description or __doc__.split("\n")[0])
   p.add_argument("--batch-size", type=int, default=None,
                  help="source images per step (default: the config's, 256)")
   p.add_argument("--rounds", type=int, default=5)
@@ -417,14 +435,16 @@ def parse_args(argv=None):
                  help="torch.compile the torch model (inductor; compilation "
                       "happens in the untimed warm-up)")
   p.add_argument("--out", type=Path, default=None,
-                 help=f"JSON output (default {DEFAULT_OUT.relative_to(REPO)}; "
-                      f"{QUICK_OUT.relative_to(REPO)} with --quick)")
+                 help=f"JSON output (default {default_out.relative_to(REPO)}; "
+                      f"{quick_out.relative_to(REPO)} with --quick)")
+  if add_arguments is not None:
+    add_arguments(p)
   args = p.parse_args(argv)
   if args.quick:
     args.batch_size = args.batch_size or 16
     args.rounds, args.steps, args.warmup = 1, 2, 1
   if args.out is None:
-    args.out = QUICK_OUT if args.quick else DEFAULT_OUT
+    args.out = quick_out if args.quick else default_out
   return args
 
 

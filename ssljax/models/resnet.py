@@ -15,8 +15,14 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+from jax import lax
+
+from ssljax.models.conv import conv_matmul_wgrad
 
 ModuleDef = Any
+
+#: ``ResNet.conv_impl`` choices.
+CONV_IMPLS = {"xla": lax.conv_general_dilated, "matmul": conv_matmul_wgrad}
 
 
 class BasicBlock(nn.Module):
@@ -81,6 +87,9 @@ class ResNet(nn.Module):
       halves the resolution early, which makes 28x28 CPU runs several times
       cheaper: XLA:CPU's weight-gradient convolutions are slow at full
       resolution).
+    conv_impl: ``"xla"`` (``lax.conv_general_dilated``) or ``"matmul"``
+      (:func:`ssljax.models.conv.conv_matmul_wgrad`: the same forward pass,
+      weight gradients as matrix products, faster on XLA:CPU).
   """
   stage_sizes: Sequence[int]
   block: ModuleDef = BasicBlock
@@ -90,6 +99,7 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
   first_stage_stride: int = 1
+  conv_impl: str = "xla"
 
   @property
   def features(self) -> int:
@@ -104,7 +114,11 @@ class ResNet(nn.Module):
     if len(widths) != len(self.stage_sizes):
       raise ValueError(f"widths {tuple(widths)} and stage_sizes "
                        f"{tuple(self.stage_sizes)} must have the same length.")
+    if self.conv_impl not in CONV_IMPLS:
+      raise ValueError(f"conv_impl must be one of {sorted(CONV_IMPLS)}; got "
+                       f"{self.conv_impl!r}.")
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+                             conv_general_dilated=CONV_IMPLS[self.conv_impl],
                              kernel_init=nn.initializers.variance_scaling(
                                  2.0, "fan_out", "normal"))
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,

@@ -1,0 +1,681 @@
+"""MoCo v2 train-step throughput: ssljax (JAX) vs. an equivalent PyTorch step.
+
+Launch (on an otherwise idle machine)::
+
+    python benchmarks/moco_throughput.py
+    python benchmarks/moco_throughput.py --quick --out /tmp/quick.json  # smoke test
+
+The MoCo sibling of ``simclr_throughput.py``, whose command line, torch
+ResNet / projection head, weight copying, LARS, timing helpers and machine
+record it reuses (imported from that file, not copied).
+
+What is compared. The model is the Fashion-MNIST MoCo v2 configuration of
+``experiments/configs/moco_v2_fashion_mnist.py``: its ``SmallResNet`` (widths
+and strides read from the config) + the 2-layer MLP head without BatchNorm
+(Linear-ReLU-Linear), a momentum key encoder (m from the config, 0.99), a
+queue of K = 4096 negative keys of dimension 128, InfoNCE with T = 0.2
+(logits ``[N, 1 + K]``, positive at index 0, cross-entropy against label 0;
+one direction, as ssljax -- no symmetrized loss), split BatchNorm of the key
+encoder over ``bn_splits`` = 8 sub-batches of the shuffled keys (the
+one-device Shuffle BN of the MoCo CIFAR recipe), and the config's optimizer
+(LARS with the config's warm-up + cosine schedule; ``--optimizer sgd`` switches
+both sides to MoCo's SGD as described in the config) at the config's batch size
+(256 source images = 256 query + 256 key views a step).
+
+* JAX side: the library itself (``ssljax.train.build.build_method``). The
+  model step is composed from ``MoCo``'s public pieces in the order of
+  ``MoCo.train_step`` (``momentum_at`` + ``ema_update``, ``MoCo.keys``,
+  ``MoCo.loss``, ``tx.update``, ``enqueue``) minus the augmentation and the
+  monitoring metrics; the script checks that it reproduces ``train_step``.
+* PyTorch side: written in this file (eager mode, channels_last or contiguous,
+  whichever is faster): query model + deep-copied key model whose
+  BatchNorm2d layers are split BN (the official MoCo CIFAR demo's
+  ``SplitBatchNorm``: the shuffled batch reshaped to ``[N/G, G*C, H, W]``),
+  EMA with ``torch._foreach``, the queue as a ``[K, D]`` tensor with
+  ``queue[ptr:ptr+N] = k``.
+
+Timed region. For the side-by-side comparison ONLY the train step is timed
+(momentum update, shuffled key forward without gradient, query forward,
+InfoNCE against the queue, backward, optimizer update, enqueue) on views that
+were augmented beforehand, as float32 ``[B, 28, 28, 1]``; the very same view
+tensors feed both frameworks (a new key shuffle each step on the torch side;
+on the JAX side the permutation is computed in the step from a fixed key).
+Separately, the full ssljax step (``MoCo.train_step``: uint8 images in,
+augmentation and metrics included) is timed too. "images/s" counts source
+images (each yields a query and a key view). Compile time and warm-up steps
+are excluded; JAX timings end with ``jax.block_until_ready``.
+
+The three measurements are interleaved in one process: every round times the
+JAX step, the torch step and the full ssljax step (order reversed on odd
+rounds); the reported figure is the median over rounds, and the ratio is
+``jax images/s / torch images/s`` (> 1: JAX faster).
+
+Before timing, equivalence is checked: equal parameter counts (and equal
+per-tensor sizes); the JAX initial query weights, a key encoder with other
+weights (the query's plus noise, so that the key path and the momentum update
+are seen apart from the query encoder, which they equal at init), the queue,
+the views and the key permutation, copied into torch, give the same loss, the
+same keys enqueued and the same one-step optimizer update (at the constant
+peak learning rate), and after a second step the same loss and the same
+momentum updates of the key encoder. The composed JAX model step is also
+checked against ``MoCo.train_step`` (same state after one step from the same
+state), and the compiled JAX steps are checked not to copy the ``[K, D]``
+queue.
+
+Differences that remain (they enter neither the loss nor the update): the
+BatchNorm running variance (query and key encoders) is updated with the
+biased batch variance in flax and the unbiased one in torch; in the timed
+model step JAX derives the key permutation in the step from a fixed key (the
+full ``train_step`` folds in the step number) while torch draws a new one
+with ``torch.randperm`` each step; the JAX model step leaves out the
+monitoring metrics of ``train_step`` (pos_sim, neg_sim, mi_bound), which
+torch does not compute either.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+for _p in (str(REPO), str(BENCH)):
+  if _p not in sys.path:
+    sys.path.insert(0, _p)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as tnn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import simclr_throughput as sct  # noqa: E402
+from moco_queue import queue_copies  # noqa: E402
+import ssljax  # noqa: E402
+import ssljax.train.build  # noqa: E402
+from ssljax.methods.ema import ema_update  # noqa: E402
+from ssljax.methods.moco import _zero_after, enqueue  # noqa: E402
+from ssljax.train.optim import make_optimizer  # noqa: E402
+
+CONFIG_PATH = REPO / "experiments" / "configs" / "moco_v2_fashion_mnist.py"
+NUM_EXAMPLES = sct.NUM_EXAMPLES
+IMAGE_SHAPE = sct.IMAGE_SHAPE
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "moco_throughput.json"
+QUICK_OUT = REPO / "benchmarks" / "results" / "moco_throughput_quick.json"
+# MoCo's own SGD, as the config's comment spells it (--optimizer sgd).
+MOCO_SGD = dict(name="sgd", base_lr=0.03, weight_decay=1e-4, warmup_epochs=0.0)
+
+
+def load_config():
+  return ssljax.train.build.load_config_file(str(CONFIG_PATH))
+
+
+# --------------------------------------------------------------------------
+# PyTorch MoCo: split-BN key encoder, EMA, queue, InfoNCE, LARS / SGD
+# --------------------------------------------------------------------------
+
+class _SplitBN:
+  """BatchNorm over ``num_splits`` sub-batches in training mode (the official
+  MoCo CIFAR demo's SplitBatchNorm). ``x.reshape(N/G, G*C, ...)`` puts rows
+  ``j, G+j, 2G+j, ...`` into sub-batch j (strided groups); the running
+  statistics are updated per sub-batch and averaged, as ssljax averages the
+  vmapped groups' statistics."""
+  num_splits = 1
+
+  def forward(self, x):
+    g = self.num_splits
+    if g == 1 or not self.training:
+      return super().forward(x)
+    n, c = x.shape[:2]
+    rm, rv = self.running_mean.repeat(g), self.running_var.repeat(g)
+    y = F.batch_norm(x.reshape(n // g, c * g, *x.shape[2:]), rm, rv,
+                     self.weight.repeat(g), self.bias.repeat(g), True,
+                     self.momentum, self.eps)
+    with torch.no_grad():
+      self.running_mean.copy_(rm.view(g, c).mean(0))
+      self.running_var.copy_(rv.view(g, c).mean(0))
+    return y.reshape(x.shape)
+
+
+class TorchSplitBatchNorm2d(_SplitBN, tnn.BatchNorm2d):
+  pass
+
+
+class TorchSplitBatchNorm1d(_SplitBN, tnn.BatchNorm1d):
+  pass
+
+
+def split_bn_(model: tnn.Module, groups: int) -> tnn.Module:
+  """Turn every BatchNorm of ``model`` into split BN over ``groups`` (in place;
+  same parameters and buffers)."""
+  for m in model.modules():
+    if type(m) is tnn.BatchNorm2d:
+      m.__class__ = TorchSplitBatchNorm2d
+    elif type(m) is tnn.BatchNorm1d:
+      m.__class__ = TorchSplitBatchNorm1d
+    else:
+      continue
+    m.num_splits = groups
+  return model
+
+
+def l2_normalize(x):
+  """ssljax.losses.l2_normalize: x * rsqrt(max(|x|^2, 1e-12))."""
+  return x * torch.rsqrt(torch.clamp((x * x).sum(1, keepdim=True), min=1e-12))
+
+
+def torch_info_nce(q, k, queue, temperature: float):
+  """ssljax.losses.info_nce with a shared [K, D] queue: logits [N, 1 + K]
+  (cosine similarities / T, positive first), cross-entropy with label 0."""
+  q = l2_normalize(q)
+  s_pos = (q * l2_normalize(k)).sum(1, keepdim=True)
+  s_neg = q @ l2_normalize(queue).T
+  logits = torch.cat([s_pos, s_neg], 1) / temperature
+  labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+  return F.cross_entropy(logits, labels)
+
+
+class TorchSGD:
+  """ssljax's "sgd": add_decayed_weights(wd, mask) then optax.sgd(momentum):
+  g <- g + wd * w for weights (ndim > 1); m <- g + momentum * m;
+  w <- w - lr * m. That is torch.optim.SGD with weight decay on the weights
+  only."""
+
+  def __init__(self, params, weight_decay: float, momentum: float):
+    params = [p for p in params if p.requires_grad]
+    self.opt = torch.optim.SGD(
+        [{"params": [p for p in params if p.ndim > 1],
+          "weight_decay": float(weight_decay)},
+         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
+        lr=0.0, momentum=float(momentum), foreach=True)
+
+  def zero_grad(self):
+    self.opt.zero_grad(set_to_none=True)
+
+  def step(self, lr: float):
+    for group in self.opt.param_groups:
+      group["lr"] = lr
+    self.opt.step()
+
+
+def make_torch_optimizer(params, opt_config):
+  if opt_config.name == "lars":
+    return sct.TorchLARS(params, opt_config.weight_decay,
+                         opt_config.get("momentum", 0.9),
+                         opt_config.get("trust_coefficient", 1e-3))
+  if opt_config.name == "sgd":
+    return TorchSGD(params, opt_config.weight_decay,
+                    opt_config.get("momentum", 0.9))
+  raise ValueError(f"this benchmark mirrors 'lars' and 'sgd'; got "
+                   f"{opt_config.name!r}")
+
+
+class TorchMoCoTrainer:
+  """One MoCo step on pre-augmented views (NCHW float32), in the order of
+  ``ssljax.methods.moco.MoCo.train_step``."""
+
+  def __init__(self, model, queue, opt_config, temperature, lrs, momenta,
+               shuffle_bn, bn_splits, memory_format, compile_model=False):
+    self.model = model.to(memory_format=memory_format).train()
+    # The key encoder starts as a copy of the query encoder (params and BN
+    # statistics), as MoCo.init does.
+    self.key_model = split_bn_(copy.deepcopy(self.model),
+                               bn_splits if shuffle_bn else 1).train()
+    self.key_model.requires_grad_(False)
+    self.memory_format = memory_format
+    # torch.compile (inductor) of both forwards; AOTAutograd compiles the
+    # query backward too. EMA, optimizer and enqueue stay eager.
+    self.forward = torch.compile(self.model) if compile_model else self.model
+    self.key_forward = (torch.compile(self.key_model) if compile_model
+                        else self.key_model)
+    self.params = list(self.model.parameters())
+    self.key_params = list(self.key_model.parameters())
+    self.opt = make_torch_optimizer(self.params, opt_config)
+    self.queue = queue.clone()
+    self.ptr = 0
+    self.temperature = temperature
+    self.shuffle_bn = shuffle_bn
+    self.bn_splits = bn_splits if shuffle_bn else 1
+    self.lrs = lrs
+    self.momenta = momenta
+    self.count = 0
+
+  def step(self, xq, xk, perm=None):
+    """``perm``: the key shuffle (ssljax's order: sub-batch g is
+    ``xk[perm[g*N/G:(g+1)*N/G]]``); default a fresh ``torch.randperm``."""
+    n = xq.shape[0]
+    i = self.count
+    lr = float(self.lrs[min(i, len(self.lrs) - 1)])
+    m = np.float32(self.momenta[min(i, len(self.momenta) - 1)])
+    with torch.no_grad():
+      # 1. momentum update of the key encoder (parameters only).
+      torch._foreach_mul_(self.key_params, float(m))
+      torch._foreach_add_(self.key_params, self.params,
+                          alpha=float(np.float32(1) - m))
+      # 2. keys without gradient, split BN over a shuffled batch.
+      if self.shuffle_bn:
+        if perm is None:
+          perm = torch.randperm(n, device=xk.device)
+        g = self.bn_splits
+        # ssljax's contiguous sub-batches as _SplitBN's strided ones.
+        p = perm.view(g, n // g).t().reshape(-1)
+        xs = xk.index_select(0, p).contiguous(memory_format=self.memory_format)
+        k = self.key_forward(xs).index_select(0, torch.argsort(p))
+      else:
+        k = self.key_forward(xk)
+      k = l2_normalize(k)
+    # 3. query forward, InfoNCE against the queue before this step, update.
+    loss = torch_info_nce(self.forward(xq), k, self.queue, self.temperature)
+    self.opt.zero_grad()
+    loss.backward()
+    self.opt.step(lr)
+    # 4. enqueue this step's keys over the oldest batch.
+    with torch.no_grad():
+      self.queue[self.ptr:self.ptr + n] = k
+    self.ptr = (self.ptr + n) % self.queue.shape[0]
+    self.count += 1
+    return loss.detach()
+
+
+# --------------------------------------------------------------------------
+# The JAX model step on pre-augmented views
+# --------------------------------------------------------------------------
+
+def make_jax_model_step(method, tx):
+  """``MoCo.train_step`` on given views and key-shuffle key, without the
+  augmentation and the monitoring metrics (pos_sim/neg_sim/mi_bound)."""
+
+  def step(state, xq, xk, shuffle_key):
+    m = method.momentum_at(state.step)
+    key_params = ema_update(state.key_params, state.params, m)
+    keys, key_batch_stats = method.keys(key_params, state.key_batch_stats, xk,
+                                        shuffle_key)
+    (loss, (batch_stats, _)), grads = jax.value_and_grad(
+        method.loss, has_aux=True)(state.params, state.batch_stats, xq, keys,
+                                   state.queue)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    # As train_step: order the enqueue after every read of the old queue so
+    # the donated queue is updated in place (checked below: no queue copy).
+    keys = keys + _zero_after(jax.tree.leaves(params)[0], loss)
+    queue, ptr = enqueue(state.queue, state.queue_ptr, keys)
+    return state.replace(step=state.step + 1, params=params,
+                         batch_stats=batch_stats, opt_state=opt_state,
+                         key_params=key_params, key_batch_stats=key_batch_stats,
+                         queue=queue, queue_ptr=ptr), loss
+
+  return step
+
+
+def tree_max_rel_diff(a, b) -> float:
+  """max over leaves of |a - b| / |b| (Frobenius norms; leaves with |b| = 0
+  compared by |a - b|)."""
+  out = 0.0
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    d, ref = np.linalg.norm(x - y), np.linalg.norm(y)
+    out = max(out, float(d / ref) if ref > 0 else float(d))
+  return out
+
+
+def list_max_rel_diff(a, b) -> float:
+  return max(float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30))
+             for x, y in zip(a, b) if np.linalg.norm(y) > 0)
+
+
+def add_arguments(p):
+  p.add_argument("--optimizer", default="config", choices=("config", "sgd"),
+                 help="config: the config's (LARS); sgd: MoCo's SGD (lr 0.03 "
+                      "x B/256, momentum 0.9, wd 1e-4, no warm-up) on both "
+                      "sides")
+
+
+def parse_args(argv=None):
+  return sct.parse_args(argv, description=__doc__.split("\n")[0],
+                        default_out=DEFAULT_OUT, quick_out=QUICK_OUT,
+                        add_arguments=add_arguments)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  if args.torch_threads:
+    torch.set_num_threads(args.torch_threads)
+  device = torch.device(args.torch_device)
+  if device.type == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+  config = load_config()
+  if args.batch_size:
+    config.batch_size = args.batch_size
+  if args.optimizer == "sgd":
+    config.optimizer.update(MOCO_SGD)
+  batch = int(config.batch_size)
+  queue_size = int(config.moco.queue_size)
+  shuffle_bn = bool(config.moco.get("shuffle_bn", True))
+  bn_splits = int(config.moco.get("bn_splits", 1)) if shuffle_bn else 1
+  if queue_size % batch or batch % bn_splits:
+    raise SystemExit(f"--batch-size must divide the queue size {queue_size} "
+                     f"and be a multiple of bn_splits={bn_splits}; got {batch}")
+
+  info = sct.machine_info()
+  load_start = os.getloadavg()
+  print(f"CPU: {info['cpu_model']} | {info['logical_cores']} logical cores "
+        f"({info['cores_available_to_process']} available) | jax {info['jax']} "
+        f"| torch {info['torch']} ({info['torch_num_threads']} threads)")
+  print(f"load average at start: {load_start[0]:.2f}")
+  if load_start[0] > 0.5 * (info["cores_available_to_process"] or 1):
+    print("WARNING: the machine is busy; timings will be noisy/low.")
+
+  # ---------------- JAX (the library) ----------------
+  method, total = ssljax.train.build.build_method(config, NUM_EXAMPLES)
+  key = jax.random.key(0)
+  state = method.init(key, IMAGE_SHAPE)
+  state_full = method.init(key, IMAGE_SHAPE)     # separate buffers (donation)
+  jax_sizes = sct.param_sizes_jax(state.params)
+  jax_count = sum(jax_sizes)
+  out_dim = int(state.queue.shape[1])
+  temperature = float(config.temperature)
+
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, size=(batch, *IMAGE_SHAPE), dtype=np.uint8)
+  images_j = jnp.asarray(images)
+  data_key = jax.random.key(1)
+  # The views and key shuffle of train_step's step 0 (for the check below);
+  # the timed model step reuses them every step.
+  view_key, shuffle_key = jax.random.split(jax.random.fold_in(data_key, 0))
+  xq_j, xk_j = jax.jit(method.views)(images_j, view_key)
+  xq_np, xk_np = np.asarray(xq_j), np.asarray(xk_j)
+  perm_np = np.asarray(jax.random.permutation(shuffle_key, batch))
+
+  # Learning rates and key momenta per step (the same schedules for torch).
+  n_lr = 4 * args.warmup + 2 * args.steps + args.rounds * args.steps + 8
+  lrs = np.asarray(jax.vmap(method.schedule)(jnp.arange(n_lr)), np.float64)
+  momenta = np.asarray(jax.vmap(method.momentum_at)(jnp.arange(n_lr)),
+                       np.float32)
+  opt = config.optimizer
+  peak_lr = ssljax.train.optim.scale_learning_rate(opt.base_lr, batch,
+                                                   opt.lr_scaling)
+
+  # ---------------- equivalence checks ----------------
+  torch.manual_seed(0)
+  t_model = sct.TorchSimCLRModel(config, IMAGE_SHAPE[2])
+  torch_sizes = sct.param_sizes_torch(t_model)
+  torch_count = sum(torch_sizes)
+  print(f"parameters (query encoder + head; the key encoder is a copy): "
+        f"ssljax {jax_count:,} | torch {torch_count:,}")
+  assert jax_count == torch_count, (jax_count, torch_count)
+  assert jax_sizes == torch_sizes, "per-tensor parameter sizes differ"
+
+  to_nchw = lambda a: torch.from_numpy(np.array(a.transpose(0, 3, 1, 2),
+                                                copy=True))
+  xq_t, xk_t = to_nchw(xq_np), to_nchw(xk_np)
+  perm_t = torch.from_numpy(perm_np.astype(np.int64))
+  exact = jax.default_matmul_precision("highest")   # no TF32 in the checks
+
+  # Loss at init, each side with its own initialization, queue and shuffle.
+  own = sct.TorchSimCLRModel(config, IMAGE_SHAPE[2])
+  own.load_state_dict(t_model.state_dict())
+  own_queue = l2_normalize(torch.randn(queue_size, out_dim))
+  torch_loss0 = float(TorchMoCoTrainer(
+      own, own_queue, opt, temperature, np.zeros(1), momenta, shuffle_bn,
+      bn_splits, torch.contiguous_format).step(xq_t, xk_t))
+  del own, own_queue
+
+  # Same weights, queue, views and shuffle on both sides: two steps at the
+  # constant peak learning rate (the schedule's lr is 0 at step 0). The key
+  # encoder starts from other weights (the query's plus noise: std of the
+  # tensor for weights, 0.1 for biases and BN parameters) so that the check
+  # sees the key forward and the momentum update apart from the query encoder
+  # (at init they are equal, and the momentum update is the identity).
+  check_tx = make_optimizer(
+      opt.name, peak_lr, weight_decay=opt.weight_decay,
+      momentum=opt.get("momentum", 0.9),
+      trust_coefficient=opt.get("trust_coefficient", 1e-3))
+  check_step = jax.jit(make_jax_model_step(method, check_tx))
+  noise = np.random.default_rng(7)
+  other_key_params = jax.tree.map(
+      lambda a: jnp.asarray(
+          np.asarray(a) + noise.standard_normal(a.shape).astype(np.float32)
+          * (float(np.std(a)) if a.ndim > 1 else 0.1)),
+      state.params)
+  s_init = state.replace(opt_state=check_tx.init(state.params))
+  s0 = s_init.replace(key_params=other_key_params)
+  with exact:
+    _, l0_j = check_step(s_init, xq_j, xk_j, shuffle_key)   # key = query
+    s1, l1_j = check_step(s0, xq_j, xk_j, shuffle_key)
+    s2, l2_j = check_step(s1, xq_j, xk_j, shuffle_key)
+  jax_loss0 = float(l0_j)
+  check = sct.TorchSimCLRModel(config, IMAGE_SHAPE[2]).train()
+  sct.load_flax_into_torch(check, state.params, state.batch_stats)
+  ctrainer = TorchMoCoTrainer(
+      check, torch.from_numpy(np.array(state.queue)), opt, temperature,
+      np.array([peak_lr]), momenta, shuffle_bn, bn_splits,
+      torch.contiguous_format)
+  sct.load_flax_into_torch(ctrainer.key_model, s0.key_params,
+                           s0.key_batch_stats)
+  before = [p.detach().clone() for p in check.parameters()]
+  key_before = [p.detach().clone() for p in ctrainer.key_model.parameters()]
+  l1_t = float(ctrainer.step(xq_t, xk_t, perm=perm_t))
+  t_upd = [(p.detach() - b).numpy() for p, b in zip(check.parameters(), before)]
+  j_upd = sct.flax_to_torch_order(check, jax.tree.map(
+      lambda a, b: np.asarray(a) - np.asarray(b), s1.params, s0.params))
+  upd_err = list_max_rel_diff(t_upd, j_upd)
+  keys_err = float(np.max(np.abs(ctrainer.queue[:batch].numpy()
+                                 - np.asarray(s1.queue[:batch]))))
+  l2_t = float(ctrainer.step(xq_t, xk_t, perm=perm_t))
+  # The key encoder's change over the two momentum updates.
+  t_ema = [(p.detach() - b).numpy()
+           for p, b in zip(ctrainer.key_model.parameters(), key_before)]
+  j_ema = sct.flax_to_torch_order(check, jax.tree.map(
+      lambda a, b: np.asarray(a) - np.asarray(b), s2.key_params,
+      s0.key_params))
+  ema_err = list_max_rel_diff(t_ema, j_ema)
+  loss_err = abs(float(l1_j) - l1_t) / abs(float(l1_j))
+  loss2_err = abs(float(l2_j) - l2_t) / abs(float(l2_j))
+  print(f"loss at init (own initialization, queue, shuffle): ssljax "
+        f"{jax_loss0:.5f} | torch {torch_loss0:.5f} (log(1+K) = "
+        f"{np.log1p(queue_size):.5f})")
+  print(f"same weights/queue/views/shuffle: loss ssljax {float(l1_j):.6f} | "
+        f"torch {l1_t:.6f} (rel. diff {loss_err:.1e}); enqueued keys max abs "
+        f"diff {keys_err:.1e}; one {opt.name.upper()} step, max rel. diff of "
+        f"the per-tensor updates {upd_err:.1e}")
+  print(f"second step: loss ssljax {float(l2_j):.6f} | torch {l2_t:.6f} "
+        f"(rel. diff {loss2_err:.1e}); key-encoder momentum updates (2 steps), "
+        f"max rel. diff of the per-tensor changes {ema_err:.1e}")
+  if (loss_err > 1e-4 or loss2_err > 1e-4 or upd_err > 1e-2 or ema_err > 1e-2
+      or keys_err > 1e-4):
+    raise SystemExit("equivalence check failed: the torch model/optimizer "
+                     "does not match ssljax")
+  del check, ctrainer, before, key_before, s_init, s0, s1, s2
+  del other_key_params
+
+  # ---------------- JAX compile; model step vs train_step ----------------
+  print("compiling the JAX steps ...", flush=True)
+  t0 = time.perf_counter()
+  jax_model_step = jax.jit(make_jax_model_step(method, method.tx),
+                           donate_argnums=0).lower(
+                               state, xq_j, xk_j, shuffle_key).compile()
+  jax_model_compile_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  jax_full_step = jax.jit(method.train_step, donate_argnums=0).lower(
+      state_full, images_j, data_key).compile()
+  jax_full_compile_s = time.perf_counter() - t0
+  copies = {"jax_model": queue_copies(jax_model_step.as_text(), queue_size,
+                                      out_dim),
+            "jax_full": queue_copies(jax_full_step.as_text(), queue_size,
+                                     out_dim)}
+  print(f"  compiled in {jax_model_compile_s:.1f} s (model step) / "
+        f"{jax_full_compile_s:.1f} s (full step); [K, D] queue copies in the "
+        f"compiled steps: {copies['jax_model']} / {copies['jax_full']}")
+  # Step 0 of both from the same initial state: the model step on train_step's
+  # own views and shuffle key must give the same state.
+  state, l_m = jax_model_step(state, xq_j, xk_j, shuffle_key)
+  state_full, metrics = jax_full_step(state_full, images_j, data_key)
+  step_err = max(abs(float(l_m) - float(metrics["loss"])) / abs(float(l_m)),
+                 tree_max_rel_diff(state, state_full))
+  print(f"  composed model step vs MoCo.train_step after one step: max rel. "
+        f"diff over the state {step_err:.1e}")
+  if step_err > 1e-4:
+    raise SystemExit("the composed JAX model step does not reproduce "
+                     "MoCo.train_step")
+
+  # ---------------- warm-up ----------------
+  print(f"warm-up ({args.warmup} steps per side, compile excluded) ...",
+        flush=True)
+  for _ in range(args.warmup - 1):   # the check above was the first step
+    state, _ = jax_model_step(state, xq_j, xk_j, shuffle_key)
+    state_full, _ = jax_full_step(state_full, images_j, data_key)
+  jax.block_until_ready((state, state_full))
+
+  formats = {"channels_last": torch.channels_last,
+             "contiguous": torch.contiguous_format}
+  candidates = (list(formats) if args.torch_memory_format == "auto"
+                else [args.torch_memory_format])
+  torch.manual_seed(1)
+  t_queue = l2_normalize(torch.randn(queue_size, out_dim))
+  probe = {}
+  trainers = {}
+  for name in candidates:
+    m = sct.TorchSimCLRModel(config, IMAGE_SHAPE[2])
+    m.load_state_dict(t_model.state_dict())
+    m = m.to(device)
+    tr = TorchMoCoTrainer(m, t_queue.to(device), opt, temperature, lrs,
+                          momenta, shuffle_bn, bn_splits, formats[name],
+                          compile_model=args.torch_compile)
+    tq = xq_t.to(device).contiguous(memory_format=formats[name])
+    tk = xk_t.to(device).contiguous(memory_format=formats[name])
+    t0 = time.perf_counter()
+    sct.timed_torch(tr, tq, tk, args.warmup)
+    print(f"  torch {name} warm-up ({time.perf_counter() - t0:.1f} s)",
+          flush=True)
+    if len(candidates) > 1:
+      probe[name] = args.steps * batch / sct.timed_torch(tr, tq, tk, args.steps)
+    trainers[name] = (tr, tq, tk)
+  fmt = max(probe, key=probe.get) if probe else candidates[0]
+  trainer, tq, tk = trainers[fmt]
+  # The same lr sequence as the JAX step from here on (which has taken at
+  # least one step: the check above).
+  trainer.count = max(args.warmup, 1)
+  del trainers
+  if probe:
+    print("torch memory-format probe (images/s): " + ", ".join(
+        f"{k} {v:.1f}" for k, v in probe.items()) + f" -> {fmt}")
+
+  # ---------------- timed rounds ----------------
+  names = ("jax_model", "torch_model", "jax_full")
+  rows = []
+  print(f"\nbatch {batch} images (query + key view), queue K={queue_size}, "
+        f"{args.rounds} rounds x {args.steps} steps")
+  print(f"{'round':>5}  {'order':<34} {'jax step s':>11} {'torch step s':>13} "
+        f"{'jax full s':>11}")
+  for r in range(args.rounds):
+    order = names if r % 2 == 0 else names[::-1]
+    secs = {}
+    for name in order:
+      if name == "jax_model":
+        state, secs[name] = sct.timed_jax(jax_model_step, state,
+                                          (xq_j, xk_j, shuffle_key), args.steps)
+      elif name == "jax_full":
+        state_full, secs[name] = sct.timed_jax(jax_full_step, state_full,
+                                               (images_j, data_key), args.steps)
+      else:
+        secs[name] = sct.timed_torch(trainer, tq, tk, args.steps)
+    row = {"round": r, "order": list(order),
+           **{f"{k}_s": v for k, v in secs.items()},
+           **{f"{k}_images_per_s": args.steps * batch / v
+              for k, v in secs.items()}}
+    rows.append(row)
+    print(f"{r:>5}  {','.join(order):<34} {secs['jax_model']:>11.3f} "
+          f"{secs['torch_model']:>13.3f} {secs['jax_full']:>11.3f}", flush=True)
+
+  med = {k: statistics.median(row[f"{k}_images_per_s"] for row in rows)
+         for k in names}
+  ratio = med["jax_model"] / med["torch_model"]
+  load_end = os.getloadavg()
+
+  print("\nmedian images/s (source images; each gives a query and a key view)")
+  print(f"  ssljax (JAX)  train step, pre-augmented float views : "
+        f"{med['jax_model']:9.1f}")
+  print(f"  PyTorch       train step, pre-augmented float views : "
+        f"{med['torch_model']:9.1f}   ({fmt}, {torch.get_num_threads()} threads"
+        f", {'torch.compile' if args.torch_compile else 'eager'})")
+  print(f"  ratio jax/torch                                      : "
+        f"{ratio:9.3f}")
+  print(f"  ssljax full train_step (uint8 in, augmentation incl.): "
+        f"{med['jax_full']:9.1f}")
+  print(f"load average at end: {load_end[0]:.2f}")
+
+  result = {
+      "benchmark": "moco_throughput",
+      "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+      "machine": info,
+      "load_average_1min": {"start": load_start[0], "end": load_end[0]},
+      "timed_region": (
+          "model comparison (jax_model, torch_model): the train step only -- "
+          "key-encoder momentum update, shuffled split-BN key forward (no "
+          "gradient), query forward, InfoNCE against the queue, backward, "
+          f"{opt.name.upper()} update, enqueue -- on pre-augmented float32 "
+          "views [B,28,28,1] (identical tensors for both frameworks); compile "
+          "and warm-up excluded. jax_full: ssljax MoCo.train_step on uint8 "
+          "images, augmentation and metrics included."),
+      "images_per_s_definition": ("source images per second (a query and a "
+                                  "key view each)"),
+      "config": {
+          "config_file": str(CONFIG_PATH.relative_to(REPO)),
+          "batch_size": batch, "views_per_step": 2 * batch,
+          "rounds": args.rounds, "steps_per_round": args.steps,
+          "warmup_steps": args.warmup, "quick": args.quick,
+          "encoder": config.encoder.to_dict(), "head": config.head.to_dict(),
+          "moco": config.moco.to_dict(),
+          "temperature": temperature, "queue_size": queue_size,
+          "key_dim": out_dim, "bn_splits_used": bn_splits,
+          "optimizer_option": args.optimizer,
+          "optimizer": config.optimizer.to_dict(),
+          "peak_lr": peak_lr, "schedule_total_steps": total,
+          "lr_first_timed_steps": lrs[args.warmup:args.warmup + 4].tolist(),
+          "key_momentum_first_timed_steps":
+              momenta[args.warmup:args.warmup + 4].tolist(),
+          "torch_memory_format": fmt,
+          "torch_compile": bool(args.torch_compile),
+          "torch_memory_format_probe_images_per_s": probe,
+          "torch_mode": "torch.compile" if args.torch_compile else "eager",
+          "torch_device": args.torch_device,
+          "torch_num_threads": torch.get_num_threads(),
+      },
+      "equivalence": {
+          "param_count_jax": jax_count, "param_count_torch": torch_count,
+          "loss_at_init_jax": jax_loss0, "loss_at_init_torch": torch_loss0,
+          "same_weights_loss_jax": float(l1_j), "same_weights_loss_torch": l1_t,
+          "same_weights_loss_rel_diff": loss_err,
+          "same_weights_enqueued_keys_max_abs_diff": keys_err,
+          "same_weights_update_max_rel_diff": upd_err,
+          "second_step_loss_jax": float(l2_j), "second_step_loss_torch": l2_t,
+          "second_step_loss_rel_diff": loss2_err,
+          "two_steps_key_momentum_update_max_rel_diff": ema_err,
+          "jax_model_step_vs_train_step_max_rel_diff": step_err,
+          "jax_compiled_queue_copies": copies,
+      },
+      "compile_seconds": {"jax_model": jax_model_compile_s,
+                          "jax_full": jax_full_compile_s},
+      "rounds": rows,
+      "median_images_per_s": med,
+      "ratio_jax_over_torch": ratio,
+  }
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  args.out.write_text(json.dumps(result, indent=2) + "\n")
+  print(f"wrote {args.out}")
+  return result
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,99 @@
+"""conv_matmul_wgrad: same values and gradients as lax.conv_general_dilated."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from ssljax.models import conv as conv_lib
+from ssljax.models import SmallResNet
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _numpy_weight_grad(x, g, kh, kw, stride, pad):
+  """dW[i,j,c,o] = sum_{n,h,w} xpad[n, s*h+i, s*w+j, c] g[n,h,w,o], by loops."""
+  xp = np.pad(x, ((0, 0), pad[0], pad[1], (0, 0))).astype(np.float64)
+  n, ho, wo, cout = g.shape
+  dw = np.zeros((kh, kw, x.shape[-1], cout))
+  for i in range(kh):
+    for j in range(kw):
+      win = xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+      dw[i, j] = np.einsum("nhwc,nhwo->co", win, g)
+  return dw
+
+
+@pytest.mark.parametrize("shape,k,stride,cin_patch", [
+    ((2, 9, 9, 1), 3, 1, True),       # stem-like: one input channel
+    ((2, 10, 10, 4), 3, 2, True),     # strided
+    ((2, 8, 8, 4), 1, 2, True),       # 1x1 projection
+    ((2, 5, 5, 6), 3, 1, False),      # slices path (forced below)
+])
+def test_values_and_gradients_match_lax(shape, k, stride, cin_patch, monkeypatch):
+  if not cin_patch:
+    monkeypatch.setattr(conv_lib, "PATCHES_MAX_CIN", 1)
+  kx, kw_, kg = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, shape)
+  w = jax.random.normal(kw_, (k, k, shape[-1], 5))
+  pad = ((k // 2, k // 2),) * 2
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  ref = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), pad,
+                                              dimension_numbers=dn)
+  new = lambda x, w: conv_lib.conv_matmul_wgrad(x, w, (stride, stride), pad,
+                                                dimension_numbers=dn)
+  y_ref = ref(x, w)
+  g = jax.random.normal(kg, y_ref.shape)
+  loss = lambda f: (lambda x, w: jnp.sum(f(x, w) * g))
+  y_new = jax.jit(new)(x, w)
+  gx_ref, gw_ref = jax.grad(loss(ref), (0, 1))(x, w)
+  gx_new, gw_new = jax.jit(jax.grad(loss(new), (0, 1)))(x, w)
+  np.testing.assert_allclose(y_new, y_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(gx_new, gx_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(gw_new, gw_ref, rtol=1e-4, atol=1e-4)
+  # and against loops over the formula, independently of XLA
+  np.testing.assert_allclose(
+      gw_new, _numpy_weight_grad(np.asarray(x), np.asarray(g), k, k, stride, pad),
+      rtol=1e-4, atol=1e-4)
+
+
+def test_string_padding_and_fallback():
+  x = jax.random.normal(jax.random.key(1), (1, 7, 7, 3))
+  w = jax.random.normal(jax.random.key(2), (3, 3, 3, 4))
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  for kw in ({"padding": "SAME"}, {"padding": "VALID"},
+             {"padding": "SAME", "rhs_dilation": (2, 2)}):   # dilation: fallback
+    pad = kw.pop("padding")
+    ref = lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=dn, **kw)
+    new = conv_lib.conv_matmul_wgrad(x, w, (1, 1), pad, dimension_numbers=dn, **kw)
+    np.testing.assert_allclose(new, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_resnet_conv_impl_same_gradients():
+  """A SmallResNet with conv_impl="matmul" gives XLA's loss and gradients."""
+  x = jax.random.normal(jax.random.key(3), (4, 12, 12, 1))
+  models = [SmallResNet(widths=(4, 8, 8), first_stage_stride=2, conv_impl=c)
+            for c in ("xla", "matmul")]
+  variables = models[0].init(jax.random.key(4), x)
+
+  def loss(params, model):
+    out, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                         x, mutable=["batch_stats"])
+    return jnp.sum(out ** 2)
+
+  (l0, g0), (l1, g1) = [jax.jit(jax.value_and_grad(loss), static_argnums=1)(
+      variables["params"], m) for m in models]
+  np.testing.assert_allclose(l1, l0, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               g1, g0)
+  with pytest.raises(ValueError, match="conv_impl"):
+    SmallResNet(conv_impl="cudnn").init(jax.random.key(0), x)
+
+
+def test_flax_conv_accepts_it():
+  layer = nn.Conv(3, (3, 3), conv_general_dilated=conv_lib.conv_matmul_wgrad)
+  x = jnp.ones((1, 5, 5, 2))
+  params = layer.init(jax.random.key(0), x)
+  ref = nn.Conv(3, (3, 3)).apply(params, x)
+  np.testing.assert_allclose(layer.apply(params, x), ref, rtol=1e-5, atol=1e-6)
