@@ -355,6 +355,8 @@ def main(argv=None):
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
   config = load_config()
+  if args.conv_impl != "config":
+    config.encoder.conv_impl = args.conv_impl
   if args.batch_size:
     config.batch_size = args.batch_size
   if args.optimizer == "sgd":

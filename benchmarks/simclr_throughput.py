@@ -437,6 +437,10 @@ def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
   p.add_argument("--out", type=Path, default=None,
                  help=f"JSON output (default {default_out.relative_to(REPO)}; "
                       f"{quick_out.relative_to(REPO)} with --quick)")
+  p.add_argument("--conv-impl", choices=("config", "xla", "matmul"),
+                 default="config",
+                 help="the JAX encoder's convolution gradients "
+                      "(encoder.conv_impl; default: what the config says)")
   if add_arguments is not None:
     add_arguments(p)
   args = p.parse_args(argv)
@@ -460,6 +464,8 @@ def main(argv=None):
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
   config = load_config()
+  if args.conv_impl != "config":
+    config.encoder.conv_impl = args.conv_impl
   if args.batch_size:
     config.batch_size = args.batch_size
   batch = int(config.batch_size)
