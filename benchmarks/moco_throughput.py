@@ -77,7 +77,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -574,47 +573,26 @@ def main(argv=None):
         f"{k} {v:.1f}" for k, v in probe.items()) + f" -> {fmt}")
 
   # ---------------- timed rounds ----------------
-  names = ("jax_model", "torch_model", "jax_full")
-  rows = []
-  print(f"\nbatch {batch} images (query + key view), queue K={queue_size}, "
-        f"{args.rounds} rounds x {args.steps} steps")
-  print(f"{'round':>5}  {'order':<34} {'jax step s':>11} {'torch step s':>13} "
-        f"{'jax full s':>11}")
-  for r in range(args.rounds):
-    order = names if r % 2 == 0 else names[::-1]
-    secs = {}
-    for name in order:
-      if name == "jax_model":
-        state, secs[name] = sct.timed_jax(jax_model_step, state,
-                                          (xq_j, xk_j, shuffle_key), args.steps)
-      elif name == "jax_full":
-        state_full, secs[name] = sct.timed_jax(jax_full_step, state_full,
-                                               (images_j, data_key), args.steps)
-      else:
-        secs[name] = sct.timed_torch(trainer, tq, tk, args.steps)
-    row = {"round": r, "order": list(order),
-           **{f"{k}_s": v for k, v in secs.items()},
-           **{f"{k}_images_per_s": args.steps * batch / v
-              for k, v in secs.items()}}
-    rows.append(row)
-    print(f"{r:>5}  {','.join(order):<34} {secs['jax_model']:>11.3f} "
-          f"{secs['torch_model']:>13.3f} {secs['jax_full']:>11.3f}", flush=True)
+  states = {"model": state, "full": state_full}
 
-  med = {k: statistics.median(row[f"{k}_images_per_s"] for row in rows)
-         for k in names}
-  ratio = med["jax_model"] / med["torch_model"]
+  def run_jax(which, fn, args_):
+    def timer():
+      states[which], secs = sct.timed_jax(fn, states[which], args_, args.steps)
+      return secs
+    return timer
+
+  rows, med = sct.timed_rounds(
+      {"jax_model": run_jax("model", jax_model_step, (xq_j, xk_j, shuffle_key)),
+       "torch_model": lambda: sct.timed_torch(trainer, tq, tk, args.steps),
+       "jax_full": run_jax("full", jax_full_step, (images_j, data_key))},
+      rounds=args.rounds, steps=args.steps, batch=batch,
+      header=f"batch {batch} images (query + key view), queue K={queue_size}")
+  ratio = sct.print_summary(
+      med, views="each gives a query and a key view", torch_desc=(
+          f"{fmt}, {torch.get_num_threads()} threads, "
+          f"{'torch.compile' if args.torch_compile else 'eager'}"))
   load_end = os.getloadavg()
 
-  print("\nmedian images/s (source images; each gives a query and a key view)")
-  print(f"  ssljax (JAX)  train step, pre-augmented float views : "
-        f"{med['jax_model']:9.1f}")
-  print(f"  PyTorch       train step, pre-augmented float views : "
-        f"{med['torch_model']:9.1f}   ({fmt}, {torch.get_num_threads()} threads"
-        f", {'torch.compile' if args.torch_compile else 'eager'})")
-  print(f"  ratio jax/torch                                      : "
-        f"{ratio:9.3f}")
-  print(f"  ssljax full train_step (uint8 in, augmentation incl.): "
-        f"{med['jax_full']:9.1f}")
   print(f"load average at end: {load_end[0]:.2f}")
 
   result = {

@@ -409,6 +409,42 @@ def timed_torch(trainer, v1, v2, steps):
   return time.perf_counter() - t0
 
 
+def timed_rounds(timers, *, rounds: int, steps: int, batch: int, header: str):
+  """Alternate ``timers`` (name -> callable running ``steps`` steps and
+  returning seconds), reversing the order every other round; prints a row per
+  round and returns ``(rows, median images/s per name)``."""
+  names = tuple(timers)
+  print(f"\n{header}, {rounds} rounds x {steps} steps")
+  print(f"{'round':>5}  {'order':<34} " + " ".join(f"{n + ' s':>13}" for n in names))
+  rows = []
+  for r in range(rounds):
+    order = names if r % 2 == 0 else names[::-1]
+    secs = {name: timers[name]() for name in order}
+    rows.append({"round": r, "order": list(order),
+                 **{f"{k}_s": v for k, v in secs.items()},
+                 **{f"{k}_images_per_s": steps * batch / v for k, v in secs.items()}})
+    print(f"{r:>5}  {','.join(order):<34} " +
+          " ".join(f"{secs[n]:>13.3f}" for n in names), flush=True)
+  med = {k: statistics.median(row[f"{k}_images_per_s"] for row in rows)
+         for k in names}
+  return rows, med
+
+
+def print_summary(med, *, views: str, torch_desc: str) -> float:
+  """Prints the medians of :func:`timed_rounds` (``jax_model``,
+  ``torch_model``, ``jax_full``) and returns the ratio jax / torch."""
+  ratio = med["jax_model"] / med["torch_model"]
+  print(f"\nmedian images/s (source images; {views})")
+  print(f"  ssljax (JAX)  train step, pre-augmented float views : "
+        f"{med['jax_model']:9.1f}")
+  print(f"  PyTorch       train step, pre-augmented float views : "
+        f"{med['torch_model']:9.1f}   ({torch_desc})")
+  print(f"  ratio jax/torch                                      : {ratio:9.3f}")
+  print(f"  ssljax full train_step (uint8 in, augmentation incl.): "
+        f"{med['jax_full']:9.1f}")
+  return ratio
+
+
 def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
                quick_out=QUICK_OUT, add_arguments=None):
   """The command line; the keyword arguments let sibling benchmarks
@@ -610,46 +646,25 @@ def main(argv=None):
         f"{k} {v:.1f}" for k, v in probe.items()) + f" -> {fmt}")
 
   # ---------------- timed rounds ----------------
-  names = ("jax_model", "torch_model", "jax_full")
-  rows = []
-  print(f"\nbatch {batch} images (x2 views), {args.rounds} rounds x "
-        f"{args.steps} steps")
-  print(f"{'round':>5}  {'order':<34} {'jax step s':>11} {'torch step s':>13} "
-        f"{'jax full s':>11}")
-  for r in range(args.rounds):
-    order = names if r % 2 == 0 else names[::-1]
-    secs = {}
-    for name in order:
-      if name == "jax_model":
-        state, secs[name] = timed_jax(jax_model_step, state, (v1_j, v2_j),
-                                      args.steps)
-      elif name == "jax_full":
-        state_full, secs[name] = timed_jax(jax_full_step, state_full,
-                                           (images_j, data_key), args.steps)
-      else:
-        secs[name] = timed_torch(trainer, tv1, tv2, args.steps)
-    row = {"round": r, "order": list(order),
-           **{f"{k}_s": v for k, v in secs.items()},
-           **{f"{k}_images_per_s": args.steps * batch / v for k, v in secs.items()}}
-    rows.append(row)
-    print(f"{r:>5}  {','.join(order):<34} {secs['jax_model']:>11.3f} "
-          f"{secs['torch_model']:>13.3f} {secs['jax_full']:>11.3f}", flush=True)
+  states = {"model": state, "full": state_full}
 
-  med = {k: statistics.median(row[f"{k}_images_per_s"] for row in rows)
-         for k in names}
-  ratio = med["jax_model"] / med["torch_model"]
+  def run_jax(which, fn, args_):
+    def timer():
+      states[which], secs = timed_jax(fn, states[which], args_, args.steps)
+      return secs
+    return timer
+
+  rows, med = timed_rounds(
+      {"jax_model": run_jax("model", jax_model_step, (v1_j, v2_j)),
+       "torch_model": lambda: timed_torch(trainer, tv1, tv2, args.steps),
+       "jax_full": run_jax("full", jax_full_step, (images_j, data_key))},
+      rounds=args.rounds, steps=args.steps, batch=batch,
+      header=f"batch {batch} images (x2 views)")
+  ratio = print_summary(med, views="each gives 2 views", torch_desc=(
+      f"{fmt}, {torch.get_num_threads()} threads, "
+      f"{'torch.compile' if args.torch_compile else 'eager'}"))
   load_end = os.getloadavg()
 
-  print("\nmedian images/s (source images; each gives 2 views)")
-  print(f"  ssljax (JAX)  train step, pre-augmented float views : "
-        f"{med['jax_model']:9.1f}")
-  print(f"  PyTorch       train step, pre-augmented float views : "
-        f"{med['torch_model']:9.1f}   ({fmt}, {torch.get_num_threads()} threads"
-        f", {'torch.compile' if args.torch_compile else 'eager'})")
-  print(f"  ratio jax/torch                                      : "
-        f"{ratio:9.3f}")
-  print(f"  ssljax full train_step (uint8 in, augmentation incl.): "
-        f"{med['jax_full']:9.1f}")
   print(f"load average at end: {load_end[0]:.2f}")
 
   result = {
