@@ -97,3 +97,37 @@ def test_flax_conv_accepts_it():
   params = layer.init(jax.random.key(0), x)
   ref = nn.Conv(3, (3, 3)).apply(params, x)
   np.testing.assert_allclose(layer.apply(params, x), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_simclr_step_with_matmul_convs_sharded_equals_xla_single_device():
+  """encoder.conv_impl="matmul": the SimCLR step on 8 (faked) devices with the
+  batch sharded gives the loss, parameters and BN statistics of XLA's own
+  convolution gradients on one device."""
+  from helpers import tiny_config, tiny_dataset  # pylint: disable=import-outside-toplevel
+  from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding  # pylint: disable=import-outside-toplevel
+  from ssljax.train.build import build_method  # pylint: disable=import-outside-toplevel
+  if len(jax.devices()) < 8:
+    pytest.fail("tests/conftest.py provides 8 faked CPU devices")
+  ds = tiny_dataset(n=32)
+  images = ds.images[:16]
+  key = jax.random.key(5)
+  out = {}
+  for impl in ("xla", "matmul"):
+    config = tiny_config()
+    config.optimizer.warmup_epochs = 0.0
+    config.encoder.conv_impl = impl
+    method, _ = build_method(config, len(ds))
+    state = method.init(jax.random.key(0), ds.image_shape)
+    if impl == "xla":
+      out[impl] = jax.jit(method.train_step)(state, jnp.asarray(images), key)
+    else:
+      mesh = make_data_mesh()
+      with jax.set_mesh(mesh):
+        out[impl] = jax.jit(method.train_step)(
+            jax.device_put(state, replicated_sharding(mesh)),
+            jax.device_put(images, data_sharding(mesh, 4)), key)
+  (ref_state, ref_m), (got_state, got_m) = out["xla"], out["matmul"]
+  np.testing.assert_allclose(got_m["loss"], ref_m["loss"], rtol=1e-5)
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+  jax.tree.map(close, got_state.params, ref_state.params)
+  jax.tree.map(close, got_state.batch_stats, ref_state.batch_stats)
