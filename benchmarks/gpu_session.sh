@@ -1,8 +1,11 @@
 #!/bin/bash
-# One GPU session (written for the H200 lent to this project): versions, the
-# SimCLR throughput benchmark (JAX vs PyTorch on CUDA) at batch 256 and 1024,
-# the Fashion-MNIST accuracy sweep (several trials at once on the one GPU),
-# and the loss tests on the GPU backend. Everything lands in $OUT.
+# One GPU session (written for the H200 lent to this project, 15 minutes of
+# device time in all): versions; the SimCLR train-step benchmark (JAX vs
+# PyTorch on CUDA, images/s and model FLOP utilization) at batch 256 and 1024;
+# the MoCo v2 one at batch 256; the linear probe vs scikit-learn on raw
+# Fashion-MNIST pixels (JAX on the GPU, scikit-learn on the CPUs); then, with
+# RUN_SWEEP=1, the Fashion-MNIST accuracy sweep (several trials at once on the
+# one GPU) and the loss tests on the GPU backend. Everything lands in $OUT.
 #
 #   OUT=/tmp/gpu_out WHEELS=.whl SSLJAX_DATA_DIR=/usr/share/datasets/fashion-mnist \
 #     bash benchmarks/gpu_session.sh
@@ -49,7 +52,15 @@ timeout -k 5 100 $PY benchmarks/simclr_throughput.py --torch-device cuda \
   --out "$OUT/throughput_b1024.json"
 
 date -u
-[ "${SKIP_SWEEP:-0}" = 1 ] && exit 0
+echo "=== MoCo v2 throughput, batch 256 ==="
+timeout -k 5 110 $PY benchmarks/moco_throughput.py --torch-device cuda \
+  --rounds 5 --steps 20 --warmup 3 --out "$OUT/moco_throughput_b256.json"
+date -u
+echo "=== linear probe vs scikit-learn (raw pixels) ==="
+timeout -k 5 150 $PY benchmarks/probe_vs_sklearn.py --features raw \
+  --repeats 2 --out "$OUT/probe_vs_sklearn_raw.json"
+date -u
+[ "${RUN_SWEEP:-0}" = 1 ] || exit 0
 echo "=== accuracy sweep ==="
 (timeout -k 5 200 $PY -m pytest -q -x tests/test_losses.py -p no:cacheprovider \
    > "$OUT/pytest_losses_gpu.log" 2>&1; echo "pytest exit $?" >> "$OUT/pytest_losses_gpu.log") &

@@ -591,6 +591,10 @@ def main(argv=None):
       med, views="each gives a query and a key view", torch_desc=(
           f"{fmt}, {torch.get_num_threads()} threads, "
           f"{'torch.compile' if args.torch_compile else 'eager'}"))
+  flops = sct.flop_utilization(
+      sct.step_flops(jax_model_step), med["jax_model"] / batch,
+      config.get("compute_dtype", "float32"), args.peak_tflops)
+  sct.print_flops(flops)
   load_end = os.getloadavg()
 
   print(f"load average at end: {load_end[0]:.2f}")
@@ -650,6 +654,7 @@ def main(argv=None):
       "rounds": rows,
       "median_images_per_s": med,
       "ratio_jax_over_torch": ratio,
+      "jax_model_step_flops": flops,
   }
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(result, indent=2) + "\n")

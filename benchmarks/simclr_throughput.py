@@ -445,6 +445,54 @@ def print_summary(med, *, views: str, torch_desc: str) -> float:
   return ratio
 
 
+#: Dense peak TFLOP/s by accelerator (vendor data sheets), for model FLOP
+#: utilization. float32 convolutions and matmuls run as TF32 on NVIDIA GPUs
+#: under XLA's default precision, so "float32" uses the TF32 peak there.
+PEAK_TFLOPS = {
+    "H200": {"float32": 494.7, "bfloat16": 989.4},
+    "H100": {"float32": 494.7, "bfloat16": 989.4},
+    "A100": {"float32": 156.0, "bfloat16": 312.0},
+}
+
+
+def step_flops(compiled) -> float | None:
+  """FLOPs of one call of a compiled JAX step (XLA's cost analysis)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # noqa: BLE001  pylint: disable=broad-except
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  flops = (cost or {}).get("flops")
+  return float(flops) if flops else None
+
+
+def flop_utilization(flops_per_step, steps_per_s, dtype: str = "float32",
+                     peak_tflops: float | None = None) -> dict:
+  """Achieved TFLOP/s and model FLOP utilization (MFU) of the default device
+  (MFU only where its peak is known or ``peak_tflops`` is given)."""
+  out = {"flops_per_step": flops_per_step, "device_kind": jax.devices()[0].device_kind}
+  if not flops_per_step:
+    return out
+  out["achieved_tflops"] = flops_per_step * steps_per_s / 1e12
+  if peak_tflops is None:
+    kind = out["device_kind"]
+    peak_tflops = next((v[dtype] for k, v in PEAK_TFLOPS.items() if k in kind), None)
+  if peak_tflops:
+    out["peak_tflops"] = peak_tflops
+    out["mfu"] = out["achieved_tflops"] / peak_tflops
+  return out
+
+
+def print_flops(util: dict) -> None:
+  if "achieved_tflops" in util:
+    mfu = f", MFU {100 * util['mfu']:.1f}% of {util['peak_tflops']} TFLOP/s" \
+        if "mfu" in util else ""
+    print(f"  ssljax train step: {util['flops_per_step'] / 1e9:.1f} GFLOP/step "
+          f"(XLA cost analysis), {util['achieved_tflops'] * 1e3:.1f} GFLOP/s "
+          f"achieved{mfu}")
+
+
 def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
                quick_out=QUICK_OUT, add_arguments=None):
   """The command line; the keyword arguments let sibling benchmarks
@@ -473,6 +521,9 @@ def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
   p.add_argument("--out", type=Path, default=None,
                  help=f"JSON output (default {default_out.relative_to(REPO)}; "
                       f"{quick_out.relative_to(REPO)} with --quick)")
+  p.add_argument("--peak-tflops", type=float, default=None,
+                 help="the device's peak TFLOP/s for the MFU figure "
+                      "(default: known GPUs' data-sheet values)")
   p.add_argument("--conv-impl", choices=("config", "xla", "matmul"),
                  default="config",
                  help="the JAX encoder's convolution gradients "
@@ -663,6 +714,11 @@ def main(argv=None):
   ratio = print_summary(med, views="each gives 2 views", torch_desc=(
       f"{fmt}, {torch.get_num_threads()} threads, "
       f"{'torch.compile' if args.torch_compile else 'eager'}"))
+  flops = flop_utilization(
+      step_flops(jax_model_step.lower(states["model"], v1_j, v2_j).compile()),
+      med["jax_model"] / batch, config.get("compute_dtype", "float32"),
+      args.peak_tflops)
+  print_flops(flops)
   load_end = os.getloadavg()
 
   print(f"load average at end: {load_end[0]:.2f}")
@@ -708,6 +764,7 @@ def main(argv=None):
       "rounds": rows,
       "median_images_per_s": med,
       "ratio_jax_over_torch": ratio,
+      "jax_model_step_flops": flops,
   }
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(result, indent=2) + "\n")
