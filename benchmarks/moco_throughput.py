@@ -346,18 +346,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
   args = parse_args(argv)
-  if args.torch_threads:
-    torch.set_num_threads(args.torch_threads)
-  device = torch.device(args.torch_device)
-  if device.type == "cuda":
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
   config = load_config()
-  if args.conv_impl != "config":
-    config.encoder.conv_impl = args.conv_impl
-  if args.batch_size:
-    config.batch_size = args.batch_size
+  device = sct.prepare(args, config)
   if args.optimizer == "sgd":
     config.optimizer.update(MOCO_SGD)
   batch = int(config.batch_size)
@@ -368,14 +358,7 @@ def main(argv=None):
     raise SystemExit(f"--batch-size must divide the queue size {queue_size} "
                      f"and be a multiple of bn_splits={bn_splits}; got {batch}")
 
-  info = sct.machine_info()
-  load_start = os.getloadavg()
-  print(f"CPU: {info['cpu_model']} | {info['logical_cores']} logical cores "
-        f"({info['cores_available_to_process']} available) | jax {info['jax']} "
-        f"| torch {info['torch']} ({info['torch_num_threads']} threads)")
-  print(f"load average at start: {load_start[0]:.2f}")
-  if load_start[0] > 0.5 * (info["cores_available_to_process"] or 1):
-    print("WARNING: the machine is busy; timings will be noisy/low.")
+  info, load_start = sct.announce_machine()
 
   # ---------------- JAX (the library) ----------------
   method, total = ssljax.train.build.build_method(config, NUM_EXAMPLES)

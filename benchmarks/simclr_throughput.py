@@ -539,8 +539,10 @@ def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
   return args
 
 
-def main(argv=None):
-  args = parse_args(argv)
+def prepare(args, config):
+  """Applies the shared options (torch threads and device, TF32 on CUDA as
+  XLA uses, ``--conv-impl``, ``--batch-size``) to torch and ``config``;
+  returns the torch device."""
   if args.torch_threads:
     torch.set_num_threads(args.torch_threads)
   device = torch.device(args.torch_device)
@@ -550,15 +552,16 @@ def main(argv=None):
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
-  config = load_config()
   if args.conv_impl != "config":
     config.encoder.conv_impl = args.conv_impl
   if args.batch_size:
     config.batch_size = args.batch_size
-  batch = int(config.batch_size)
-  if batch < 2:
-    raise SystemExit("--batch-size must be >= 2 (NT-Xent needs negatives)")
+  return device
 
+
+def announce_machine():
+  """Prints the machine and its load (warning when busy); returns
+  ``(machine_info(), load average at start)``."""
   info = machine_info()
   load_start = os.getloadavg()
   print(f"CPU: {info['cpu_model']} | {info['logical_cores']} logical cores "
@@ -567,6 +570,17 @@ def main(argv=None):
   print(f"load average at start: {load_start[0]:.2f}")
   if load_start[0] > 0.5 * (info["cores_available_to_process"] or 1):
     print("WARNING: the machine is busy; timings will be noisy/low.")
+  return info, load_start
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  config = load_config()
+  device = prepare(args, config)
+  batch = int(config.batch_size)
+  if batch < 2:
+    raise SystemExit("--batch-size must be >= 2 (NT-Xent needs negatives)")
+  info, load_start = announce_machine()
 
   # ---------------- JAX (the library) ----------------
   method, total = ssljax.train.build.build_method(config, NUM_EXAMPLES)
