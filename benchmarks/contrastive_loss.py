@@ -30,6 +30,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -86,6 +87,31 @@ def largest_n(budget, d, block, temperature, start=256, cap=1 << 22):
   return lo
 
 
+def target_check(n, d, block, temperature, run: bool) -> dict:
+  """Issue 8's memory target (2N anchors within a working-memory budget):
+  XLA's temporaries of the dense and blockwise value-and-gradient at N pairs
+  and, with ``run``, one blockwise call: its time and the growth of the
+  process's peak RSS (inputs, outputs and temporaries). That blockwise equals
+  dense is tested in tests/test_losses_blockwise.py."""
+  out = {"n_pairs": n, "anchors": 2 * n, "dim": d, "block": block,
+         "jax_temp_bytes": {"dense": temp_bytes(n, d, None, temperature),
+                            "block": temp_bytes(n, d, block, temperature)}}
+  if run:
+    rng = np.random.default_rng(0)
+    z1, z2 = (jnp.asarray(a) for a in rng.normal(size=(2, n, d)).astype(np.float32))
+    f = jax_fn(block, temperature)
+    compiled = f.lower(z1, z2).compile()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux
+    t0 = time.perf_counter()
+    loss, grads = jax.block_until_ready(compiled(z1, z2))
+    out["block_run_seconds"] = time.perf_counter() - t0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out["block_peak_rss_growth_bytes"] = (rss1 - rss0) * 1024
+    out["block_loss"] = float(loss)
+    out["block_grads_finite"] = bool(all(np.isfinite(np.asarray(g)).all() for g in grads))
+  return out
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--sizes", default="256,1024,4096")
@@ -95,11 +121,36 @@ def main(argv=None):
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--memory-mib", type=int, default=1024)
   p.add_argument("--quick", action="store_true")
+  p.add_argument("--target-pairs", type=int, default=0,
+                 help="only the memory target: XLA temporaries of dense and "
+                      "blockwise at this N (32768 = 2N of 65,536 anchors)")
+  p.add_argument("--run-target", action="store_true",
+                 help="with --target-pairs: also run the blockwise loss once "
+                      "(time and peak-RSS growth)")
   p.add_argument("--out", type=Path,
                  default=REPO / "benchmarks" / "results" / "contrastive_loss.json")
   args = p.parse_args(argv)
   if args.quick:
     args.sizes, args.rounds, args.memory_mib = "128,256", 2, 16
+  if args.target_pairs:
+    res = target_check(args.target_pairs, args.dim, args.block, args.temperature,
+                       args.run_target)
+    res.update(command=" ".join(sys.argv), date=datetime.datetime.now(
+        datetime.timezone.utc).isoformat(timespec="seconds"),
+               jax=jax.__version__, backend=jax.default_backend(),
+               load_average_1min=os.getloadavg()[0])
+    temp = res["jax_temp_bytes"]
+    print(f"2N = {2 * args.target_pairs} anchors, D = {args.dim}: XLA temporaries "
+          f"dense {temp['dense'] / 2**30:.2f} GiB, blockwise (B={args.block}) "
+          f"{temp['block'] / 2**20:.1f} MiB")
+    if args.run_target:
+      print(f"blockwise run: {res['block_run_seconds']:.1f} s, peak RSS grew "
+            f"{res['block_peak_rss_growth_bytes'] / 2**20:.1f} MiB, loss "
+            f"{res['block_loss']:.4f}, gradients finite: {res['block_grads_finite']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return
   import torch
   sizes = [int(s) for s in args.sizes.split(",")]
   d, t, block = args.dim, args.temperature, args.block
