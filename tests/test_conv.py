@@ -70,23 +70,10 @@ def test_string_padding_and_fallback():
     np.testing.assert_allclose(new, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_resnet_conv_impl_same_gradients():
-  """A SmallResNet with conv_impl="matmul" gives XLA's loss and gradients."""
-  x = jax.random.normal(jax.random.key(3), (4, 12, 12, 1))
-  models = [SmallResNet(widths=(4, 8, 8), first_stage_stride=2, conv_impl=c)
-            for c in ("xla", "matmul")]
-  variables = models[0].init(jax.random.key(4), x)
-
-  def loss(params, model):
-    out, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
-                         x, mutable=["batch_stats"])
-    return jnp.sum(out ** 2)
-
-  (l0, g0), (l1, g1) = [jax.jit(jax.value_and_grad(loss), static_argnums=1)(
-      variables["params"], m) for m in models]
-  np.testing.assert_allclose(l1, l0, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
-               g1, g0)
+def test_resnet_rejects_an_unknown_conv_impl():
+  # (that both implementations give the same training step, sharded or not,
+  # is the SimCLR test at the end of this file)
+  x = jnp.ones((1, 8, 8, 1))
   with pytest.raises(ValueError, match="conv_impl"):
     SmallResNet(conv_impl="cudnn").init(jax.random.key(0), x)
 
