@@ -66,7 +66,7 @@ echo "=== accuracy sweep ==="
    > "$OUT/pytest_losses_gpu.log" 2>&1; echo "pytest exit $?" >> "$OUT/pytest_losses_gpu.log") &
 PYTEST_PID=$!
 timeout -k 5 "${SWEEP_S:-300}" $PY benchmarks/fashion_mnist_sweep.py \
-  --trials "${TRIALS:-long_60ep,long_30ep,long_w16_30ep,long_12ep,base_2ep,cpu_w16_6ep,cpu_w16x64x256_3ep,cpu_w24_3ep,cpu_t05,cpu_t01,cpu_b128,cpu_lr2,cpu_strong_aug,cpu_w16_6ep_b128,cpu_w16_6ep_t05}" \
+  --trials "${TRIALS:-long_w64_100ep_b512,long_100ep_b512,long_w64_60ep,long_60ep,shipped}" \
   --parallel "${PARALLEL:-8}" --deadline-s "$(( ${SWEEP_S:-300} - 20 ))" \
   --out "$OUT/sweep.jsonl"
 wait "$PYTEST_PID"   # not a bare wait: that would wait for the tee above
