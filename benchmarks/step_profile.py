@@ -102,13 +102,19 @@ def jax_profile(method, state, images, key, steps: int) -> dict:
     with gzip.open(trace[0]) as f:
       events = json.load(f)["traceEvents"]
   parts, ops = collections.Counter(), collections.Counter()
+  kinds = collections.defaultdict(collections.Counter)
   for e in events:
     if e.get("ph") != "X" or e["name"] not in op_names:
       continue                       # runtime bookkeeping, not an HLO op
     ms = e["dur"] / 1e3 / steps
-    parts[part_of(op_names[e["name"]])] += ms
+    part = part_of(op_names[e["name"]])
+    parts[part] += ms
+    # the kind of operation: the instruction name without its number, e.g.
+    # concatenate, pad_slice_fusion, dot_general, ynn_fusion (a YNNPACK call)
+    kinds[part][re.sub(r"[.\d]+$", "", e["name"])] += ms
     ops[f"{e['name']}  ({op_names[e['name']].split('/', 1)[-1]})"] += ms
   return {"wall_ms_per_step": wall * 1e3, "parts_ms": dict(parts.most_common()),
+          "parts_by_kind_ms": {p: dict(k.most_common()) for p, k in kinds.items()},
           "sum_of_parts_ms": sum(parts.values()),
           "top_ops_ms": dict(ops.most_common(15))}
 
@@ -172,6 +178,10 @@ def main(argv=None):
         f"{jx['sum_of_parts_ms']:.1f} ms of XLA operations (concurrent)")
   for part, ms in jx["parts_ms"].items():
     print(f"  {ms:8.1f} ms  {part}")
+    if ms >= 0.1 * jx["sum_of_parts_ms"]:
+      print("              " + ", ".join(
+          f"{kind} {kms:.1f}" for kind, kms in
+          list(jx["parts_by_kind_ms"][part].items())[:5]))
   print("  largest operations:")
   for op, ms in list(jx["top_ops_ms"].items())[:8]:
     print(f"  {ms:8.1f} ms    {op[:100]}")
