@@ -119,11 +119,7 @@ def jax_profile(method, state, images, key, steps: int) -> dict:
           "top_ops_ms": dict(ops.most_common(15))}
 
 
-def torch_profile(config, v1, v2, steps: int) -> dict:
-  model = st.TorchSimCLRModel(config, v1.shape[1])
-  method, _ = build_method(config, st.NUM_EXAMPLES)
-  state = method.init(jax.random.key(0), st.IMAGE_SHAPE)
-  st.load_flax_into_torch(model, state.params, state.batch_stats)
+def torch_profile(config, model, v1, v2, steps: int) -> dict:
   trainer = st.TorchTrainer(model, config.optimizer, float(config.temperature),
                             np.full(1000, 0.1), torch.channels_last)
   for _ in range(3):
@@ -168,8 +164,10 @@ def main(argv=None):
   v1, v2 = jax.jit(method.views)(images, jax.random.key(2))
   to_torch = lambda v: torch.from_numpy(np.asarray(v).transpose(0, 3, 1, 2).copy()
                                         ).to(memory_format=torch.channels_last)
+  model = st.TorchSimCLRModel(config, v1.shape[-1])   # the same initial weights
+  st.load_flax_into_torch(model, state.params, state.batch_stats)
   jx = jax_profile(method, state, images, jax.random.key(1), args.steps)
-  tr = torch_profile(config, to_torch(v1), to_torch(v2), args.steps)
+  tr = torch_profile(config, model, to_torch(v1), to_torch(v2), args.steps)
 
   print(f"load average at start {load:.2f}; batch {config.batch_size} "
         f"({2 * config.batch_size} views); conv_impl "
