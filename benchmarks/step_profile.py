@@ -38,14 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import simclr_throughput as st  # noqa: E402  pylint: disable=wrong-import-position
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import torch  # noqa: E402
-
-from ssljax.train.build import build_method  # noqa: E402
+from ssljax.train.build import build_method
 
 REPO = Path(__file__).resolve().parents[1]
 _INSTR = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"",
@@ -81,12 +77,17 @@ def part_of(op_name: str) -> str:
   return "other (NT-Xent, LARS update, schedule, copies)"
 
 
+def hlo_op_names(compiled_text: str) -> dict[str, str]:
+  """``{instruction name: op_name metadata}`` of a compiled module's text."""
+  return dict(_INSTR.findall(compiled_text))
+
+
 def jax_profile(method, state, images, key, steps: int) -> dict:
   step = jax.jit(method.train_step, donate_argnums=0)
   for _ in range(3):
     state, metrics = step(state, images, key)
   jax.block_until_ready(metrics)
-  op_names = dict(_INSTR.findall(step.lower(state, images, key).compile().as_text()))
+  op_names = hlo_op_names(step.lower(state, images, key).compile().as_text())
   t = time.perf_counter()
   for _ in range(steps):
     state, metrics = step(state, images, key)
@@ -120,6 +121,8 @@ def jax_profile(method, state, images, key, steps: int) -> dict:
 
 
 def torch_profile(config, model, v1, v2, steps: int) -> dict:
+  import simclr_throughput as st  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
   trainer = st.TorchTrainer(model, config.optimizer, float(config.temperature),
                             np.full(1000, 0.1), torch.channels_last)
   for _ in range(3):
@@ -150,6 +153,10 @@ def main(argv=None):
   args = p.parse_args(argv)
   if args.quick:
     args.batch_size, args.steps = args.batch_size or 16, 1
+  # torch only here: the parts above import without it (tests use them)
+  sys.path.insert(0, str(Path(__file__).resolve().parent))
+  import simclr_throughput as st  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
   torch.set_num_threads(args.torch_threads)
   config = st.load_config()
   if args.conv_impl != "config":

@@ -1,0 +1,55 @@
+"""benchmarks/step_profile.py's grouping of a compiled train step's XLA
+operations into model parts (the PyTorch side needs torch; not run here)."""
+
+import collections
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from ssljax.train.build import build_method, load_config_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _module():
+  spec = importlib.util.spec_from_file_location(
+      "step_profile", REPO / "benchmarks" / "step_profile.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_parts_of_a_compiled_simclr_step():
+  sp = _module()
+  config = load_config_file(str(REPO / "experiments/configs/simclr_fashion_mnist.py"))
+  config.batch_size = 8
+  config.encoder.widths = (8, 16, 32)
+  assert config.encoder.conv_impl == "matmul"
+  method, _ = build_method(config, 60_000)
+  state = method.init(jax.random.key(0), (28, 28, 1))
+  images = jnp.zeros((8, 28, 28, 1), jnp.uint8)
+  text = jax.jit(method.train_step).lower(state, images, jax.random.key(1)).compile().as_text()
+  names = sp.hlo_op_names(text)
+  assert len(names) > 100
+  parts = collections.defaultdict(list)
+  for op_name in names.values():
+    parts[sp.part_of(op_name)].append(op_name)
+  forward = parts["conv forward"]
+  # the stem and the 3x3 / 1x1 convolutions of every block, nothing else
+  assert forward and all(p.endswith("conv_general_dilated") and "transpose(" not in p
+                         for p in forward)
+  assert {p.split("/")[-2] for p in forward} >= {"stem_conv", "Conv_0", "Conv_1",
+                                                 "proj_conv"}
+  wgrad = next(k for k in parts if k.startswith("conv weight gradient"))
+  assert any(p.endswith("dot_general") for p in parts[wgrad])
+  assert all("transpose(" in p for p in parts[wgrad])
+  bn = parts["batch norm (forward and backward)"]
+  assert any("/stem_bn/" in p for p in bn) and any("/BatchNorm_1/" in p for p in bn)
+  assert any(k.startswith("augmentation") for k in parts)
+  # a hand-written path per rule
+  assert sp.part_of("jit(train_step)/jvp(EncoderWithHead)/head/Dense_0/dot_general") \
+      == "projection head"
+  assert sp.part_of("jit(train_step)/jit(norm)/sqrt") == "LARS parameter and update norms"
+  assert sp.part_of("jit(train_step)/mul").startswith("other")
