@@ -1,5 +1,7 @@
 """Tiny configs and datasets shared by the tests (fast on 2 CPU cores)."""
 
+import importlib.util
+
 import ml_collections
 import numpy as np
 
@@ -58,3 +60,12 @@ def reliability_config(**overrides):
   for k, v in overrides.items():
     c[k] = v
   return c
+
+
+def load_module(path, name: str):
+  """Import the Python file at ``path`` (a benchmark script, a config file)
+  as a module called ``name``."""
+  spec = importlib.util.spec_from_file_location(name, str(path))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

@@ -2,7 +2,6 @@
 and by hand, the joint G + D step (donated, stop-gradient, sharded ==
 single device), encode, the builder and the PNG writer."""
 
-import importlib.util
 import os
 
 import flax.linen as nn
@@ -13,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from helpers import tiny_dataset
+from helpers import load_module, tiny_dataset
 from ssljax.augment import masks
 from ssljax.methods.inpainting import (ContextEncoder, ConvDecoder,
                                        ConvDiscriminator, Inpainting,
@@ -371,16 +370,9 @@ def test_output_adversarial_input_and_bad_arguments():
 # ----------------------------------------------------------------------------
 
 
-def _load(path, name):
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_config_builds_the_paper_optimizer():
   from ssljax.train.build_inpainting import build_inpainting
-  config = _load(os.path.join(ROOT, "experiments", "configs",
+  config = load_module(os.path.join(ROOT, "experiments", "configs",
                               "inpainting_fashion_mnist.py"), "cfg").get_config()
   assert config.method == "inpainting" and config.batch_size == 256
   config = ml_collections.ConfigDict(config.to_dict())
@@ -411,7 +403,7 @@ def test_config_builds_the_paper_optimizer():
 
 
 def test_png_writer_writes_a_valid_png(run, tmp_path):
-  samples = _load(os.path.join(ROOT, "experiments", "inpainting_samples.py"),
+  samples = load_module(os.path.join(ROOT, "experiments", "inpainting_samples.py"),
                   "inpainting_samples")
   path = str(tmp_path / "sub" / "grid.png")
   out = samples.write_samples(run["method"], run["new_state"],

@@ -2,27 +2,19 @@
 operations into model parts (the PyTorch side needs torch; not run here)."""
 
 import collections
-import importlib.util
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from helpers import load_module
 
 from ssljax.train.build import build_method, load_config_file
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _module():
-  spec = importlib.util.spec_from_file_location(
-      "step_profile", REPO / "benchmarks" / "step_profile.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_parts_of_a_compiled_simclr_step():
-  sp = _module()
+  sp = load_module(REPO / "benchmarks" / "step_profile.py", "step_profile")
   config = load_config_file(str(REPO / "experiments/configs/simclr_fashion_mnist.py"))
   config.batch_size = 8
   config.encoder.widths = (8, 16, 32)

@@ -1,25 +1,18 @@
 """The Fashion-MNIST sweep's trials (benchmarks/fashion_mnist_sweep.py) name
 real config keys and build, so a lent GPU's minutes are not lost on a typo."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from helpers import load_module
 
 from ssljax.train.build import build_method, load_config_file
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _sweep():
-  spec = importlib.util.spec_from_file_location(
-      "fashion_mnist_sweep", REPO / "benchmarks" / "fashion_mnist_sweep.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-SWEEP = _sweep()
+SWEEP = load_module(REPO / "benchmarks" / "fashion_mnist_sweep.py",
+                    "fashion_mnist_sweep")
 
 
 def _has_key(config, dotted: str) -> bool:

@@ -1,7 +1,6 @@
 """Config and input validation (ssljax.train.validate)."""
 
 import glob
-import importlib.util
 import os
 
 import jax
@@ -9,7 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import load_module, tiny_config
 
 from ssljax.train import validate as V
 from ssljax.train.validate import (ConfigError, config_problems,
@@ -24,11 +23,7 @@ CONFIG_FILES = sorted(f for f in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
 
 
 def load(name: str) -> ml_collections.ConfigDict:
-  path = os.path.join(CONFIG_DIR, name + ".py")
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return load_module(os.path.join(CONFIG_DIR, name + ".py"), name).get_config()
 
 
 def errors(config, **kw) -> ConfigError:
