@@ -24,3 +24,10 @@ def cpu_model() -> str:
   except OSError:
     pass
   return platform.processor() or "unknown"
+
+
+def malloc_name() -> str:
+  """The memory allocator this process runs with (ssljax/malloc.py): the
+  preloaded tcmalloc/jemalloc library, or glibc's when none is."""
+  from ssljax.malloc import loaded_malloc  # pylint: disable=import-outside-toplevel
+  return loaded_malloc() or "glibc malloc (system)"

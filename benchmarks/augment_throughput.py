@@ -31,6 +31,10 @@ and their ratio (ssljax / per-image) are printed and written to ``--out``.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import datetime
 import json
@@ -44,7 +48,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _machine import cpu_model  # noqa: E402
+from _machine import cpu_model, malloc_name  # noqa: E402
 
 import torch  # noqa: E402
 from PIL import Image, ImageEnhance  # noqa: E402
@@ -215,7 +219,7 @@ def main(argv=None):
                                         for k, v in stats.items()})
   out = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(
              timespec="seconds"),
-         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
+         "machine": {"cpu": cpu_model(), "malloc": malloc_name(), "cores": os.cpu_count(),
                      "platform": platform.platform(), "jax": jax.__version__,
                      "jax_backend": jax.default_backend(),
                      "torch": torch.__version__,

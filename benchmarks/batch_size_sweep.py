@@ -19,6 +19,10 @@ accuracy against 2N - 2, and the bound over training for each batch size.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import datetime
 import json

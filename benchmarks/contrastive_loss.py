@@ -25,6 +25,10 @@ for this formula (the [2N, 2N] logits and their softmax), not measured.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import datetime
 import json

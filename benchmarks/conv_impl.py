@@ -13,6 +13,10 @@ gradients of both are compared on one batch.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import importlib.util
 import json
@@ -26,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_model  # noqa: E402  pylint: disable=wrong-import-position
+from _machine import cpu_model, malloc_name  # noqa: E402  pylint: disable=wrong-import-position
 
 from ssljax.train.build import build_method  # noqa: E402
 
@@ -102,7 +106,7 @@ def main(argv=None):
   ratio = med["matmul"] / med["xla"]
   print(f"images/s: xla {med['xla']:.1f} | matmul {med['matmul']:.1f} | "
         f"ratio matmul/xla {ratio:.3f}")
-  out = dict(machine=cpu_model(), devices=str(jax.devices()),
+  out = dict(machine=cpu_model(), malloc=malloc_name(), devices=str(jax.devices()),
              date=time.strftime("%Y-%m-%d %H:%M"), load_average_start=load,
              load_average_end=os.getloadavg()[0], config=args.config,
              batch_size=len(images), rounds=args.rounds, steps=args.steps,

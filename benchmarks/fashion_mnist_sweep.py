@@ -27,6 +27,10 @@ ratios measured on the 2-core CPU), ``long_*`` trials train longer.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import concurrent.futures
 import datetime

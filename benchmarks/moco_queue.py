@@ -32,6 +32,10 @@ images/s, and each K's ratio to K = 4096 (the first size). JSON goes to
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import datetime
 import gc

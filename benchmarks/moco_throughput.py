@@ -74,6 +74,10 @@ torch does not compute either.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import copy
 import json
 import os

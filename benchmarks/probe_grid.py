@@ -10,6 +10,10 @@ Fashion-MNIST's train split), grid (1e-5, 1e-4, 1e-3), lr 0.5, batch 1024.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import json
 import sys

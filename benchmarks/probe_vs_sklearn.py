@@ -31,6 +31,10 @@ ratio of at least 10 there).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import json
 import os
@@ -42,7 +46,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_model  # noqa: E402  pylint: disable=wrong-import-position
+from _machine import cpu_model, malloc_name  # noqa: E402  pylint: disable=wrong-import-position
 
 from ssljax.eval.linear import (  # noqa: E402  pylint: disable=wrong-import-position
     _accuracy, fit_logistic_regression, train_linear_classifier)
@@ -165,7 +169,7 @@ def main(argv=None):
     print(f"  {row['name']:18s} {row['speedup_warm']:7.2f}x / "
           f"{row['speedup_first']:6.2f}x   {row['accuracy_gap_points']:+.2f} points"
           f"{'' if row['equal_accuracy'] else '  (not equal accuracy)'}")
-  out = dict(machine=cpu_model(), devices=str(jax.devices()),
+  out = dict(machine=cpu_model(), malloc=malloc_name(), devices=str(jax.devices()),
              date=time.strftime("%Y-%m-%d %H:%M"), load_average_start=load,
              features=what, train_rows=n, width=f, l2=args.l2, tol=args.tol,
              max_iter=args.max_iter, jax=jax.__version__,

@@ -42,6 +42,10 @@ the same loss and the same one-step LARS update.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import datetime
 import gc
@@ -61,7 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
-from _machine import cpu_model  # noqa: E402
+from _machine import cpu_model, malloc_name  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
@@ -350,6 +354,7 @@ def machine_info() -> dict:
     affinity = None
   return {
       "cpu_model": cpu_model(),
+      "malloc": malloc_name(),
       "platform_processor": platform.processor(),
       "platform": platform.platform(),
       "logical_cores": os.cpu_count(),

@@ -24,6 +24,10 @@ step; the wall time is printed next to them.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import collections
 import glob
@@ -41,6 +45,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from ssljax.malloc import loaded_malloc
 from ssljax.train.build import build_method
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,6 +203,7 @@ def main(argv=None):
          "load_average_end": os.getloadavg()[0], "batch_size": config.batch_size,
          "conv_impl": config.encoder.conv_impl, "steps": args.steps,
          "jax": jax.__version__, "torch": torch.__version__,
+         "malloc": loaded_malloc() or "glibc malloc (system)",
          "torch_threads": args.torch_threads, "ssljax": jx, "pytorch": tr}
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(out, indent=2))

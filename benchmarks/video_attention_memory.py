@@ -28,6 +28,10 @@ bytes. JSON goes to ``--out`` (default
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import datetime
 import json

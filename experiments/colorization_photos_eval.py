@@ -14,6 +14,10 @@ original, each beside constant-colour baselines (gray ab = 0, the training
 mean ab, the most frequent training bin).
 """
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import argparse
 import importlib.util
 import json

@@ -23,6 +23,10 @@ the full splits with the pool of ``config.cpc.pool``.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import json
 import os
 import sys

@@ -10,6 +10,10 @@ that report (same checkpoint step) are kept, so sections can be run one at a
 time. Compare runs with ``experiments/report.py``.
 """
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 from absl import app, flags, logging
 
 from ssljax.eval.suite import SECTIONS, SuiteOptions, evaluate_suite

@@ -14,6 +14,10 @@ the test split; masks come from ``--seed``. From Python (e.g. right after
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import os
 
 import jax

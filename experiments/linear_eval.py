@@ -11,6 +11,10 @@ older run with the current probe::
         --set linear_lr=0.5 --set linear_weight_decay=1e-5
 """
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import ast
 
 from absl import app, flags, logging

@@ -27,6 +27,10 @@ Open MPI / TPU auto-detection) before any device is used. See
 experiments/launch/README.md.
 """
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import sys
 
 import ml_collections

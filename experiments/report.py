@@ -10,6 +10,10 @@ Reads ``WORKDIR/eval_suite/report.json`` of each run, writes
 (copied into ``OUT/<run>/``).
 """
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 from absl import app, flags
 
 from ssljax.eval.report import write_report

@@ -40,6 +40,10 @@ What is measured (same run, same held-out frames):
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
+  from ssljax.malloc import reexec_with_fast_malloc
+  reexec_with_fast_malloc()
+
 import datetime
 import json
 import os

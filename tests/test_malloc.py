@@ -1,0 +1,134 @@
+"""ssljax.malloc: finding, preloading and re-executing with a caching allocator."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ssljax import malloc
+
+MAPS = textwrap.dedent("""\
+    55d0c0a00000-55d0c0a01000 r--p 00000000 fe:01 1234  /usr/bin/python3.11
+    7f1e2c000000-7f1e2c021000 rw-p 00000000 00:00 0
+    7f1e2d000000-7f1e2d020000 r-xp 00000000 fe:01 99  /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4.5.10
+    7f1e2e000000-7f1e2e1b0000 r-xp 00000000 fe:01 77  /usr/lib/x86_64-linux-gnu/libc.so.6
+    """)
+
+
+def test_find_off_and_auto(tmp_path, monkeypatch):
+  monkeypatch.delenv(malloc.ENV_CHOICE, raising=False)
+  empty, full = tmp_path / "empty", tmp_path / "full"
+  empty.mkdir()
+  full.mkdir()
+  (full / "libjemalloc.so.2").write_bytes(b"")
+  (full / "libtcmalloc_minimal.so.4").write_bytes(b"")
+  for off in ("off", "OFF", "system", "0"):
+    assert malloc.find_fast_malloc(off, search_dirs=[str(full)]) is None
+  assert malloc.find_fast_malloc("auto", search_dirs=[str(empty)]) is None
+  # tcmalloc is preferred over jemalloc; the first folder that has one wins.
+  assert malloc.find_fast_malloc("auto", search_dirs=[str(empty), str(full)]) \
+      == str(full / "libtcmalloc_minimal.so.4")
+  monkeypatch.setenv(malloc.ENV_CHOICE, "off")
+  assert malloc.find_fast_malloc(search_dirs=[str(full)]) is None
+  monkeypatch.setenv(malloc.ENV_CHOICE, "auto")
+  assert malloc.find_fast_malloc(search_dirs=[str(full)]) is not None
+
+
+def test_find_explicit_path(tmp_path):
+  lib = tmp_path / "libmine.so"
+  lib.write_bytes(b"")
+  assert malloc.find_fast_malloc(str(lib)) == str(lib)
+  with pytest.raises(FileNotFoundError, match="SSLJAX_MALLOC.*'off'"):
+    malloc.find_fast_malloc(str(tmp_path / "missing.so"))
+
+
+def test_loaded_malloc_reads_maps():
+  assert malloc.loaded_malloc(MAPS) == "libtcmalloc_minimal.so.4.5.10"
+  plain = "\n".join(l for l in MAPS.splitlines() if "tcmalloc" not in l)
+  assert malloc.loaded_malloc(plain) is None
+  assert malloc.loaded_malloc("") is None
+
+
+def test_malloc_env():
+  tc = "/x/libtcmalloc_minimal.so.4"
+  env = malloc.malloc_env(tc, {"LD_PRELOAD": "/y/libother.so", "HOME": "/h"})
+  assert env["LD_PRELOAD"] == f"{tc}:/y/libother.so"
+  assert env["HOME"] == "/h"
+  assert int(env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"]) == 1 << 40
+  assert "MALLOC_CONF" not in env
+  again = malloc.malloc_env(tc, env)                 # no duplicate entry
+  assert again["LD_PRELOAD"] == env["LD_PRELOAD"]
+  mine = malloc.malloc_env(tc, {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": "5"})
+  assert mine["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"] == "5"  # user's kept
+  je = malloc.malloc_env("/x/libjemalloc.so.2", {})
+  assert je == {"LD_PRELOAD": "/x/libjemalloc.so.2",
+                "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}
+
+
+def test_shell_exports(tmp_path):
+  lib = tmp_path / "libtcmalloc_minimal.so.4"
+  lib.write_bytes(b"")
+  assert malloc.shell_exports({malloc.ENV_CHOICE: "off"}) == ""
+  out = malloc.shell_exports({malloc.ENV_CHOICE: str(lib)})
+  assert f"export LD_PRELOAD={lib}" in out.splitlines()
+  assert "export TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=1099511627776" in out
+  # Already in place: nothing to export.
+  done = malloc.malloc_env(str(lib), {malloc.ENV_CHOICE: str(lib)})
+  assert malloc.shell_exports(done) == ""
+
+
+_CHILD = """
+import json, os, sys
+print("before", os.getpid(), os.environ.get("LD_PRELOAD", ""), flush=True)
+from ssljax.malloc import reexec_with_fast_malloc, loaded_malloc
+reexec_with_fast_malloc()
+print("after", os.getpid(), os.environ.get("LD_PRELOAD", ""),
+      os.environ.get("SSLJAX_MALLOC_REEXECUTED", "-"), loaded_malloc(),
+      json.dumps(sys.argv[1:]), flush=True)
+"""
+
+
+def _run_child(tmp_path, env_extra):
+  script = tmp_path / "child.py"
+  script.write_text(_CHILD)
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("LD_PRELOAD", malloc.ENV_REEXECUTED, malloc.ENV_CHOICE)}
+  env.update(env_extra)
+  out = subprocess.run([sys.executable, str(script), "--a", "b c"], env=env,
+                       capture_output=True, text=True, timeout=120, check=True)
+  return [line.split(" ", 5) for line in out.stdout.splitlines()]
+
+
+def test_reexec_same_pid_and_arguments(tmp_path):
+  """The mechanics, with a harmless library (libm) standing in for the
+  allocator: one re-exec, same PID, same arguments, never a second time."""
+  libm = next((os.path.join(d, "libm.so.6") for d in malloc.SEARCH_DIRS
+               + ("/lib/x86_64-linux-gnu", "/lib64")
+               if os.path.isfile(os.path.join(d, "libm.so.6"))), None)
+  assert libm is not None, "libm.so.6 not found"
+  lines = _run_child(tmp_path, {malloc.ENV_CHOICE: libm})
+  before = [l for l in lines if l[0] == "before"]
+  after = [l for l in lines if l[0] == "after"]
+  assert len(before) == 2 and len(after) == 1      # printed again after exec
+  assert before[0][1] == before[1][1] == after[0][1]  # same PID
+  assert after[0][2] == libm and after[0][3] == "1"
+  assert json.loads(after[0][5]) == ["--a", "b c"]  # argv kept as it was
+  # SSLJAX_MALLOC=off: no re-exec at all.
+  lines = _run_child(tmp_path, {malloc.ENV_CHOICE: "off"})
+  assert [l[0] for l in lines] == ["before", "after"]
+
+
+def test_reexec_loads_the_real_allocator(tmp_path):
+  """With the library scripts/setup.sh installs: the re-executed process has
+  it mapped."""
+  library = malloc.find_fast_malloc("auto")
+  if library is None:
+    pytest.skip("no allocator library installed (scripts/setup.sh installs "
+                "libtcmalloc-minimal4 where apt-get exists)")
+  lines = _run_child(tmp_path, {malloc.ENV_CHOICE: "auto"})
+  after = [l for l in lines if l[0] == "after"]
+  assert after[0][4] == os.path.basename(os.path.realpath(library)) or \
+      after[0][4].startswith(os.path.basename(library))
