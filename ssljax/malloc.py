@@ -4,9 +4,10 @@ Why. XLA:CPU allocates each step's buffers afresh. Under glibc's ``malloc``
 the large ones (over 32 MiB) are new ``mmap`` regions, returned to the kernel
 when freed, so every step faults in and zero-fills them again: the
 Fashion-MNIST SimCLR step (batch 256) takes about 142,000 minor page faults,
-556 MiB, and 0.25 s of kernel time per step on the 2-core CPU. A caching
-allocator keeps freed memory for the next step (tcmalloc: about 2,000-15,000
-faults and 0.01-0.02 s of kernel time a step), and the step runs about 1.5x
+556 MiB, and 0.25-0.3 s of kernel time per step on the 2-core CPU. A caching
+allocator keeps freed memory for the next step (tcmalloc: a median of 8,000
+faults and 0.015 s of kernel time a step), and the step ran 1.26x
+(``benchmarks/malloc_step.py``) to 1.55x (``benchmarks/simclr_throughput.py``)
 faster (BENCHMARKS.md, "Memory allocator"). PyTorch gains too, which is why the
 side-by-side benchmarks run both frameworks in one process, under one
 allocator.
@@ -104,10 +105,10 @@ def loaded_malloc(maps: Optional[str] = None) -> Optional[str]:
 
 def malloc_env(library: str, env: Mapping[str, str]) -> dict:
   """``env`` with ``library`` first in ``LD_PRELOAD``, plus the allocator's
-  settings: tcmalloc's report of allocations over 1 GiB silenced (the
-  blockwise-loss benchmarks make some on purpose); jemalloc told to keep freed
-  pages (its default returns them to the kernel within seconds, which brings
-  the page faults back)."""
+  settings: both told to keep freed pages for reuse (by default they return
+  them to the kernel over time, which brings some page faults back), and
+  tcmalloc's report of allocations over 1 GiB silenced (the blockwise-loss
+  benchmarks make some on purpose)."""
   out = dict(env)
   preload = [p for p in out.get("LD_PRELOAD", "").split(":") if p]
   if library not in preload:
@@ -116,6 +117,7 @@ def malloc_env(library: str, env: Mapping[str, str]) -> dict:
   name = Path(library).name
   if name.startswith("libtcmalloc"):
     out.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))
+    out.setdefault("TCMALLOC_RELEASE_RATE", "0")
   if name.startswith("libjemalloc"):
     out.setdefault("MALLOC_CONF", "dirty_decay_ms:-1,muzzy_decay_ms:-1")
   return out
@@ -143,7 +145,9 @@ def reexec_with_fast_malloc(argv: Optional[Sequence[str]] = None) -> None:
   env = malloc_env(library, os.environ)
   env[ENV_REEXECUTED] = "1"
   sys.stdout.flush()
-  sys.stderr.flush()
+  print(f"[ssljax] restarting with {Path(library).name} preloaded (a caching "
+        f"allocator: faster CPU steps; SSLJAX_MALLOC=off keeps the system "
+        f"malloc)", file=sys.stderr, flush=True)
   os.execve(sys.executable, list(argv), env)
 
 

@@ -5,10 +5,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from helpers import load_module
 
 from ssljax import malloc
+
+REPO = Path(__file__).resolve().parents[1]
 
 MAPS = textwrap.dedent("""\
     55d0c0a00000-55d0c0a01000 r--p 00000000 fe:01 1234  /usr/bin/python3.11
@@ -132,3 +136,29 @@ def test_reexec_loads_the_real_allocator(tmp_path):
   after = [l for l in lines if l[0] == "after"]
   assert after[0][4] == os.path.basename(os.path.realpath(library)) or \
       after[0][4].startswith(os.path.basename(library))
+
+
+def test_malloc_step_benchmark(tmp_path):
+  """benchmarks/malloc_step.py: one child per allocator, each really running
+  the allocator it is labelled with, and the same loss under all of them."""
+  bench = load_module(REPO / "benchmarks/malloc_step.py", "malloc_step_bench")
+  fake = tmp_path / "lib"
+  fake.mkdir()
+  (fake / "libjemalloc.so.2").write_bytes(b"")
+  envs = bench.allocator_envs({"LD_PRELOAD": "/x.so", "HOME": "/h"},
+                              search_dirs=[str(fake)])
+  assert sorted(envs) == ["glibc", "glibc-thp", "jemalloc"]
+  assert "LD_PRELOAD" not in envs["glibc"] and envs["glibc"]["HOME"] == "/h"
+  assert envs["glibc-thp"]["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+  assert envs["jemalloc"]["LD_PRELOAD"] == str(fake / "libjemalloc.so.2")
+  assert all(e[malloc.ENV_CHOICE] == "off" for e in envs.values())
+
+  out = bench.main(["--quick", "--out", str(tmp_path / "m.json")])
+  summary = out["summary"]
+  assert {"glibc", "glibc-thp"} <= set(summary)
+  assert summary["glibc"]["malloc"].startswith("glibc")
+  if "tcmalloc" in summary:
+    assert summary["tcmalloc"]["malloc"].startswith("libtcmalloc")
+  assert out["loss_relative_spread"] < 1e-6
+  assert all(s["median_ms"] > 0 and s["minor_faults_per_step"] >= 0
+             for s in summary.values())
