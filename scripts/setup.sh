@@ -32,7 +32,7 @@ if [ ! -d /usr/share/doc/opencv-doc/examples/data ] && command -v apt-get >/dev/
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq opencv-doc
 fi
 
-# libtcmalloc-minimal4: a caching allocator; the train step ran 1.26-1.55x
+# libtcmalloc-minimal4: a caching allocator; the train step ran 1.15-1.55x
 # faster on CPU with it (XLA's per-step buffers stop being page-faulted in
 # afresh; ssljax/malloc.py, BENCHMARKS.md "Memory allocator"). The entry
 # points preload it themselves; SSLJAX_MALLOC=off keeps glibc's malloc.

@@ -5,9 +5,9 @@ the large ones (over 32 MiB) are new ``mmap`` regions, returned to the kernel
 when freed, so every step faults in and zero-fills them again: the
 Fashion-MNIST SimCLR step (batch 256) takes about 142,000 minor page faults,
 556 MiB, and 0.25-0.3 s of kernel time per step on the 2-core CPU. A caching
-allocator keeps freed memory for the next step (tcmalloc: a median of 8,000
-faults and 0.015 s of kernel time a step), and the step ran 1.26x
-(``benchmarks/malloc_step.py``) to 1.55x (``benchmarks/simclr_throughput.py``)
+allocator keeps freed memory for the next step (tcmalloc: 0-8,000 faults and
+0.002-0.015 s of kernel time a step), and the step ran 1.15-1.26x (two runs of
+``benchmarks/malloc_step.py``) to 1.55x (``benchmarks/simclr_throughput.py``)
 faster (BENCHMARKS.md, "Memory allocator"). PyTorch gains too, which is why the
 side-by-side benchmarks run both frameworks in one process, under one
 allocator.
