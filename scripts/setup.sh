@@ -36,8 +36,14 @@ fi
 # faster on CPU with it (XLA's per-step buffers stop being page-faulted in
 # afresh; ssljax/malloc.py, BENCHMARKS.md "Memory allocator"). The entry
 # points preload it themselves; SSLJAX_MALLOC=off keeps glibc's malloc.
-if ! ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib/libtcmalloc_minimal.so.4 >/dev/null 2>&1 \
-    && command -v apt-get >/dev/null; then
+have_tcmalloc() {
+  for f in /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 \
+           /usr/lib/libtcmalloc_minimal.so.4; do
+    [ -f "$f" ] && return 0
+  done
+  return 1
+}
+if ! have_tcmalloc && command -v apt-get >/dev/null; then
   echo "[setup] installing Debian package libtcmalloc-minimal4"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq || true
