@@ -37,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _machine import cpu_model  # noqa: E402  pylint: disable=wrong-import-position
+
 from ssljax import malloc  # noqa: E402  pylint: disable=wrong-import-position
 
 
@@ -64,11 +66,10 @@ def child(args) -> None:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  from ssljax.train.build import build_method  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, str(REPO / "tests"))
-  from helpers import load_module  # pylint: disable=import-outside-toplevel
+  from ssljax.train.build import (  # pylint: disable=import-outside-toplevel
+      build_method, load_config_file)
 
-  config = load_module(args.config, "malloc_step_config").get_config()
+  config = load_config_file(args.config)
   if args.batch_size:
     config.batch_size = args.batch_size
   method, _ = build_method(config, 60_000)
@@ -155,8 +156,6 @@ def main(argv=None):
     print(f"{name:10s} {s['median_ms']:8.1f} {s['images_per_s']:9.1f} "
           f"{s['minor_faults_per_step']:12.0f} {s['sys_s_per_step']:9.3f} "
           f"{s['user_s_per_step']:7.3f} {s['speedup_vs_glibc']:7.2f}x")
-  sys.path.insert(0, str(Path(__file__).resolve().parent))
-  from _machine import cpu_model  # pylint: disable=import-outside-toplevel
   result = dict(machine=cpu_model(), cores=os.cpu_count(),
                 date=time.strftime("%Y-%m-%d %H:%M"), load_average_start=load,
                 load_average_end=os.getloadavg()[0], config=args.config,
