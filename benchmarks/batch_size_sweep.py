@@ -22,6 +22,8 @@ from __future__ import annotations
 if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
   from ssljax.malloc import reexec_with_fast_malloc
   reexec_with_fast_malloc()
+  from ssljax.xla_cpu import apply_cpu_xla_flags
+  apply_cpu_xla_flags()
 
 import argparse
 import datetime

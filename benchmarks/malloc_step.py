@@ -62,6 +62,8 @@ def allocator_envs(base: dict, search_dirs=malloc.SEARCH_DIRS) -> dict:
 
 def child(args) -> None:
   """Time the step in this process and print one JSON line."""
+  from ssljax.xla_cpu import apply_cpu_xla_flags  # pylint: disable=import-outside-toplevel
+  apply_cpu_xla_flags()   # the shipped XLA:CPU settings (SSLJAX_XLA_CPU_FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -99,6 +101,7 @@ def child(args) -> None:
       minor_faults_per_step=(after.ru_minflt - before.ru_minflt) / n,
       sys_s_per_step=(after.ru_stime - before.ru_stime) / n,
       user_s_per_step=(after.ru_utime - before.ru_utime) / n,
+      xla_flags=os.environ.get("XLA_FLAGS", ""),
       loss=float(metrics["loss"]))), flush=True)
 
 

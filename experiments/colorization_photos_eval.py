@@ -17,6 +17,8 @@ mean ab, the most frequent training bin).
 if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
   from ssljax.malloc import reexec_with_fast_malloc
   reexec_with_fast_malloc()
+  from ssljax.xla_cpu import apply_cpu_xla_flags
+  apply_cpu_xla_flags()
 
 import argparse
 import importlib.util

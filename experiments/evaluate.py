@@ -13,6 +13,8 @@ time. Compare runs with ``experiments/report.py``.
 if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
   from ssljax.malloc import reexec_with_fast_malloc
   reexec_with_fast_malloc()
+  from ssljax.xla_cpu import apply_cpu_xla_flags
+  apply_cpu_xla_flags()
 
 from absl import app, flags, logging
 
