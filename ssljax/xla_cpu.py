@@ -2,12 +2,14 @@
 
 Why. Recent jaxlib versions hand CPU convolutions, dots and large reductions
 to YNNPACK. For the small-channel convolutions of CPU-sized ResNets (16-64
-channels at 7x7-28x28) XLA's own (Eigen) convolution kernels are faster: in
-``benchmarks/conv_layers.py`` the command-1 encoder's convolutions, forward
-and backward, took 413 ms instead of 499 ms per step with YNNPACK's
-convolutions turned off (dots and reductions still on YNNPACK), and the whole
-SimCLR train step ran about 1.2x faster in every one of four interleaved
-rounds (BENCHMARKS.md, "XLA:CPU convolutions: YNNPACK or XLA's own").
+channels at 7x7-28x28) XLA's own (Eigen) convolution kernels are faster: in ``benchmarks/conv_layers.py`` the
+command-1 encoder's ten convolutions, forward and backward, took 448.7 ms
+instead of 476.6 ms per step (417.9 instead of 692.8 ms with
+``conv_impl="xla"``), with YNNPACK's convolutions turned off and its dots and
+reductions kept; the whole SimCLR train step ran 1.03x and 1.12x faster in two
+interleaved runs of ``benchmarks/xla_cpu_step.py``, faster in 9 of 10 rounds
+(BENCHMARKS.md, "XLA:CPU convolutions: YNNPACK or XLA's own"). Turning
+YNNPACK off altogether was slower.
 
 How. :func:`apply_cpu_xla_flags` appends :data:`CPU_XLA_FLAGS` to the
 ``XLA_FLAGS`` environment variable, which XLA reads when JAX first creates a

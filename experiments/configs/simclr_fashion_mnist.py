@@ -27,7 +27,8 @@ def get_config():
   # trials cpu_w16x64x256_3ep and base_2ep; BENCHMARKS.md). With the matmul
   # weight gradients below (1.28x faster steps) 3.8 epochs fit the same time,
   # and with tcmalloc preloaded (ssljax/malloc.py; training ran at 433 vs 314
-  # images/s in the two command-1 runs) 5 epochs do, in 15.4 minutes in all.
+  # images/s in the two command-1 runs) 5 epochs do, in 15.4 minutes in all
+  # (14.7 with XLA's own CPU convolutions, ssljax/xla_cpu.py: 487 images/s).
   c.num_epochs = 5.0
   c.num_steps = 0                   # > 0 overrides num_epochs
   # 0.2 rather than SimCLR's CIFAR value 0.5: in 200-step trials on this data
