@@ -31,3 +31,12 @@ def malloc_name() -> str:
   preloaded tcmalloc/jemalloc library, or glibc's when none is."""
   from ssljax.malloc import loaded_malloc  # pylint: disable=import-outside-toplevel
   return loaded_malloc() or "glibc malloc (system)"
+
+
+def write_result(out_path, result: dict) -> None:
+  """Write a benchmark's JSON result (creating its folder) and say where."""
+  import json  # pylint: disable=import-outside-toplevel
+  out_path = Path(out_path)
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+  out_path.write_text(json.dumps(result, indent=1))
+  print(f"wrote {out_path}")

@@ -33,7 +33,6 @@ if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
   apply_cpu_xla_flags()
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -47,7 +46,7 @@ import numpy as np
 from jax import lax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_model, malloc_name  # noqa: E402  pylint: disable=wrong-import-position
+from _machine import cpu_model, malloc_name, write_result  # noqa: E402  pylint: disable=wrong-import-position
 
 from ssljax.models.resnet import CONV_IMPLS  # noqa: E402
 from ssljax.train.build import build_method, load_config_file  # noqa: E402
@@ -268,9 +267,7 @@ def main(argv=None):
       worst[name] = max(worst.get(name, 0.0), v)
   print("largest relative differences: " + ", ".join(
       f"{name} {v:.1e}" for name, v in worst.items()))
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  out_path.write_text(json.dumps(result, indent=1))
-  print(f"wrote {out_path}")
+  write_result(out_path, result)
   return result
 
 

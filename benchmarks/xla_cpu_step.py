@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_model  # noqa: E402  pylint: disable=wrong-import-position
+from _machine import cpu_model, write_result  # noqa: E402  pylint: disable=wrong-import-position
 
 from ssljax import xla_cpu  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -81,9 +81,7 @@ def main(argv=None):
         f"{med['jaxlib_defaults']:.1f}; speed-up {speedup:.2f}x (per round: "
         + ", ".join(f"{x:.2f}" for x in per_round) + f"); loss spread "
         f"{result['loss_spread']:.1e}")
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  out_path.write_text(json.dumps(result, indent=1))
-  print(f"wrote {out_path}")
+  write_result(out_path, result)
   return result
 
 
