@@ -10,11 +10,9 @@ Reads ``WORKDIR/eval_suite/report.json`` of each run, writes
 (copied into ``OUT/<run>/``).
 """
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/malloc.py)
-  from ssljax.malloc import reexec_with_fast_malloc
-  reexec_with_fast_malloc()
-  from ssljax.xla_cpu import apply_cpu_xla_flags
-  apply_cpu_xla_flags()
+if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
+  from ssljax.startup import prepare_cpu_process
+  prepare_cpu_process()
 
 from absl import app, flags
 

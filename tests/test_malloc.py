@@ -162,3 +162,46 @@ def test_malloc_step_benchmark(tmp_path):
   assert out["loss_relative_spread"] < 1e-6
   assert all(s["median_ms"] > 0 and s["minor_faults_per_step"] >= 0
              for s in summary.values())
+
+
+_STARTUP_CHILD = """
+import os
+print("start", os.getpid(), flush=True)
+from ssljax.startup import prepare_cpu_process
+changed = prepare_cpu_process()
+print("ready", os.getpid(), os.environ.get("LD_PRELOAD", "-"),
+      os.environ.get("SSLJAX_MALLOC_REEXECUTED", "-"), changed,
+      os.environ.get("XLA_FLAGS", "-"), flush=True)
+"""
+
+
+def test_prepare_cpu_process_does_both(tmp_path):
+  """ssljax/startup.py, the entry points' one start-up call: the allocator
+  re-exec first (libm standing in), then the XLA:CPU flags, set once, in the
+  re-executed process; each switch turns its own part off."""
+  from ssljax import xla_cpu  # pylint: disable=import-outside-toplevel
+  libm = next((os.path.join(d, "libm.so.6") for d in malloc.SEARCH_DIRS
+               + ("/lib/x86_64-linux-gnu", "/lib64")
+               if os.path.isfile(os.path.join(d, "libm.so.6"))), None)
+  assert libm is not None, "libm.so.6 not found"
+  script = tmp_path / "startup_child.py"
+  script.write_text(_STARTUP_CHILD)
+  base = {k: v for k, v in os.environ.items()
+          if k not in ("LD_PRELOAD", "XLA_FLAGS", malloc.ENV_REEXECUTED,
+                       malloc.ENV_CHOICE, xla_cpu.ENV_CHOICE)}
+  expected_flags = xla_cpu.cpu_xla_flags({})
+
+  def run(extra):
+    out = subprocess.run([sys.executable, str(script)], env={**base, **extra},
+                         capture_output=True, text=True, timeout=120, check=True)
+    return [line.split(" ", 5) for line in out.stdout.splitlines()]
+
+  lines = run({malloc.ENV_CHOICE: libm})
+  assert [l[0] for l in lines] == ["start", "start", "ready"]   # one re-exec
+  ready = lines[-1]
+  assert ready[2] == libm and ready[3] == "1"
+  assert ready[4] == str(expected_flags is not None)
+  assert ready[5] == (expected_flags or "-")
+  lines = run({malloc.ENV_CHOICE: "off", xla_cpu.ENV_CHOICE: "off"})
+  assert [l[0] for l in lines] == ["start", "ready"]
+  assert lines[-1][2:] == ["-", "-", "False", "-"]
