@@ -1,14 +1,18 @@
-"""The SimCLR train step with XLA's convolution weight gradients vs
-``encoder.conv_impl="matmul"`` (ssljax.models.conv), side by side in one run.
+"""The SimCLR train step with each ``encoder.conv_impl`` (XLA's convolution
+weight gradients, ``"matmul"``, ``"auto"``: ssljax.models.conv), side by side
+in one run.
 
     python benchmarks/conv_impl.py [--config experiments/configs/simclr_fashion_mnist.py]
                                    [--rounds 3 --steps 3] [--batch-size 256]
+                                   [--impls xla,matmul,auto]
 
-Both steps are the library's full ``train_step`` (uint8 batch in, on-device
-augmentation, NT-Xent, LARS) on the same config and initial weights; rounds
-alternate, the median images/s of each and the ratio are printed and written
-to ``benchmarks/results/conv_impl.json``. Before timing, the loss and the
-gradients of both are compared on one batch.
+Every step is the library's full ``train_step`` (uint8 batch in, on-device
+augmentation, NT-Xent, LARS) on the same config and initial weights. Rounds
+go over every impl, each round starting with the next one (so that no impl
+always runs first); the median images/s of each and the ratios to ``xla``
+are printed and written to ``benchmarks/results/conv_impl.json``. Before
+timing, the loss and the gradients of each are compared with ``xla``'s on
+one batch.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ def main(argv=None):
   p.add_argument("--batch-size", type=int, default=0)
   p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--steps", type=int, default=3)
+  p.add_argument("--impls", default="xla,matmul",
+                 help="comma-separated conv_impl values; the first is the "
+                      "reference of the ratios")
   p.add_argument("--quick", action="store_true", help="batch 16, 1 round of 1 step")
   p.add_argument("--out", type=Path, default=None)
   args = p.parse_args(argv)
@@ -62,7 +69,9 @@ def main(argv=None):
   images = jnp.asarray(np.random.default_rng(0).integers(
       0, 256, size=(args.batch_size or 256, *IMAGE_SHAPE), dtype=np.uint8))
   methods, states, steps = {}, {}, {}
-  for impl in ("xla", "matmul"):
+  impls = [s.strip() for s in args.impls.split(",") if s.strip()]
+  ref = impls[0]
+  for impl in impls:
     config = load_config_file(args.config)
     config.encoder.conv_impl = impl
     if args.batch_size:
@@ -73,21 +82,29 @@ def main(argv=None):
     steps[impl] = jax.jit(methods[impl].train_step, donate_argnums=0)
 
   # Same loss and gradients on one batch of views.
-  m = methods["xla"]
+  m = methods[ref]
   v1, v2 = jax.jit(m.views)(images, jax.random.key(2))
+  # At initialization each block's last BN scale is zero, which stops the
+  # gradients of the block's convolutions: compare at perturbed parameters.
+  leaves, treedef = jax.tree.flatten(states[ref].params)
+  check_params = jax.tree.unflatten(treedef, [
+      a + 0.1 * jax.random.normal(k, a.shape, a.dtype)
+      for a, k in zip(leaves, jax.random.split(jax.random.key(3), len(leaves)))])
   grads = {}
   for impl, meth in methods.items():
     st = states[impl]
     (loss, _), g = jax.jit(jax.value_and_grad(meth.loss, has_aux=True))(
-        st.params, st.batch_stats, v1, v2)
+        check_params, st.batch_stats, v1, v2)
     grads[impl] = (float(loss), g)
-  loss_diff = abs(grads["xla"][0] - grads["matmul"][0]) / abs(grads["xla"][0])
-  grad_diff = max(jax.tree.leaves(jax.tree.map(
-      lambda a, b: float(jnp.linalg.norm(a - b) / (jnp.linalg.norm(a) + 1e-30)),
-      grads["xla"][1], grads["matmul"][1])))
-  print(f"load {load:.2f}; loss xla {grads['xla'][0]:.6f} matmul "
-        f"{grads['matmul'][0]:.6f} (rel {loss_diff:.1e}); max per-tensor grad "
-        f"rel diff {grad_diff:.1e}")
+  loss_diff, grad_diff = {}, {}
+  for impl in impls[1:]:
+    loss_diff[impl] = abs(grads[ref][0] - grads[impl][0]) / abs(grads[ref][0])
+    grad_diff[impl] = max(jax.tree.leaves(jax.tree.map(
+        lambda a, b: float(jnp.linalg.norm(a - b) / (jnp.linalg.norm(a) + 1e-30)),
+        grads[ref][1], grads[impl][1])))
+    print(f"load {load:.2f}; loss {ref} {grads[ref][0]:.6f} {impl} "
+          f"{grads[impl][0]:.6f} (rel {loss_diff[impl]:.1e}); max per-tensor "
+          f"grad rel diff {grad_diff[impl]:.1e}")
 
   key = jax.random.key(1)
   for impl in steps:                      # compile + warm up
@@ -95,24 +112,29 @@ def main(argv=None):
       states[impl], metrics = steps[impl](states[impl], images, key)
     jax.block_until_ready(metrics)
   rates = {impl: [] for impl in steps}
-  for _ in range(args.rounds):
-    for impl in steps:
+  for r in range(args.rounds):
+    for impl in impls[r % len(impls):] + impls[:r % len(impls)]:
       t = time.perf_counter()
       for _ in range(args.steps):
         states[impl], metrics = steps[impl](states[impl], images, key)
       jax.block_until_ready(metrics)
       rates[impl].append(len(images) * args.steps / (time.perf_counter() - t))
   med = {impl: float(np.median(r)) for impl, r in rates.items()}
-  ratio = med["matmul"] / med["xla"]
-  print(f"images/s: xla {med['xla']:.1f} | matmul {med['matmul']:.1f} | "
-        f"ratio matmul/xla {ratio:.3f}")
+  ratios = {impl: med[impl] / med[ref] for impl in impls[1:]}
+  per_round = {impl: [a / b for a, b in zip(rates[impl], rates[ref])]
+               for impl in impls[1:]}
+  print("images/s: " + " | ".join(f"{i} {med[i]:.1f}" for i in impls) + "; " +
+        ", ".join(f"{i}/{ref} {ratios[i]:.3f} (rounds "
+                  + " ".join(f"{x:.2f}" for x in per_round[i]) + ")"
+                  for i in impls[1:]))
   out = dict(machine=cpu_model(), malloc=malloc_name(), devices=str(jax.devices()),
              date=time.strftime("%Y-%m-%d %H:%M"), load_average_start=load,
              load_average_end=os.getloadavg()[0], config=args.config,
              batch_size=len(images), rounds=args.rounds, steps=args.steps,
              jax=jax.__version__, loss_rel_diff=loss_diff,
              grad_max_rel_diff=grad_diff, images_per_s=rates,
-             median_images_per_s=med, ratio_matmul_over_xla=ratio,
+             median_images_per_s=med, reference=ref,
+             ratios_over_reference=ratios, per_round_ratios=per_round,
              command="python benchmarks/conv_impl.py " + " ".join(
                  sys.argv[1:] if argv is None else argv))
   out_path.parent.mkdir(parents=True, exist_ok=True)

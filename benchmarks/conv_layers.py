@@ -13,9 +13,10 @@ size (2 views per source image):
 - ``train``: the forward pass plus the gradients the train step needs (as in
   a train step, which keeps the output for the next layer): the weight
   gradient, and the input gradient for every layer but the first (whose input
-  is the image). ssljax is timed with both ``conv_impl`` values (``xla``:
+  is the image). ssljax is timed with every ``conv_impl`` value (``xla``:
   ``lax.conv_general_dilated``'s own gradients; ``matmul``: the weight gradient
-  as matrix products, ``ssljax.models.conv``), PyTorch with autograd
+  as matrix products; ``cpu``: per layer the faster formulation on XLA:CPU;
+  ``ssljax.models.conv``), PyTorch with autograd
   (channels_last, the machine's thread count unless ``--torch-threads``).
 
 Before timing, PyTorch's output and gradients are compared with JAX's on the
@@ -217,8 +218,9 @@ def main(argv=None):
     layer["index"] = i
     fns, values = jax_variants(layer, views, rng)
     g = values["grads"]
-    checks[layer["name"]] = {"jax_matmul_vs_xla_gradients": max(
-        rel(a, b) for a, b in zip(g["matmul"], g["xla"]))}
+    checks[layer["name"]] = {
+        f"jax_{impl}_vs_xla_gradients": max(rel(a, b) for a, b in zip(g[impl], g["xla"]))
+        for impl in CONV_IMPLS if impl != "xla"}
     if not args.no_torch:
       tfns, torch_checks = torch_variants(layer, values, args.torch_threads or None)
       checks[layer["name"]].update(torch_checks)

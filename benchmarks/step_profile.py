@@ -56,13 +56,17 @@ _INSTR = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"",
 #: optimizer update carry no module path (bare ``mul``, ``add``, ...), so
 #: they fall into "other" (:func:`part_of`).
 PARTS = (
-    ("conv weight gradient (matmul path: slices, patches, products)",
+    ("conv gradients outside XLA convolutions (matmul weight gradients: "
+     "slices, patches, products; conv_impl=cpu: space-to-depth reshapes)",
      lambda p: "transpose(" in p and re.search(r"/(Conv_\d+|proj_conv|stem_conv)/", p)
      and not p.endswith("conv_general_dilated")),
     ("conv backward (XLA convolutions: input gradient, and weight gradient "
      "with conv_impl=xla)",
      lambda p: "transpose(" in p and p.endswith("conv_general_dilated")),
     ("conv forward", lambda p: p.endswith("conv_general_dilated")),
+    ("conv forward, other than XLA convolutions (conv_impl=cpu: the stem's "
+     "broadcast products)",
+     lambda p: re.search(r"/(Conv_\d+|proj_conv|stem_conv)/", p)),
     ("batch norm (forward and backward)",
      lambda p: re.search(r"/(stem_bn|proj_bn|BatchNorm_\d+)/", p)),
     ("ReLU and residual adds", lambda p: "/encoder/" in p),
@@ -148,7 +152,7 @@ def torch_profile(config, model, v1, v2, steps: int) -> dict:
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--conv-impl", default="config", choices=("config", "xla", "matmul"))
+  p.add_argument("--conv-impl", default="config", choices=("config", "xla", "matmul", "cpu"))
   p.add_argument("--batch-size", type=int, default=0)
   p.add_argument("--steps", type=int, default=3)
   p.add_argument("--torch-threads", type=int, default=os.cpu_count())

@@ -86,10 +86,13 @@ def test_flax_conv_accepts_it():
   np.testing.assert_allclose(layer.apply(params, x), ref, rtol=1e-5, atol=1e-6)
 
 
-def test_simclr_step_with_matmul_convs_sharded_equals_xla_single_device():
-  """encoder.conv_impl="matmul": the SimCLR step on 8 (faked) devices with the
-  batch sharded gives the loss, parameters and BN statistics of XLA's own
-  convolution gradients on one device."""
+@pytest.mark.parametrize("impl", ["matmul", "cpu"])
+def test_simclr_steps_sharded_equal_xla_single_device(impl):
+  """encoder.conv_impl="matmul" or "cpu": two SimCLR steps on 8 (faked)
+  devices with the batch sharded give the loss, parameters and BN statistics
+  of XLA's own convolutions on one device. (Two steps: at initialization the
+  zero-initialized last BN scale of each block stops the gradient of its
+  convolutions; the second step has them.)"""
   from helpers import tiny_config, tiny_dataset  # pylint: disable=import-outside-toplevel
   from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding  # pylint: disable=import-outside-toplevel
   from ssljax.train.build import build_method  # pylint: disable=import-outside-toplevel
@@ -99,22 +102,113 @@ def test_simclr_step_with_matmul_convs_sharded_equals_xla_single_device():
   images = ds.images[:16]
   key = jax.random.key(5)
   out = {}
-  for impl in ("xla", "matmul"):
+  for name in ("xla", impl):
     config = tiny_config()
     config.optimizer.warmup_epochs = 0.0
-    config.encoder.conv_impl = impl
+    config.encoder.conv_impl = name
     method, _ = build_method(config, len(ds))
     state = method.init(jax.random.key(0), ds.image_shape)
-    if impl == "xla":
-      out[impl] = jax.jit(method.train_step)(state, jnp.asarray(images), key)
+    step = jax.jit(method.train_step)
+    if name == "xla":
+      init = state
+      for k in jax.random.split(key):
+        state, metrics = step(state, jnp.asarray(images), k)
     else:
       mesh = make_data_mesh()
       with jax.set_mesh(mesh):
-        out[impl] = jax.jit(method.train_step)(
-            jax.device_put(state, replicated_sharding(mesh)),
-            jax.device_put(images, data_sharding(mesh, 4)), key)
-  (ref_state, ref_m), (got_state, got_m) = out["xla"], out["matmul"]
+        state = jax.device_put(state, replicated_sharding(mesh))
+        for k in jax.random.split(key):
+          state, metrics = step(state, jax.device_put(images, data_sharding(mesh, 4)), k)
+    out[name] = state, metrics
+  (ref_state, ref_m), (got_state, got_m) = out["xla"], out[impl]
+  moved = [float(jnp.abs(a - b).max())
+           for (p, a), b in zip(jax.tree_util.tree_leaves_with_path(ref_state.params),
+                                jax.tree.leaves(init.params))
+           if "Conv_1" in jax.tree_util.keystr(p)]
+  assert moved and min(moved) > 0      # the blocks' convolutions did train
   np.testing.assert_allclose(got_m["loss"], ref_m["loss"], rtol=1e-5)
   close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
   jax.tree.map(close, got_state.params, ref_state.params)
   jax.tree.map(close, got_state.batch_stats, ref_state.batch_stats)
+
+
+
+def _numpy_conv(x, w, stride, pad):
+  """y[n,h,w,o] = sum_{i,j,c} xpad[n, s*h+i, s*w+j, c] w[i,j,c,o], by loops."""
+  xp = np.pad(np.asarray(x, np.float64), ((0, 0), pad[0], pad[1], (0, 0)))
+  kh, kw = w.shape[:2]
+  ho = (xp.shape[1] - kh) // stride + 1
+  wo = (xp.shape[2] - kw) // stride + 1
+  y = 0
+  for i in range(kh):
+    for j in range(kw):
+      win = xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+      y = y + np.einsum("nhwc,co->nhwo", win, np.asarray(w[i, j], np.float64))
+  return y
+
+
+# (input shape, kernel, stride, padding, the conv_cpu paths expected:
+#  forward "taps"/"lax", input gradient "s2d"/"lax", weight gradient
+#  "matmul"/"lax")
+CPU_CASES = [
+    ((2, 9, 9, 1), 3, 1, ((1, 1), (1, 1)), ("taps", "lax", "matmul")),   # stem
+    ((2, 8, 8, 3), 3, 2, ((1, 1), (1, 1)), ("taps", "s2d", "matmul")),   # RGB, strided
+    ((2, 8, 8, 6), 1, 2, ((0, 0), (0, 0)), ("lax", "lax", "matmul")),    # 1x1 shortcut
+    ((2, 10, 10, 16), 3, 2, ((1, 1), (1, 1)), ("lax", "s2d", "lax")),
+    ((2, 10, 11, 5), 5, 3, ((2, 1), (0, 2)), ("lax", "s2d", "lax")),     # odd pads
+    ((2, 7, 8, 4), 4, 2, ((1, 2), (1, 1)), ("lax", "s2d", "lax")),       # even kernel
+    ((2, 7, 7, 20), 3, 2, ((1, 1), (1, 1)), ("lax", "lax", "lax")),      # many channels
+    ((2, 7, 7, 8), 3, 1, ((1, 1), (1, 1)), ("lax", "lax", "lax")),       # stride 1
+    ((2, 8, 8, 7), 7, 2, ((3, 3), (3, 3)), ("lax", "s2d", "lax")),       # ImageNet-like stem
+]
+
+
+@pytest.mark.parametrize("shape,k,stride,pad,paths", CPU_CASES)
+def test_conv_cpu_paths_values_and_gradients(shape, k, stride, pad, paths,
+                                             monkeypatch):
+  """conv_impl="cpu": each layer takes the expected formulation, and its
+  output and both gradients equal lax's and loops over the formula."""
+  taken = set()
+
+  def spy(name, tag):
+    real = getattr(conv_lib, name)
+    monkeypatch.setattr(conv_lib, name,
+                        lambda *a, **kw: taken.add(tag) or real(*a, **kw))
+
+  spy("_taps_conv", "taps")
+  spy("_space_to_depth_conv", "s2d")
+  spy("weight_gradient", "matmul")
+  x = jax.random.normal(jax.random.key(3), shape)
+  w = jax.random.normal(jax.random.key(4), (k, k, shape[-1], 5))
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  ref = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), pad,
+                                              dimension_numbers=dn)
+  new = lambda x, w: conv_lib.conv_cpu(x, w, (stride, stride), pad,
+                                       dimension_numbers=dn)
+  y = jax.jit(new)(x, w)
+  np.testing.assert_allclose(y, _numpy_conv(x, w, stride, pad), rtol=1e-4, atol=1e-4)
+  g = jax.random.normal(jax.random.key(5), y.shape)
+  loss = lambda f: (lambda x, w: jnp.sum(f(x, w) * g))
+  gx, gw = jax.jit(jax.grad(loss(new), (0, 1)))(x, w)
+  gx_ref, gw_ref = jax.grad(loss(ref), (0, 1))(x, w)
+  np.testing.assert_allclose(gx, gx_ref, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(gw, gw_ref, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+      gw, _numpy_weight_grad(np.asarray(x), np.asarray(g), k, k, stride, pad),
+      rtol=1e-4, atol=1e-4)
+  fwd, dx, dw = paths
+  assert ("taps" in taken) == (fwd == "taps")
+  assert ("s2d" in taken) == (dx == "s2d")
+  assert ("matmul" in taken) == (dw == "matmul")
+
+
+def test_conv_cpu_string_padding_and_fallback():
+  x = jax.random.normal(jax.random.key(1), (1, 7, 7, 3))
+  w = jax.random.normal(jax.random.key(2), (3, 3, 3, 4))
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+  for strides, kw in (((2, 2), {"padding": "SAME"}), ((1, 1), {"padding": "VALID"}),
+                      ((1, 1), {"padding": "SAME", "rhs_dilation": (2, 2)})):
+    pad = kw.pop("padding")
+    ref = lax.conv_general_dilated(x, w, strides, pad, dimension_numbers=dn, **kw)
+    new = conv_lib.conv_cpu(x, w, strides, pad, dimension_numbers=dn, **kw)
+    np.testing.assert_allclose(new, ref, rtol=1e-5, atol=1e-5)

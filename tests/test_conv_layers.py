@@ -42,9 +42,11 @@ def test_quick_run_without_torch(tmp_path):
   result = cl.main(["--quick", "--no-torch", "--batch-size", "2", "--out", str(out)])
   saved = json.loads(out.read_text())
   assert saved["views"] == 4 and len(saved["layers"]) == 10
-  assert set(saved["totals_ms"]) == {"jax_fwd", "jax_train_xla", "jax_train_matmul"}
+  assert set(saved["totals_ms"]) == {"jax_fwd", "jax_train_xla", "jax_train_matmul",
+                                     "jax_train_cpu"}
   assert all(v > 0 for row in saved["layers"] for v in row["ms"].values())
-  # both conv_impl values give the same gradients
-  assert max(c["jax_matmul_vs_xla_gradients"] for c in saved["checks"].values()) < 1e-5
+  # every conv_impl gives XLA's gradients
+  for impl in ("matmul", "cpu"):
+    assert max(c[f"jax_{impl}_vs_xla_gradients"] for c in saved["checks"].values()) < 1e-5
   # the first layer's input (the image) gets no gradient, the others do
   assert [row["input_gradient"] for row in result["layers"]] == [False] + [True] * 9

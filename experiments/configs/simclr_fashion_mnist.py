@@ -35,12 +35,17 @@ def get_config():
   # it gave 81.5% vs 80.2% linear-probe accuracy (BENCHMARKS.md).
   c.temperature = 0.2
 
-  # conv_impl "matmul": XLA's forward pass, weight gradients as matrix
-  # products (ssljax.models.conv); same values, 1.28x the train step's
-  # images/s on the 2-core CPU (benchmarks/conv_impl.py, BENCHMARKS.md).
+  # conv_impl "cpu": per layer, the formulation XLA:CPU runs fastest with its
+  # own convolution kernels (ssljax.xla_cpu): the stem's forward pass as
+  # broadcast products, strided input gradients via space-to-depth, 1x1 weight
+  # gradients as matrix products (ssljax.models.conv.conv_cpu). Same values;
+  # on the 2-core CPU 1.04x XLA's own gradients ("xla"), which were 1.12x the
+  # matrix-product weight gradients ("matmul", the choice before the XLA flag)
+  # (benchmarks/conv_impl.py, BENCHMARKS.md). Tuned for XLA:CPU only: on a
+  # GPU or TPU pass --config.encoder.conv_impl=xla.
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(16, 64, 256), first_stage_stride=2,
-      conv_impl="matmul"))
+      conv_impl="cpu"))
   # A 256-wide last stage (at 4x4) gives 256-d features: 83.1% vs 82.3%
   # linear probe in 200-step trials; a narrow first stage (and stem) is where
   # the CPU time goes (28x28 and 14x14 maps), and it costs little accuracy.

@@ -114,3 +114,149 @@ def conv_matmul_wgrad(lhs, rhs, window_strides, padding, lhs_dilation=None,
   padding = tuple(tuple(int(p) for p in pair) for pair in padding)
   return _conv(lhs, rhs, tuple(int(s) for s in window_strides), padding,
                precision)
+
+
+
+
+def _space_to_depth_conv(x, w, strides, padding, precision):
+  """A strided NHWC/HWIO convolution as a stride-1 VALID one on the
+  space-to-depth input: the kernel is zero-padded to a multiple of the stride
+  and its taps regrouped by phase, so ``y[h, w] = sum_{a, b} s2d(x)[h + a,
+  w + b] . W'[a, b]`` with ``s*s*cin`` input channels. Same sums as the
+  strided convolution (plus products with zero taps). Its input gradient is a
+  stride-1 transposed convolution and reshapes, which XLA:CPU computes much
+  faster than the dilated convolution of the strided one for few channels."""
+  n, _, _, c = x.shape
+  kh, kw, _, o = w.shape
+  (sh, sw) = strides
+  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  ho = (xp.shape[1] - kh) // sh + 1
+  wo = (xp.shape[2] - kw) // sw + 1
+  kh2, kw2 = -(-kh // sh), -(-kw // sw)          # kernel size in phase steps
+  xp = _pad_to(_pad_to(xp, 1, sh * (ho - 1 + kh2)), 2, sw * (wo - 1 + kw2))
+  hp, wp = xp.shape[1] // sh, xp.shape[2] // sw
+  xs = xp.reshape(n, hp, sh, wp, sw, c).transpose(0, 1, 3, 2, 4, 5)
+  xs = xs.reshape(n, hp, wp, sh * sw * c)
+  wz = jnp.pad(w, ((0, kh2 * sh - kh), (0, kw2 * sw - kw), (0, 0), (0, 0)))
+  ws = wz.reshape(kh2, sh, kw2, sw, c, o).transpose(0, 2, 1, 3, 4, 5)
+  ws = ws.reshape(kh2, kw2, sh * sw * c, o)
+  return lax.conv_general_dilated(xs, ws, (1, 1), "VALID",
+                                  dimension_numbers=_NHWC, precision=precision)
+
+
+def _pad_to(x, axis: int, length: int):
+  """Zero-pad (at the end) or slice ``x`` along ``axis`` to ``length``."""
+  cur = x.shape[axis]
+  if cur > length:
+    return lax.slice_in_dim(x, 0, length, axis=axis)
+  if cur < length:
+    pads = [(0, 0)] * x.ndim
+    pads[axis] = (0, length - cur)
+    return jnp.pad(x, pads)
+  return x
+
+
+def _taps_conv(x, w, strides, padding, precision):
+  """A convolution with very few input channels (an image stem) as a sum of
+  ``kh*kw*cin`` broadcast products of shifted views: one elementwise fusion
+  instead of a convolution kernel built for many channels."""
+  del precision                       # elementwise f32 products
+  kh, kw, cin, _ = w.shape
+  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  ho = (xp.shape[1] - kh) // strides[0] + 1
+  wo = (xp.shape[2] - kw) // strides[1] + 1
+  views = _shifted_views(xp, kh, kw, strides, (ho, wo))
+  terms = [views[i * kw + j][..., c:c + 1] * w[i, j, c]
+           for i in range(kh) for j in range(kw) for c in range(cin)]
+  out = terms[0]
+  for term in terms[1:]:
+    out = out + term
+  return out
+
+
+#: ``conv_cpu``: kernels with at most this many weights per output channel
+#: (``kh*kw*cin``; a 3x3 stem on 1 or 3 channels): the forward pass as
+#: broadcast products (:func:`_taps_conv`).
+CPU_TAPS_MAX_K = 27
+#: ``conv_cpu``: strided kernels with at most this many input channels take
+#: the space-to-depth input gradient.
+CPU_S2D_DX_MAX_CIN = 16
+#: ``conv_cpu``: 1x1 kernels, and kernels with at most this many weights per
+#: output channel (``kh*kw*cin``), take the matrix-product weight gradient.
+CPU_MATMUL_DW_MAX_K = 32
+
+
+def _lax_conv(x, w, strides, padding, precision):
+  return lax.conv_general_dilated(x, w, strides, padding,
+                                  dimension_numbers=_NHWC, precision=precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_cpu(x, w, strides, padding, precision):
+  kh, kw, cin, _ = w.shape
+  if kh * kw > 1 and kh * kw * cin <= CPU_TAPS_MAX_K:
+    return _taps_conv(x, w, strides, padding, precision)
+  return _lax_conv(x, w, strides, padding, precision)
+
+
+def _conv_cpu_fwd(x, w, strides, padding, precision):
+  return _conv_cpu(x, w, strides, padding, precision), (x, w)
+
+
+def _conv_cpu_bwd(strides, padding, precision, res, g):
+  x, w = res
+  kh, kw, cin, _ = w.shape
+  if strides != (1, 1) and kh * kw > 1 and cin <= CPU_S2D_DX_MAX_CIN:
+    dx_of = lambda xx: _space_to_depth_conv(xx, w, strides, padding, precision)
+  else:
+    dx_of = lambda xx: _lax_conv(xx, w, strides, padding, precision)
+  (dx,) = jax.vjp(dx_of, x)[1](g)
+  if kh * kw == 1 or kh * kw * cin <= CPU_MATMUL_DW_MAX_K:
+    dw = weight_gradient(x, g, w.shape, strides, padding)
+  else:
+    (dw,) = jax.vjp(lambda ww: _lax_conv(x, ww, strides, padding, precision),
+                    w)[1](g)
+  return dx, dw
+
+
+_conv_cpu.defvjp(_conv_cpu_fwd, _conv_cpu_bwd)
+
+
+def conv_cpu(lhs, rhs, window_strides, padding, lhs_dilation=None,
+             rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+             batch_group_count=1, precision=None, preferred_element_type=None):
+  """``lax.conv_general_dilated`` with, per layer, the formulation XLA:CPU
+  runs fastest (measured per layer in ``benchmarks/conv_layers.py``; XLA's
+  own convolution kernels, ``ssljax.xla_cpu``):
+
+  - forward pass: broadcast products for small stems (at most
+    ``CPU_TAPS_MAX_K`` weights per output channel, :func:`_taps_conv`),
+    XLA's elsewhere;
+  - input gradient: for strided kernels of at most ``CPU_S2D_DX_MAX_CIN``
+    channels, the transposed stride-1 convolution of the space-to-depth
+    input (:func:`_space_to_depth_conv`), XLA's elsewhere;
+  - weight gradient: matrix products (:func:`weight_gradient`) for 1x1
+    kernels and small stems, XLA's elsewhere.
+
+  Same signature and values (up to float summation order); anything but the
+  plain NHWC/HWIO case without dilation or groups is passed to
+  ``lax.conv_general_dilated`` unchanged."""
+  plain = (
+      all(d == 1 for d in (lhs_dilation or (1,)))
+      and all(d == 1 for d in (rhs_dilation or (1,)))
+      and feature_group_count == 1 and batch_group_count == 1
+      and preferred_element_type is None and lhs.ndim == 4
+      and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape))
+  if not plain:
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count, precision=precision,
+        preferred_element_type=preferred_element_type)
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2],
+                                  window_strides, padding)
+  padding = tuple(tuple(int(p) for p in pair) for pair in padding)
+  return _conv_cpu(lhs, rhs, tuple(int(s) for s in window_strides), padding,
+                   precision)

@@ -17,12 +17,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
-from ssljax.models.conv import conv_matmul_wgrad
+from ssljax.models.conv import conv_cpu, conv_matmul_wgrad
 
 ModuleDef = Any
 
 #: ``ResNet.conv_impl`` choices.
-CONV_IMPLS = {"xla": lax.conv_general_dilated, "matmul": conv_matmul_wgrad}
+CONV_IMPLS = {"xla": lax.conv_general_dilated, "matmul": conv_matmul_wgrad,
+              "cpu": conv_cpu}
 
 
 class BasicBlock(nn.Module):
