@@ -50,3 +50,22 @@ def test_quick_run_without_torch(tmp_path):
     assert max(c[f"jax_{impl}_vs_xla_gradients"] for c in saved["checks"].values()) < 1e-5
   # the first layer's input (the image) gets no gradient, the others do
   assert [row["input_gradient"] for row in result["layers"]] == [False] + [True] * 9
+
+
+def test_conv_impl_benchmark_quick(tmp_path):
+  """benchmarks/conv_impl.py --quick: the gradient check at perturbed
+  parameters runs (and passes), every impl is timed, ratios are to the
+  first."""
+  ci = load_module(REPO / "benchmarks" / "conv_impl.py", "conv_impl")
+  out = tmp_path / "conv_impl.json"
+  result = ci.main(["--quick", "--impls", "xla,cpu", "--out", str(out)])
+  saved = json.loads(out.read_text())
+  assert saved["reference"] == "xla"
+  assert set(saved["median_images_per_s"]) == {"xla", "cpu"}
+  assert set(saved["ratios_over_reference"]) == {"cpu"}
+  # perturbed parameters: the blocks' convolutions have gradients, which
+  # agree across impls to float rounding
+  assert 0 <= saved["grad_max_rel_diff"]["cpu"] < 1e-4
+  assert saved["loss_rel_diff"]["cpu"] < 1e-5
+  assert result["per_round_ratios"]["cpu"] and all(
+      r > 0 for r in result["per_round_ratios"]["cpu"])

@@ -18,6 +18,13 @@ gradient up to float summation order. Only the plain case is handled (NHWC /
 HWIO, no dilation, one feature group); anything else falls back to
 ``lax.conv_general_dilated``. Select it with ``ResNet(conv_impl="matmul")``
 (config ``encoder.conv_impl``); the default stays XLA's own.
+
+:func:`conv_cpu` (``conv_impl="cpu"``) goes further and picks, per layer, the
+formulation XLA:CPU runs fastest with its own convolution kernels
+(``ssljax.xla_cpu``): a small stem's forward pass as broadcast products, the
+input gradient of a few-channel strided kernel through space-to-depth, the
+weight gradient of 1x1 kernels and small stems as matrix products, XLA's
+convolution elsewhere (BENCHMARKS.md, "Convolutions per layer").
 """
 
 from __future__ import annotations

@@ -88,9 +88,11 @@ class ResNet(nn.Module):
       halves the resolution early, which makes 28x28 CPU runs several times
       cheaper: XLA:CPU's weight-gradient convolutions are slow at full
       resolution).
-    conv_impl: ``"xla"`` (``lax.conv_general_dilated``) or ``"matmul"``
+    conv_impl: ``"xla"`` (``lax.conv_general_dilated``), ``"matmul"``
       (:func:`ssljax.models.conv.conv_matmul_wgrad`: the same forward pass,
-      weight gradients as matrix products, faster on XLA:CPU).
+      weight gradients as matrix products) or ``"cpu"``
+      (:func:`ssljax.models.conv.conv_cpu`: per layer the formulation XLA:CPU
+      runs fastest). All three give the same values up to float rounding.
   """
   stage_sizes: Sequence[int]
   block: ModuleDef = BasicBlock
