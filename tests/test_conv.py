@@ -212,3 +212,32 @@ def test_conv_cpu_string_padding_and_fallback():
     ref = lax.conv_general_dilated(x, w, strides, pad, dimension_numbers=dn, **kw)
     new = conv_lib.conv_cpu(x, w, strides, pad, dimension_numbers=dn, **kw)
     np.testing.assert_allclose(new, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_cpu_bfloat16_like_lax():
+  """Mixed precision (``compute_dtype=bfloat16``): every conv_cpu path keeps
+  the dtype and is as close to the float32 result as lax's bf16 convolution
+  (the stem's broadcast products sum in float32)."""
+  for shape, k, stride in (((2, 9, 9, 1), 3, 1), ((2, 10, 10, 16), 3, 2),
+                           ((2, 8, 8, 6), 1, 2)):
+    x = jax.random.normal(jax.random.key(3), shape)
+    w = jax.random.normal(jax.random.key(4), (k, k, shape[-1], 5))
+    pad = ((k // 2, k // 2),) * 2
+    dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
+    exact = lax.conv_general_dilated(x, w, (stride, stride), pad, dimension_numbers=dn)
+    xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    f = lambda a, b, conv: jnp.sum(conv(a, b, (stride, stride), pad, dimension_numbers=dn)
+                                   .astype(jnp.float32) * exact)
+    y = jax.jit(lambda a, b: conv_lib.conv_cpu(a, b, (stride, stride), pad,
+                                               dimension_numbers=dn))(xb, wb)
+    y_lax = lax.conv_general_dilated(xb, wb, (stride, stride), pad, dimension_numbers=dn)
+    assert y.dtype == jnp.bfloat16
+    err = float(jnp.abs(y.astype(jnp.float32) - exact).max())
+    err_lax = float(jnp.abs(y_lax.astype(jnp.float32) - exact).max())
+    assert err <= 2 * err_lax + 1e-2, (shape, err, err_lax)
+    gx, gw = jax.grad(lambda a, b: f(a, b, conv_lib.conv_cpu), (0, 1))(xb, wb)
+    gx_l, gw_l = jax.grad(lambda a, b: f(a, b, lax.conv_general_dilated), (0, 1))(xb, wb)
+    assert gx.dtype == gw.dtype == jnp.bfloat16
+    for a, b in ((gx, gx_l), (gw, gw_l)):
+      a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+      assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b)) < 2e-2

@@ -167,8 +167,10 @@ def _taps_conv(x, w, strides, padding, precision):
   """A convolution with very few input channels (an image stem) as a sum of
   ``kh*kw*cin`` broadcast products of shifted views: one elementwise fusion
   instead of a convolution kernel built for many channels."""
-  del precision                       # elementwise f32 products
+  del precision                       # elementwise products, summed in f32
   kh, kw, cin, _ = w.shape
+  out_dtype = jnp.result_type(x.dtype, w.dtype)
+  x, w = x.astype(jnp.float32), w.astype(jnp.float32)   # bf16 compute: f32 sums
   xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
   ho = (xp.shape[1] - kh) // strides[0] + 1
   wo = (xp.shape[2] - kw) // strides[1] + 1
@@ -178,7 +180,7 @@ def _taps_conv(x, w, strides, padding, precision):
   out = terms[0]
   for term in terms[1:]:
     out = out + term
-  return out
+  return out.astype(out_dtype)
 
 
 #: ``conv_cpu``: kernels with at most this many weights per output channel
