@@ -96,12 +96,12 @@ def _conv_bwd(strides, padding, precision, res, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def conv_matmul_wgrad(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                      rhs_dilation=None, dimension_numbers=None,
-                      feature_group_count=1, batch_group_count=1,
-                      precision=None, preferred_element_type=None):
-  """``lax.conv_general_dilated`` with a matrix-product weight gradient
-  (module docstring); same signature, same values."""
+def _plain_or_lax(inner, lhs, rhs, window_strides, padding, *, lhs_dilation,
+                  rhs_dilation, dimension_numbers, feature_group_count,
+                  batch_group_count, precision, preferred_element_type):
+  """``inner(x, w, strides, explicit padding, precision)`` for the plain
+  NHWC/HWIO case (no dilation, one group, default output type), else
+  ``lax.conv_general_dilated`` unchanged."""
   plain = (
       all(d == 1 for d in (lhs_dilation or (1,)))
       and all(d == 1 for d in (rhs_dilation or (1,)))
@@ -119,8 +119,22 @@ def conv_matmul_wgrad(lhs, rhs, window_strides, padding, lhs_dilation=None,
     padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2],
                                   window_strides, padding)
   padding = tuple(tuple(int(p) for p in pair) for pair in padding)
-  return _conv(lhs, rhs, tuple(int(s) for s in window_strides), padding,
+  return inner(lhs, rhs, tuple(int(s) for s in window_strides), padding,
                precision)
+
+
+def conv_matmul_wgrad(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                      rhs_dilation=None, dimension_numbers=None,
+                      feature_group_count=1, batch_group_count=1,
+                      precision=None, preferred_element_type=None):
+  """``lax.conv_general_dilated`` with a matrix-product weight gradient
+  (module docstring); same signature, same values."""
+  return _plain_or_lax(
+      _conv, lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count, precision=precision,
+      preferred_element_type=preferred_element_type)
 
 
 
@@ -250,22 +264,9 @@ def conv_cpu(lhs, rhs, window_strides, padding, lhs_dilation=None,
   Same signature and values (up to float summation order); anything but the
   plain NHWC/HWIO case without dilation or groups is passed to
   ``lax.conv_general_dilated`` unchanged."""
-  plain = (
-      all(d == 1 for d in (lhs_dilation or (1,)))
-      and all(d == 1 for d in (rhs_dilation or (1,)))
-      and feature_group_count == 1 and batch_group_count == 1
-      and preferred_element_type is None and lhs.ndim == 4
-      and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape))
-  if not plain:
-    return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count, precision=precision,
-        preferred_element_type=preferred_element_type)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2],
-                                  window_strides, padding)
-  padding = tuple(tuple(int(p) for p in pair) for pair in padding)
-  return _conv_cpu(lhs, rhs, tuple(int(s) for s in window_strides), padding,
-                   precision)
+  return _plain_or_lax(
+      _conv_cpu, lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count, precision=precision,
+      preferred_element_type=preferred_element_type)
