@@ -96,45 +96,43 @@ def _conv_bwd(strides, padding, precision, res, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def _plain_or_lax(inner, lhs, rhs, window_strides, padding, *, lhs_dilation,
-                  rhs_dilation, dimension_numbers, feature_group_count,
-                  batch_group_count, precision, preferred_element_type):
-  """``inner(x, w, strides, explicit padding, precision)`` for the plain
-  NHWC/HWIO case (no dilation, one group, default output type), else
-  ``lax.conv_general_dilated`` unchanged."""
-  plain = (
-      all(d == 1 for d in (lhs_dilation or (1,)))
-      and all(d == 1 for d in (rhs_dilation or (1,)))
-      and feature_group_count == 1 and batch_group_count == 1
-      and preferred_element_type is None and lhs.ndim == 4
-      and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape))
-  if not plain:
-    return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count, precision=precision,
-        preferred_element_type=preferred_element_type)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2],
-                                  window_strides, padding)
-  padding = tuple(tuple(int(p) for p in pair) for pair in padding)
-  return inner(lhs, rhs, tuple(int(s) for s in window_strides), padding,
-               precision)
+def _lax_drop_in(inner, name: str, doc: str):
+  """A function with ``lax.conv_general_dilated``'s signature that calls
+  ``inner(x, w, strides, explicit padding, precision)`` in the plain
+  NHWC/HWIO case (no dilation, one group, default output type) and
+  ``lax.conv_general_dilated`` unchanged otherwise."""
+
+  def conv(lhs, rhs, window_strides, padding, lhs_dilation=None,
+           rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+           batch_group_count=1, precision=None, preferred_element_type=None):
+    plain = (
+        all(d == 1 for d in (lhs_dilation or (1,)))
+        and all(d == 1 for d in (rhs_dilation or (1,)))
+        and feature_group_count == 1 and batch_group_count == 1
+        and preferred_element_type is None and lhs.ndim == 4
+        and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape))
+    if not plain:
+      return lax.conv_general_dilated(
+          lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+          rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+          feature_group_count=feature_group_count,
+          batch_group_count=batch_group_count, precision=precision,
+          preferred_element_type=preferred_element_type)
+    if isinstance(padding, str):
+      padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2],
+                                    window_strides, padding)
+    padding = tuple(tuple(int(p) for p in pair) for pair in padding)
+    return inner(lhs, rhs, tuple(int(s) for s in window_strides), padding,
+                 precision)
+
+  conv.__name__ = conv.__qualname__ = name
+  conv.__doc__ = doc
+  return conv
 
 
-def conv_matmul_wgrad(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                      rhs_dilation=None, dimension_numbers=None,
-                      feature_group_count=1, batch_group_count=1,
-                      precision=None, preferred_element_type=None):
-  """``lax.conv_general_dilated`` with a matrix-product weight gradient
-  (module docstring); same signature, same values."""
-  return _plain_or_lax(
-      _conv, lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-      feature_group_count=feature_group_count,
-      batch_group_count=batch_group_count, precision=precision,
-      preferred_element_type=preferred_element_type)
+conv_matmul_wgrad = _lax_drop_in(_conv, "conv_matmul_wgrad", """\
+``lax.conv_general_dilated`` with a matrix-product weight gradient (module
+docstring); same signature, same values.""")
 
 
 
@@ -245,28 +243,20 @@ def _conv_cpu_bwd(strides, padding, precision, res, g):
 _conv_cpu.defvjp(_conv_cpu_fwd, _conv_cpu_bwd)
 
 
-def conv_cpu(lhs, rhs, window_strides, padding, lhs_dilation=None,
-             rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-             batch_group_count=1, precision=None, preferred_element_type=None):
-  """``lax.conv_general_dilated`` with, per layer, the formulation XLA:CPU
-  runs fastest (measured per layer in ``benchmarks/conv_layers.py``; XLA's
-  own convolution kernels, ``ssljax.xla_cpu``):
+conv_cpu = _lax_drop_in(_conv_cpu, "conv_cpu", """\
+``lax.conv_general_dilated`` with, per layer, the formulation XLA:CPU
+runs fastest (measured per layer in ``benchmarks/conv_layers.py``; XLA's
+own convolution kernels, ``ssljax.xla_cpu``):
 
-  - forward pass: broadcast products for small stems (at most
-    ``CPU_TAPS_MAX_K`` weights per output channel, :func:`_taps_conv`),
-    XLA's elsewhere;
-  - input gradient: for strided kernels of at most ``CPU_S2D_DX_MAX_CIN``
-    channels, the transposed stride-1 convolution of the space-to-depth
-    input (:func:`_space_to_depth_conv`), XLA's elsewhere;
-  - weight gradient: matrix products (:func:`weight_gradient`) for 1x1
-    kernels and small stems, XLA's elsewhere.
+- forward pass: broadcast products for small stems (at most
+  ``CPU_TAPS_MAX_K`` weights per output channel, :func:`_taps_conv`),
+  XLA's elsewhere;
+- input gradient: for strided kernels of at most ``CPU_S2D_DX_MAX_CIN``
+  channels, the transposed stride-1 convolution of the space-to-depth
+  input (:func:`_space_to_depth_conv`), XLA's elsewhere;
+- weight gradient: matrix products (:func:`weight_gradient`) for 1x1
+  kernels and small stems, XLA's elsewhere.
 
-  Same signature and values (up to float summation order); anything but the
-  plain NHWC/HWIO case without dilation or groups is passed to
-  ``lax.conv_general_dilated`` unchanged."""
-  return _plain_or_lax(
-      _conv_cpu, lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-      feature_group_count=feature_group_count,
-      batch_group_count=batch_group_count, precision=precision,
-      preferred_element_type=preferred_element_type)
+Same signature and values (up to float summation order); anything but the
+plain NHWC/HWIO case without dilation or groups is passed to
+``lax.conv_general_dilated`` unchanged.""")
