@@ -125,10 +125,11 @@ class TorchBasicBlock(tnn.Module):
 
 
 class TorchSmallResNet(tnn.Module):
-  """ResNet(stage_sizes=(1,1,1), BasicBlock, CIFAR stem); pooled features."""
+  """ResNet(stage_sizes=(1,1,1), BasicBlock, CIFAR stem); pooled features;
+  ``out_width``: the final 1x1 conv + BN + ReLU before the pooling."""
 
   def __init__(self, in_ch: int, widths=(32, 64, 128), stage_sizes=(1, 1, 1),
-               first_stage_stride: int = 2):
+               first_stage_stride: int = 2, out_width: int = 0):
     super().__init__()
     self.stem_conv = tnn.Conv2d(in_ch, widths[0], 3, 1, padding=1, bias=False)
     self.stem_bn = _bn2d(widths[0])
@@ -139,6 +140,11 @@ class TorchSmallResNet(tnn.Module):
         blocks.append(TorchBasicBlock(cin, w, stride))
         cin = w
     self.blocks = tnn.Sequential(*blocks)
+    self.out_conv = self.out_bn = None
+    if out_width:
+      self.out_conv = tnn.Conv2d(cin, out_width, 1, bias=False)
+      self.out_bn = _bn2d(out_width)
+      cin = out_width
     self.features = cin
     for m in self.modules():
       if isinstance(m, tnn.Conv2d):   # variance_scaling(2.0, fan_out, normal)
@@ -147,6 +153,8 @@ class TorchSmallResNet(tnn.Module):
   def forward(self, x):
     x = F.relu(self.stem_bn(self.stem_conv(x)))
     x = self.blocks(x)
+    if self.out_conv is not None:
+      x = F.relu(self.out_bn(self.out_conv(x)))
     return x.mean(dim=(2, 3))
 
 
@@ -186,7 +194,8 @@ class TorchSimCLRModel(tnn.Module):
     self.encoder = TorchSmallResNet(
         in_ch, widths=tuple(enc.widths),
         stage_sizes=tuple(enc.get("stage_sizes", (1, 1, 1))),
-        first_stage_stride=enc.get("first_stage_stride", 1))
+        first_stage_stride=enc.get("first_stage_stride", 1),
+        out_width=enc.get("out_width", 0) or 0)
     head = config.head
     if head.num_layers != 2 or head.get("final_bn", False):
       raise ValueError("this benchmark mirrors the 2-layer projection head "
@@ -312,6 +321,9 @@ def load_flax_into_torch(model: TorchSimCLRModel, params, batch_stats):
       if blk.has_proj:
         conv(blk.proj_conv, p["proj_conv"])
         bn(blk.proj_bn, p["proj_bn"], s["proj_bn"])
+    if model.encoder.out_conv is not None:
+      conv(model.encoder.out_conv, ep["out_conv"])
+      bn(model.encoder.out_bn, ep["out_bn"], es["out_bn"])
     hp = params["head"]
     model.head.fc1.weight.copy_(t(np.asarray(hp["Dense_0"]["kernel"]).T))
     if model.head.bn1 is None:
@@ -334,6 +346,8 @@ def flax_to_torch_order(model: TorchSimCLRModel, tree):
             k(p["Conv_1"]), p["BatchNorm_1"]["scale"], p["BatchNorm_1"]["bias"]]
     if blk.has_proj:
       out += [k(p["proj_conv"]), p["proj_bn"]["scale"], p["proj_bn"]["bias"]]
+  if model.encoder.out_conv is not None:
+    out += [k(ep["out_conv"]), ep["out_bn"]["scale"], ep["out_bn"]["bias"]]
   out += [np.asarray(hp["Dense_0"]["kernel"]).T]
   if model.head.bn1 is None:
     out += [hp["Dense_0"]["bias"]]

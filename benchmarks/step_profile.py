@@ -58,7 +58,7 @@ _INSTR = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"",
 PARTS = (
     ("conv gradients outside XLA convolutions (matmul weight gradients: "
      "slices, patches, products; conv_impl=cpu: space-to-depth reshapes)",
-     lambda p: "transpose(" in p and re.search(r"/(Conv_\d+|proj_conv|stem_conv)/", p)
+     lambda p: "transpose(" in p and re.search(r"/(Conv_\d+|proj_conv|stem_conv|out_conv)/", p)
      and not p.endswith("conv_general_dilated")),
     ("conv backward (XLA convolutions: input gradient, and weight gradient "
      "with conv_impl=xla)",
@@ -66,9 +66,9 @@ PARTS = (
     ("conv forward", lambda p: p.endswith("conv_general_dilated")),
     ("conv forward, other than XLA convolutions (conv_impl=cpu: the stem's "
      "broadcast products)",
-     lambda p: re.search(r"/(Conv_\d+|proj_conv|stem_conv)/", p)),
+     lambda p: re.search(r"/(Conv_\d+|proj_conv|stem_conv|out_conv)/", p)),
     ("batch norm (forward and backward)",
-     lambda p: re.search(r"/(stem_bn|proj_bn|BatchNorm_\d+)/", p)),
+     lambda p: re.search(r"/(stem_bn|proj_bn|out_bn|BatchNorm_\d+)/", p)),
     ("ReLU and residual adds", lambda p: "/encoder/" in p),
     ("projection head", lambda p: "/head/" in p),
 )

@@ -56,6 +56,36 @@ def test_encoders_output_shapes():
     small.apply(v, jnp.zeros((28, 28, 1)))
 
 
+def test_out_width_adds_a_1x1_head_convolution_before_the_pooling():
+  x = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
+  base = SmallResNet(widths=(4, 8, 16))
+  wide = SmallResNet(widths=(4, 8, 16), out_width=24)
+  assert (base.features, wide.features) == (16, 24)
+  v = jax.jit(wide.init)(jax.random.key(0), x)
+  assert v["params"]["out_conv"]["kernel"].shape == (1, 1, 16, 24)
+  # Random BN scale/bias so the check sees them; eval mode uses running stats.
+  ks = jax.random.split(jax.random.key(2), 4)
+  p = dict(v["params"])
+  p["out_bn"] = {"scale": jax.random.uniform(ks[0], (24,), minval=0.5, maxval=2),
+                 "bias": jax.random.normal(ks[1], (24,))}
+  stats = dict(v["batch_stats"])
+  stats["out_bn"] = {"mean": jax.random.normal(ks[2], (24,)),
+                     "var": jax.random.uniform(ks[3], (24,), minval=0.5, maxval=2)}
+  v = {"params": p, "batch_stats": stats}
+  out, inter = jax.jit(lambda v, x: wide.apply(
+      v, x, train=False, capture_intermediates=lambda m, _: m.name == "BasicBlock_2"))(v, x)
+  last = np.asarray(inter["intermediates"]["BasicBlock_2"]["__call__"][0], np.float64)
+  assert last.shape == (3, 7, 7, 16)
+  w = np.asarray(p["out_conv"]["kernel"], np.float64)[0, 0]
+  bn_s, bn_b = (np.asarray(p["out_bn"][k], np.float64) for k in ("scale", "bias"))
+  mu, var = (np.asarray(stats["out_bn"][k], np.float64) for k in ("mean", "var"))
+  y = np.einsum("nhwc,cd->nhwd", last, w)
+  y = np.maximum((y - mu) / np.sqrt(var + 1e-5) * bn_s + bn_b, 0)
+  np.testing.assert_allclose(np.asarray(out), y.mean(axis=(1, 2)), rtol=1e-4,
+                             atol=1e-5)
+  assert out.shape == (3, 24)
+
+
 def test_projection_mlp_structure():
   h = jnp.ones((4, 32))
   head = ProjectionMLP(out_dim=16, num_layers=3)
