@@ -51,7 +51,8 @@ def get_config():
   # the CPU time goes (28x28 and 14x14 maps), and it costs little accuracy.
   # out_width=512: a final 1x1 conv + BN + ReLU to 512 channels before the
   # pooling (512-d features) for about 12% more step time: linear probe
-  # 88.58 / 88.08 / SEED2 (seeds 0-2) against 87.81 / 87.23 / 87.79 without it
+  # 88.58 / 88.08 / 88.61% (seeds 0-2, mean 88.42%) against 87.81 / 87.23 /
+  # 87.79% (87.61%) without it
   # (5 epochs each, BENCHMARKS.md). A 512-wide last stage would cost ~2x.
   c.head = ml_collections.ConfigDict(dict(
       out_dim=128, hidden_dim=0, num_layers=2))   # hidden 0 = encoder width
