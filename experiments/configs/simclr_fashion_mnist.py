@@ -50,7 +50,7 @@ def get_config():
   # linear probe in 200-step trials; a narrow first stage (and stem) is where
   # the CPU time goes (28x28 and 14x14 maps), and it costs little accuracy.
   # out_width=512: a final 1x1 conv + BN + ReLU to 512 channels before the
-  # pooling (512-d features) for about 12% more step time: linear probe
+  # pooling (512-d features) for about 15% more step time: linear probe
   # 88.58 / 88.08 / 88.61% (seeds 0-2, mean 88.42%) against 87.81 / 87.23 /
   # 87.79% (87.61%) without it
   # (5 epochs each, BENCHMARKS.md). A 512-wide last stage would cost ~2x.

@@ -1,0 +1,28 @@
+"""SimCLR on Fashion-MNIST, the command-1 recipe trained 12x longer: 60 epochs.
+
+The same model, batch, augmentation and optimizer as ``simclr_fashion_mnist.py``
+(16-64-256 ``SmallResNet`` with the 512-channel 1x1 head convolution,
+``conv_impl="cpu"``), 60 epochs with a 2-epoch warm-up. About 90 minutes of
+training on the 2-core CPU; on a GPU or TPU pass
+``--config.encoder.conv_impl=xla``. Results: BENCHMARKS.md.
+
+Launch::
+
+    python experiments/pretrain.py \
+        --config experiments/configs/simclr_fashion_mnist_60ep.py \
+        --workdir workdirs/simclr_fmnist_60ep
+    python experiments/linear_eval.py --workdir workdirs/simclr_fmnist_60ep
+"""
+
+import os
+
+from ssljax.train.build import load_config_file
+
+
+def get_config():
+  c = load_config_file(
+      os.path.join(os.path.dirname(__file__), "simclr_fashion_mnist.py"))
+  c.num_epochs = 60.0
+  c.optimizer.warmup_epochs = 2.0
+  c.checkpoint_every = 1000
+  return c
