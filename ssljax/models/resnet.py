@@ -124,6 +124,9 @@ class ResNet(nn.Module):
     if len(widths) != len(self.stage_sizes):
       raise ValueError(f"widths {tuple(widths)} and stage_sizes "
                        f"{tuple(self.stage_sizes)} must have the same length.")
+    if self.out_width is not None and self.out_width < 0:
+      raise ValueError(f"out_width must be >= 0 (0 or None: no head "
+                       f"convolution); got {self.out_width}.")
     if self.conv_impl not in CONV_IMPLS:
       raise ValueError(f"conv_impl must be one of {sorted(CONV_IMPLS)}; got "
                        f"{self.conv_impl!r}.")
