@@ -19,7 +19,8 @@ def test_layers_of_the_command_1_encoder():
   got = [(l["in_shape"][1:], l["kernel"], l["strides"][0], l["padding"][0])
          for l in layers]
   p1, p0 = (1, 1), (0, 0)
-  # SmallResNet(16, 64, 256), one BasicBlock per stage, first stage strided
+  # SmallResNet(16, 64, 256), one BasicBlock per stage, first stage strided,
+  # then the 1x1 head convolution to 512 channels (out_width)
   assert got == [
       ((28, 28, 1), (3, 3, 1, 16), 1, p1),        # stem
       ((28, 28, 16), (3, 3, 16, 16), 2, p1),      # block 0
@@ -31,8 +32,10 @@ def test_layers_of_the_command_1_encoder():
       ((7, 7, 64), (3, 3, 64, 256), 2, p1),       # block 2
       ((4, 4, 256), (3, 3, 256, 256), 1, p1),
       ((7, 7, 64), (1, 1, 64, 256), 2, p0),
+      ((4, 4, 256), (1, 1, 256, 512), 1, p0),     # head convolution
   ]
   assert layers[0]["name"].endswith("stem_conv")
+  assert layers[-1]["name"].endswith("out_conv")
   assert len({l["name"] for l in layers}) == len(layers)
 
 
@@ -41,7 +44,7 @@ def test_quick_run_without_torch(tmp_path):
   out = tmp_path / "conv_layers.json"
   result = cl.main(["--quick", "--no-torch", "--batch-size", "2", "--out", str(out)])
   saved = json.loads(out.read_text())
-  assert saved["views"] == 4 and len(saved["layers"]) == 10
+  assert saved["views"] == 4 and len(saved["layers"]) == 11
   assert set(saved["totals_ms"]) == {"jax_fwd", "jax_train_xla", "jax_train_matmul",
                                      "jax_train_cpu"}
   assert all(v > 0 for row in saved["layers"] for v in row["ms"].values())
@@ -49,7 +52,7 @@ def test_quick_run_without_torch(tmp_path):
   for impl in ("matmul", "cpu"):
     assert max(c[f"jax_{impl}_vs_xla_gradients"] for c in saved["checks"].values()) < 1e-5
   # the first layer's input (the image) gets no gradient, the others do
-  assert [row["input_gradient"] for row in result["layers"]] == [False] + [True] * 9
+  assert [row["input_gradient"] for row in result["layers"]] == [False] + [True] * 10
 
 
 def test_conv_impl_benchmark_quick(tmp_path):
