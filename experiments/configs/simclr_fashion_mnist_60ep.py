@@ -2,9 +2,13 @@
 
 The same model, batch, augmentation and optimizer as ``simclr_fashion_mnist.py``
 (16-64-256 ``SmallResNet`` with the 512-channel 1x1 head convolution,
-``conv_impl="cpu"``), 60 epochs with a 2-epoch warm-up. About 90 minutes of
-training on the 2-core CPU; on a GPU or TPU pass
-``--config.encoder.conv_impl=xla``. Results: BENCHMARKS.md.
+``conv_impl="cpu"``), 60 epochs (14,040 steps) with a 2-epoch warm-up. On a
+GPU or TPU pass ``--config.encoder.conv_impl=xla``.
+
+Measured on the 2-core CPU (2026-11-29/30, 1 h 31 min of training at a
+median 683 images/s): **90.44% linear probe, 84.23% kNN** on all 10,000 test
+images (random init 68.27%, raw pixels 84.55% in the same run; BENCHMARKS.md).
+Command 1's 5 epochs of the same recipe give 88.42% (mean of 3 seeds).
 
 Launch::
 
