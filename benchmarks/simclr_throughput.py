@@ -543,7 +543,7 @@ def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
   p.add_argument("--peak-tflops", type=float, default=None,
                  help="the device's peak TFLOP/s for the MFU figure "
                       "(default: known GPUs' data-sheet values)")
-  p.add_argument("--conv-impl", choices=("config", "xla", "matmul", "cpu"),
+  p.add_argument("--conv-impl", choices=("config", "xla", "matmul", "cpu", "onednn"),
                  default="config",
                  help="the JAX encoder's convolution gradients "
                       "(encoder.conv_impl; default: what the config says)")

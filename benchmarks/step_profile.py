@@ -152,7 +152,7 @@ def torch_profile(config, model, v1, v2, steps: int) -> dict:
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--conv-impl", default="config", choices=("config", "xla", "matmul", "cpu"))
+  p.add_argument("--conv-impl", default="config", choices=("config", "xla", "matmul", "cpu", "onednn"))
   p.add_argument("--batch-size", type=int, default=0)
   p.add_argument("--steps", type=int, default=3)
   p.add_argument("--torch-threads", type=int, default=os.cpu_count())

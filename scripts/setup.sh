@@ -51,6 +51,16 @@ if ! have_tcmalloc && command -v apt-get >/dev/null; then
     || echo "[setup] libtcmalloc-minimal4 not installed: CPU steps run with glibc malloc (slower)"
 fi
 
+# g++ compiles ssljax's oneDNN convolution kernels (conv_impl="onednn",
+# ssljax/kernels/onednn.py; oneDNN itself comes from pip).
+if ! command -v g++ >/dev/null && ! command -v c++ >/dev/null && command -v apt-get >/dev/null; then
+  echo "[setup] installing Debian package g++"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq g++ \
+    || echo "[setup] g++ not installed: conv_impl='onednn' falls back to 'cpu' (slower)"
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
@@ -65,4 +75,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
   echo "$WANT" > "$STAMP"
 fi
+# Build the oneDNN kernels now rather than in the first training step (a few
+# seconds; reports and goes on where they cannot be built).
+.venv/bin/python -m ssljax.kernels.onednn | tail -1
 echo "[setup] ready: $(.venv/bin/python -c 'import jax, flax; print("jax", jax.__version__, "flax", flax.__version__)')"

@@ -86,7 +86,7 @@ def test_flax_conv_accepts_it():
   np.testing.assert_allclose(layer.apply(params, x), ref, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("impl", ["matmul", "cpu"])
+@pytest.mark.parametrize("impl", ["matmul", "cpu", "onednn"])
 def test_simclr_steps_sharded_equal_xla_single_device(impl):
   """encoder.conv_impl="matmul" or "cpu": two SimCLR steps on 8 (faked)
   devices with the batch sharded give the loss, parameters and BN statistics

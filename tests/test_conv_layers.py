@@ -46,10 +46,10 @@ def test_quick_run_without_torch(tmp_path):
   saved = json.loads(out.read_text())
   assert saved["views"] == 4 and len(saved["layers"]) == 11
   assert set(saved["totals_ms"]) == {"jax_fwd", "jax_train_xla", "jax_train_matmul",
-                                     "jax_train_cpu"}
+                                     "jax_train_cpu", "jax_train_onednn"}
   assert all(v > 0 for row in saved["layers"] for v in row["ms"].values())
   # every conv_impl gives XLA's gradients
-  for impl in ("matmul", "cpu"):
+  for impl in ("matmul", "cpu", "onednn"):
     assert max(c[f"jax_{impl}_vs_xla_gradients"] for c in saved["checks"].values()) < 1e-5
   # the first layer's input (the image) gets no gradient, the others do
   assert [row["input_gradient"] for row in result["layers"]] == [False] + [True] * 10

@@ -35,17 +35,18 @@ def get_config():
   # it gave 81.5% vs 80.2% linear-probe accuracy (BENCHMARKS.md).
   c.temperature = 0.2
 
-  # conv_impl "cpu": per layer, the formulation XLA:CPU runs fastest with its
-  # own convolution kernels (ssljax.xla_cpu): the stem's forward pass as
-  # broadcast products, strided input gradients via space-to-depth, 1x1 weight
-  # gradients as matrix products (ssljax.models.conv.conv_cpu). Same values;
-  # on the 2-core CPU 1.04x XLA's own gradients ("xla"), which were 1.12x the
-  # matrix-product weight gradients ("matmul", the choice before the XLA flag)
-  # (benchmarks/conv_impl.py, BENCHMARKS.md). Tuned for XLA:CPU only: on a
+  # conv_impl "onednn": the layers with at most 64 output channels run their
+  # forward pass and both gradients on oneDNN (ssljax.kernels.onednn, XLA
+  # custom calls; the kernels PyTorch's CPU convolutions use); the 256- and
+  # 512-wide ones take conv_impl "cpu" (per layer the formulation XLA:CPU runs
+  # fastest). Same values up to float rounding; on the 2-core CPU the train
+  # step ran 1.18x "cpu", which ran 1.04x XLA's own gradients
+  # (benchmarks/conv_impl.py, BENCHMARKS.md). Falls back to "cpu" (with a
+  # warning) where the kernels cannot be built. Tuned for the CPU only: on a
   # GPU or TPU pass --config.encoder.conv_impl=xla.
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(16, 64, 256), first_stage_stride=2,
-      conv_impl="cpu", out_width=512))
+      conv_impl="onednn", out_width=512))
   # A 256-wide last stage (at 4x4) gives 256-d features: 83.1% vs 82.3%
   # linear probe in 200-step trials; a narrow first stage (and stem) is where
   # the CPU time goes (28x28 and 14x14 maps), and it costs little accuracy.

@@ -2,7 +2,8 @@
 
 The same model, batch, augmentation and optimizer as ``simclr_fashion_mnist.py``
 (16-64-256 ``SmallResNet`` with the 512-channel 1x1 head convolution,
-``conv_impl="cpu"``), 60 epochs (14,040 steps) with a 2-epoch warm-up. On a
+``conv_impl="onednn"`` since 2026-11-30; the run below used ``"cpu"``, the
+same values up to float rounding), 60 epochs (14,040 steps) with a 2-epoch warm-up. On a
 GPU or TPU pass ``--config.encoder.conv_impl=xla``.
 
 Measured on the 2-core CPU (2026-11-29/30, 1 h 31 min of training at a

@@ -30,6 +30,7 @@ convolution elsewhere (BENCHMARKS.md, "Convolutions per layer").
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -260,3 +261,36 @@ own convolution kernels, ``ssljax.xla_cpu``):
 Same signature and values (up to float summation order); anything but the
 plain NHWC/HWIO case without dilation or groups is passed to
 ``lax.conv_general_dilated`` unchanged.""")
+
+
+#: ``conv_onednn``: layers with at most this many output channels run on
+#: oneDNN; wider ones (XLA:CPU is as fast there) take :func:`conv_cpu`.
+ONEDNN_MAX_COUT = 64
+_warned: set = set()
+
+
+def _conv_onednn(x, w, strides, padding, precision):
+  from ssljax.kernels import onednn  # pylint: disable=import-outside-toplevel
+  if jax.default_backend() != "cpu":
+    return _lax_conv(x, w, strides, padding, precision)
+  if (x.dtype != jnp.float32 or w.dtype != jnp.float32
+      or w.shape[3] > ONEDNN_MAX_COUT):
+    return _conv_cpu(x, w, strides, padding, precision)
+  if not onednn.available():
+    reason = onednn.unavailable_reason()
+    if reason not in _warned:
+      _warned.add(reason)
+      warnings.warn(f"conv_impl='onednn' falls back to conv_impl='cpu': {reason}",
+                    stacklevel=2)
+    return _conv_cpu(x, w, strides, padding, precision)
+  return onednn.conv(x, w, strides, padding)
+
+
+conv_onednn = _lax_drop_in(_conv_onednn, "conv_onednn", """\
+``lax.conv_general_dilated`` whose few-channel layers (at most
+``ONEDNN_MAX_COUT`` output channels, float32) run forward, input gradient
+and weight gradient on oneDNN (``ssljax.kernels.onednn``: XLA FFI custom
+calls), and whose other layers take :func:`conv_cpu`. Falls back to
+:func:`conv_cpu` (one warning) where the oneDNN kernels cannot be built,
+and to ``lax.conv_general_dilated`` on GPU/TPU backends. Same signature and
+values (up to float summation order).""")

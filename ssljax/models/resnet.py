@@ -17,13 +17,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
-from ssljax.models.conv import conv_cpu, conv_matmul_wgrad
+from ssljax.models.conv import conv_cpu, conv_matmul_wgrad, conv_onednn
 
 ModuleDef = Any
 
 #: ``ResNet.conv_impl`` choices.
 CONV_IMPLS = {"xla": lax.conv_general_dilated, "matmul": conv_matmul_wgrad,
-              "cpu": conv_cpu}
+              "cpu": conv_cpu, "onednn": conv_onednn}
 
 
 class BasicBlock(nn.Module):
@@ -92,7 +92,10 @@ class ResNet(nn.Module):
       (:func:`ssljax.models.conv.conv_matmul_wgrad`: the same forward pass,
       weight gradients as matrix products) or ``"cpu"``
       (:func:`ssljax.models.conv.conv_cpu`: per layer the formulation XLA:CPU
-      runs fastest). All three give the same values up to float rounding.
+      runs fastest) or ``"onednn"`` (:func:`ssljax.models.conv.conv_onednn`:
+      layers with at most 64 output channels on oneDNN through XLA custom
+      calls, the rest as ``"cpu"``; CPU only, single device). All give the
+      same values up to float rounding.
     out_width: if set, a final 1x1 convolution + BN + ReLU to this many
       channels before the pooling (the "head convolution" of MobileNet and
       EfficientNet): wider features for a fraction of the cost of a wider

@@ -887,7 +887,7 @@ class _Checker:
     self.choice("encoder.stem", STEMS)
     self.int_at_least("encoder.stem_width", 1)
     self.int_at_least("encoder.first_stage_stride", 1)
-    self.choice("encoder.conv_impl", ("xla", "matmul", "cpu"))
+    self.choice("encoder.conv_impl", ("xla", "matmul", "cpu", "onednn"))
     self.num_in("encoder.bn_momentum", 0.0, 1.0)
 
   def colorization(self) -> None:
