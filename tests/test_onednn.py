@@ -149,3 +149,28 @@ def test_mismatched_shapes_are_a_clear_error():
   with pytest.raises(Exception, match="shapes disagree"):
     jax.block_until_ready(bad(x, jnp.ones((3, 3, 4, 8)), **onednn._attrs(  # pylint: disable=protected-access
         (1, 1), ((1, 1), (1, 1)))))
+
+
+def test_vmap_folds_the_mapped_axis_into_the_batch_and_maps_the_rest():
+  """Under jax.vmap (MoCo's shuffle-BN sub-batches run the key encoder as a
+  vmap over groups): images batched, kernel shared -> one call on the
+  merged batch; batched kernels and the weight gradient -> one call per
+  index. Values and gradients equal lax's, and the forward pass with a
+  shared kernel stays a single custom call."""
+  xs = jax.random.normal(jax.random.key(1), (3, 2, 7, 7, 4))
+  w = jax.random.normal(jax.random.key(2), (3, 3, 4, 6))
+  ws = jax.random.normal(jax.random.key(3), (3, 3, 3, 4, 6))
+  pad = ((1, 1), (1, 1))
+  lax_conv = lambda x, w: lax.conv_general_dilated(x, w, (2, 2), pad, dimension_numbers=DN)
+  ours = lambda x, w: onednn.conv(x, w, (2, 2), pad)
+  fwd = jax.jit(jax.vmap(ours, in_axes=(0, None)))
+  np.testing.assert_allclose(fwd(xs, w), jax.vmap(lax_conv, in_axes=(0, None))(xs, w),
+                             rtol=1e-5, atol=1e-5)
+  assert fwd.lower(xs, w).compile().as_text().count("custom_call_target=") == 1
+  np.testing.assert_allclose(jax.jit(jax.vmap(ours))(xs, ws), jax.vmap(lax_conv)(xs, ws),
+                             rtol=1e-5, atol=1e-5)
+  loss = lambda conv: (lambda xs, w: jnp.sum(jax.vmap(conv, in_axes=(0, None))(xs, w) ** 2))
+  got = jax.jit(jax.grad(loss(ours), (0, 1)))(xs, w)
+  want = jax.grad(loss(lax_conv), (0, 1))(xs, w)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -215,30 +215,68 @@ def _check(x, w):
                      f"to conv_impl='cpu'.")
 
 
+def _merge_leading(a):
+  return a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])
+
+
+def _batching(call, merge_first: bool):
+  """``call(a, b)`` with a vmap rule (``jax.custom_batching.custom_vmap``):
+  when only the first operand is batched and ``merge_first`` (images or
+  output cotangents: the vmapped axis is more batch), the axis is folded
+  into N and the call runs once; otherwise (batched kernels, or the weight
+  gradient, which sums over N) it runs once per vmapped index (``lax.map``)."""
+  f = jax.custom_batching.custom_vmap(call)
+
+  @f.def_vmap
+  def _rule(axis_size, in_batched, a, b):
+    a_b, b_b = in_batched
+    if merge_first and a_b and not b_b:
+      out = f(_merge_leading(a), b)
+      return out.reshape((axis_size, a.shape[1]) + out.shape[1:]), True
+    a = a if a_b else jnp.broadcast_to(a, (axis_size,) + a.shape)
+    b = b if b_b else jnp.broadcast_to(b, (axis_size,) + b.shape)
+    return jax.lax.map(lambda ab: f(*ab), (a, b)), True
+
+  return f
+
+
 def conv_forward(x, w, strides, padding):
   """``lax.conv_general_dilated(x, w, strides, padding, NHWC/HWIO)`` on oneDNN."""
   _check(x, w)
   _load()
-  oh, ow = _out_hw(x.shape, w.shape, strides, padding)
-  out = jax.ShapeDtypeStruct((x.shape[0], oh, ow, w.shape[3]), jnp.float32)
-  return jax.ffi.ffi_call(TARGETS["SsljaxConvFwd"], out)(
-      x, w, **_attrs(strides, padding))
+  attrs = _attrs(strides, padding)
+  o = w.shape[3]
+
+  def call(x, w):
+    oh, ow = _out_hw(x.shape, w.shape, strides, padding)
+    return jax.ffi.ffi_call(TARGETS["SsljaxConvFwd"], jax.ShapeDtypeStruct(
+        (x.shape[0], oh, ow, o), jnp.float32))(x, w, **attrs)
+
+  return _batching(call, merge_first=True)(x, w)
 
 
 def conv_backward_data(g, w, x_shape, strides, padding):
   """The input gradient of :func:`conv_forward` for output cotangent ``g``."""
   _load()
-  out = jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32)
-  return jax.ffi.ffi_call(TARGETS["SsljaxConvBwdData"], out)(
-      g, w, **_attrs(strides, padding))
+  attrs = _attrs(strides, padding)
+
+  def call(g, w):
+    out = jax.ShapeDtypeStruct((g.shape[0],) + tuple(x_shape[1:]), jnp.float32)
+    return jax.ffi.ffi_call(TARGETS["SsljaxConvBwdData"], out)(g, w, **attrs)
+
+  return _batching(call, merge_first=True)(g, w)
 
 
 def conv_backward_weights(x, g, w_shape, strides, padding):
   """The weight gradient of :func:`conv_forward` for output cotangent ``g``."""
   _load()
-  out = jax.ShapeDtypeStruct(tuple(w_shape), jnp.float32)
-  return jax.ffi.ffi_call(TARGETS["SsljaxConvBwdWeights"], out)(
-      x, g, **_attrs(strides, padding))
+  attrs = _attrs(strides, padding)
+
+  def call(x, g):
+    out = jax.ShapeDtypeStruct(tuple(w_shape), jnp.float32)
+    return jax.ffi.ffi_call(TARGETS["SsljaxConvBwdWeights"], out)(x, g, **attrs)
+
+  return _batching(call, merge_first=False)(x, g)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
