@@ -42,7 +42,7 @@ EOF
 
 # JAX would otherwise take 75% of the GPU's memory before torch starts.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-# --conv-impl xla: the command-1 config's conv_impl "cpu" is tuned for XLA:CPU;
+# --conv-impl xla: the command-1 config's conv_impl "onednn" (CPU custom calls) is for the CPU;
 # the GPU wants the backend's own convolutions.
 echo "=== throughput, batch 256 (the config's) ==="
 timeout -k 5 110 $PY benchmarks/simclr_throughput.py --torch-device cuda --conv-impl xla \
