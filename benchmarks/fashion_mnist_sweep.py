@@ -53,7 +53,7 @@ BASE = {"encoder.widths": (32, 64, 256), "num_epochs": 2.0, "batch_size": 256,
         "optimizer.warmup_epochs": 0.3, "augment.strength": 0.5,
         "augment.area_range": (0.6, 1.0),
         # the sweep runs on a GPU: the backend's own convolutions (the shipped
-        # config's conv_impl "cpu" is an XLA:CPU speed-up, same values)
+        # config's conv_impl "onednn" is a CPU speed-up, same values)
         "encoder.conv_impl": "xla",
         # the trials below were defined (and measured) before the 1x1 head
         # convolution existed; the *_out512 trials add it
@@ -125,7 +125,7 @@ def make_config(overrides: dict):
   c = load_config_file(str(CONFIG))
   if overrides is None:
     # the config as is, but the backend's own convolutions (same values;
-    # its conv_impl "cpu" is an XLA:CPU speed-up and the sweep runs on a GPU)
+    # its conv_impl "onednn" is a CPU speed-up and the sweep runs on a GPU)
     overrides = {"encoder.conv_impl": "xla"}
   else:
     overrides = {**BASE, **overrides}

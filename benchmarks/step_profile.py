@@ -56,6 +56,9 @@ _INSTR = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"",
 #: optimizer update carry no module path (bare ``mul``, ``add``, ...), so
 #: they fall into "other" (:func:`part_of`).
 PARTS = (
+    ("conv on oneDNN (conv_impl=onednn: custom calls, forward and gradients)",
+     lambda p: p.endswith("/ffi_call")
+     and re.search(r"/(Conv_\d+|proj_conv|stem_conv|out_conv)/", p)),
     ("conv gradients outside XLA convolutions (matmul weight gradients: "
      "slices, patches, products; conv_impl=cpu: space-to-depth reshapes)",
      lambda p: "transpose(" in p and re.search(r"/(Conv_\d+|proj_conv|stem_conv|out_conv)/", p)

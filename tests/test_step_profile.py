@@ -18,7 +18,7 @@ def test_parts_of_a_compiled_simclr_step():
   config = load_config_file(str(REPO / "experiments/configs/simclr_fashion_mnist.py"))
   config.batch_size = 8
   config.encoder.widths = (8, 16, 32)
-  assert config.encoder.conv_impl == "cpu"
+  config.encoder.conv_impl = "cpu"   # (the config's "onednn": the test below)
   method, _ = build_method(config, 60_000)
   state = method.init(jax.random.key(0), (28, 28, 1))
   images = jnp.zeros((8, 28, 28, 1), jnp.uint8)
@@ -47,3 +47,26 @@ def test_parts_of_a_compiled_simclr_step():
       == "projection head"
   assert sp.part_of("jit(train_step)/jit(norm)/sqrt") == "LARS parameter and update norms"
   assert sp.part_of("jit(train_step)/mul").startswith("other")
+
+
+def test_onednn_custom_calls_are_their_own_part():
+  """conv_impl="onednn" (the command-1 config's): the few-channel layers'
+  custom calls (forward, input and weight gradients) are grouped as oneDNN
+  convolutions; the wide layers stay XLA convolutions."""
+  sp = load_module(REPO / "benchmarks" / "step_profile.py", "step_profile")
+  config = load_config_file(str(REPO / "experiments/configs/simclr_fashion_mnist.py"))
+  assert config.encoder.conv_impl == "onednn"
+  config.batch_size = 8
+  config.encoder.widths = (8, 16, 128)          # last stage wider than 64
+  method, _ = build_method(config, 60_000)
+  state = method.init(jax.random.key(0), (28, 28, 1))
+  images = jnp.zeros((8, 28, 28, 1), jnp.uint8)
+  text = jax.jit(method.train_step).lower(state, images, jax.random.key(1)).compile().as_text()
+  parts = collections.defaultdict(list)
+  for op_name in sp.hlo_op_names(text).values():
+    parts[sp.part_of(op_name)].append(op_name)
+  onednn = parts[next(k for k in parts if k.startswith("conv on oneDNN"))]
+  layers = {p.split("/")[-2] for p in onednn}
+  assert {"stem_conv", "Conv_0", "Conv_1", "proj_conv"} <= layers
+  assert not any("/BasicBlock_2/" in p or "/out_conv/" in p for p in onednn)
+  assert any("/BasicBlock_2/" in p for p in parts["conv forward"])
