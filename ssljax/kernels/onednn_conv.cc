@@ -194,52 +194,56 @@ void Run(Plan& plan, void* src, void* user_w, void* dst, int src_arg,
   stream.wait();
 }
 
+// The three passes differ only in which of (input, kernel, output) XLA
+// hands over as the result and in oneDNN's names for the arguments.
+struct Operand {
+  ffi::Span<const int64_t> dims;
+  void* data;
+};
+
+ffi::Error Execute(Pass pass, Operand src, Operand weights, Operand dst,
+                   ffi::Span<const int64_t> strides,
+                   ffi::Span<const int64_t> padding) {
+  static constexpr int kArgs[3][3] = {
+      {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+      {DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST},
+      {DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST}};
+  return Guarded([&]() -> ffi::Error {
+    Shape s;
+    ffi::Error err = ShapeFrom(src.dims, weights.dims, dst.dims, strides, padding, &s);
+    if (err.failure()) return err;
+    const int* args = kArgs[static_cast<int>(pass)];
+    Run(*GetPlan(s, pass), src.data, weights.data, dst.data, args[0], args[1],
+        args[2], pass == Pass::kBwdWeights);
+    return ffi::Error::Success();
+  });
+}
+
 ffi::Error ConvFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
                        ffi::ResultBuffer<ffi::F32> y,
                        ffi::Span<const int64_t> strides,
                        ffi::Span<const int64_t> padding) {
-  return Guarded([&]() -> ffi::Error {
-    Shape s;
-    ffi::Error err = ShapeFrom(x.dimensions(), w.dimensions(), y->dimensions(),
-                               strides, padding, &s);
-    if (err.failure()) return err;
-    auto plan = GetPlan(s, Pass::kFwd);
-    Run(*plan, x.untyped_data(), w.untyped_data(), y->untyped_data(),
-        DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, false);
-    return ffi::Error::Success();
-  });
+  return Execute(Pass::kFwd, {x.dimensions(), x.untyped_data()},
+                 {w.dimensions(), w.untyped_data()},
+                 {y->dimensions(), y->untyped_data()}, strides, padding);
 }
 
 ffi::Error ConvBwdDataImpl(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> w,
                            ffi::ResultBuffer<ffi::F32> dx,
                            ffi::Span<const int64_t> strides,
                            ffi::Span<const int64_t> padding) {
-  return Guarded([&]() -> ffi::Error {
-    Shape s;
-    ffi::Error err = ShapeFrom(dx->dimensions(), w.dimensions(), g.dimensions(),
-                               strides, padding, &s);
-    if (err.failure()) return err;
-    auto plan = GetPlan(s, Pass::kBwdData);
-    Run(*plan, dx->untyped_data(), w.untyped_data(), g.untyped_data(),
-        DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST, false);
-    return ffi::Error::Success();
-  });
+  return Execute(Pass::kBwdData, {dx->dimensions(), dx->untyped_data()},
+                 {w.dimensions(), w.untyped_data()},
+                 {g.dimensions(), g.untyped_data()}, strides, padding);
 }
 
 ffi::Error ConvBwdWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
                               ffi::ResultBuffer<ffi::F32> dw,
                               ffi::Span<const int64_t> strides,
                               ffi::Span<const int64_t> padding) {
-  return Guarded([&]() -> ffi::Error {
-    Shape s;
-    ffi::Error err = ShapeFrom(x.dimensions(), dw->dimensions(), g.dimensions(),
-                               strides, padding, &s);
-    if (err.failure()) return err;
-    auto plan = GetPlan(s, Pass::kBwdWeights);
-    Run(*plan, x.untyped_data(), dw->untyped_data(), g.untyped_data(),
-        DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST, true);
-    return ffi::Error::Success();
-  });
+  return Execute(Pass::kBwdWeights, {x.dimensions(), x.untyped_data()},
+                 {dw->dimensions(), dw->untyped_data()},
+                 {g.dimensions(), g.untyped_data()}, strides, padding);
 }
 
 }  // namespace
