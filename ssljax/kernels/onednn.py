@@ -240,43 +240,38 @@ def _batching(call, merge_first: bool):
   return f
 
 
+def _pass(symbol, out_shape, strides, padding, merge_first: bool):
+  """One pass as a vmappable function ``(a, b) -> float32[out_shape(a)]``:
+  the custom call ``TARGETS[symbol]`` with the strides and padding."""
+  _load()
+  attrs = _attrs(strides, padding)
+
+  def call(a, b):
+    out = jax.ShapeDtypeStruct(tuple(out_shape(a)), jnp.float32)
+    return jax.ffi.ffi_call(TARGETS[symbol], out)(a, b, **attrs)
+
+  return _batching(call, merge_first)
+
+
 def conv_forward(x, w, strides, padding):
   """``lax.conv_general_dilated(x, w, strides, padding, NHWC/HWIO)`` on oneDNN."""
   _check(x, w)
-  _load()
-  attrs = _attrs(strides, padding)
-  o = w.shape[3]
-
-  def call(x, w):
-    oh, ow = _out_hw(x.shape, w.shape, strides, padding)
-    return jax.ffi.ffi_call(TARGETS["SsljaxConvFwd"], jax.ShapeDtypeStruct(
-        (x.shape[0], oh, ow, o), jnp.float32))(x, w, **attrs)
-
-  return _batching(call, merge_first=True)(x, w)
+  out_shape = lambda x: (x.shape[0], *_out_hw(x.shape, w.shape, strides, padding),
+                         w.shape[3])
+  return _pass("SsljaxConvFwd", out_shape, strides, padding, True)(x, w)
 
 
 def conv_backward_data(g, w, x_shape, strides, padding):
   """The input gradient of :func:`conv_forward` for output cotangent ``g``."""
-  _load()
-  attrs = _attrs(strides, padding)
-
-  def call(g, w):
-    out = jax.ShapeDtypeStruct((g.shape[0],) + tuple(x_shape[1:]), jnp.float32)
-    return jax.ffi.ffi_call(TARGETS["SsljaxConvBwdData"], out)(g, w, **attrs)
-
-  return _batching(call, merge_first=True)(g, w)
+  out_shape = lambda g: (g.shape[0], *x_shape[1:])
+  return _pass("SsljaxConvBwdData", out_shape, strides, padding, True)(g, w)
 
 
 def conv_backward_weights(x, g, w_shape, strides, padding):
-  """The weight gradient of :func:`conv_forward` for output cotangent ``g``."""
-  _load()
-  attrs = _attrs(strides, padding)
-
-  def call(x, g):
-    out = jax.ShapeDtypeStruct(tuple(w_shape), jnp.float32)
-    return jax.ffi.ffi_call(TARGETS["SsljaxConvBwdWeights"], out)(x, g, **attrs)
-
-  return _batching(call, merge_first=False)(x, g)
+  """The weight gradient of :func:`conv_forward` for output cotangent ``g``
+  (a sum over the batch: never folded, see :func:`_batching`)."""
+  return _pass("SsljaxConvBwdWeights", lambda _: w_shape, strides, padding,
+               False)(x, g)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
