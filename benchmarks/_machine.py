@@ -27,9 +27,9 @@ def cpu_model() -> str:
 
 
 def malloc_name() -> str:
-  """The memory allocator this process runs with (ssljax/malloc.py): the
+  """The memory allocator this process runs with (ssljax/cpu/malloc.py): the
   preloaded tcmalloc/jemalloc library, or glibc's when none is."""
-  from ssljax.malloc import loaded_malloc  # pylint: disable=import-outside-toplevel
+  from ssljax.cpu.malloc import loaded_malloc  # pylint: disable=import-outside-toplevel
   return loaded_malloc() or "glibc malloc (system)"
 
 

@@ -31,9 +31,7 @@ and their ratio (ssljax / per-image) are printed and written to ``--out``.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import datetime
@@ -47,7 +45,6 @@ import time
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _machine import cpu_model, malloc_name  # noqa: E402
 
 import torch  # noqa: E402

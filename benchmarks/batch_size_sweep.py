@@ -19,9 +19,7 @@ accuracy against 2N - 2, and the bound over training for each batch size.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import datetime
@@ -33,8 +31,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 CONFIG = REPO / "experiments" / "configs" / "simclr_fashion_mnist.py"
 
@@ -43,6 +39,7 @@ def run_one(batch_size: int, epochs: float, workdir: str, probe_epochs: int,
             log_every: int) -> dict:
   # pylint: disable=import-outside-toplevel
   from ssljax.eval.protocol import evaluate_run
+  from ssljax.run import restore
   from ssljax.train.build import load_config_file
   from ssljax.train.logging import read_jsonl
   from ssljax.train.loop import pretrain
@@ -60,8 +57,9 @@ def run_one(batch_size: int, epochs: float, workdir: str, probe_epochs: int,
   rows = [r for r in read_jsonl(f"{workdir}/metrics.jsonl") if "mi_bound" in r]
   tail = rows[-max(1, len(rows) // 4):]
   t0 = time.perf_counter()
-  ev = evaluate_run(workdir, baselines=False, progress=False,
-                    eval_overrides={"linear_epochs": probe_epochs})
+  with restore(workdir) as run:
+    ev = evaluate_run(run, baselines=False, progress=False,
+                      eval_overrides={"linear_epochs": probe_epochs})
   res = ev["results"]["simclr"]
   return {"batch_size": batch_size, "negatives": 2 * batch_size - 2,
           "steps": int(state.step), "epochs": epochs,

@@ -1,5 +1,6 @@
 """The SimCLR train step with each ``encoder.conv_impl`` (XLA's convolution
-weight gradients, ``"matmul"``, ``"auto"``: ssljax.models.conv), side by side
+weight gradients, ``"matmul"``, ``"cpu"``, ``"onednn"``, ``"auto"``:
+ssljax.cpu.conv), side by side
 in one run.
 
     python benchmarks/conv_impl.py [--config experiments/configs/simclr_fashion_mnist.py]
@@ -17,9 +18,7 @@ one batch.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import importlib.util
@@ -33,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_model, malloc_name  # noqa: E402  pylint: disable=wrong-import-position
 
+import ssljax.cpu  # noqa: E402,F401  (registers the CPU convolutions)
 from ssljax.train.build import build_method  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

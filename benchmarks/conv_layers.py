@@ -16,7 +16,7 @@ size (2 views per source image):
   is the image). ssljax is timed with every ``conv_impl`` value (``xla``:
   ``lax.conv_general_dilated``'s own gradients; ``matmul``: the weight gradient
   as matrix products; ``cpu``: per layer the faster formulation on XLA:CPU;
-  ``ssljax.models.conv``), PyTorch with autograd
+  ``ssljax.cpu.conv``; ``onednn``: oneDNN), PyTorch with autograd
   (channels_last, the machine's thread count unless ``--torch-threads``).
 
 Before timing, PyTorch's output and gradients are compared with JAX's on the
@@ -27,14 +27,11 @@ median over rounds of the median of ``--reps`` calls. Results:
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -44,10 +41,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_model, malloc_name, write_result  # noqa: E402  pylint: disable=wrong-import-position
 
-from ssljax.models.resnet import CONV_IMPLS  # noqa: E402
+import ssljax.cpu  # noqa: E402,F401  (registers the CPU convolutions)
+from ssljax.models.conv import CONV_IMPLS  # noqa: E402
 from ssljax.train.build import build_method, load_config_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,9 +27,7 @@ ratios measured on the 2-core CPU), ``long_*`` trials train longer.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import concurrent.futures
@@ -52,8 +50,8 @@ BASE = {"encoder.widths": (32, 64, 256), "num_epochs": 2.0, "batch_size": 256,
         "temperature": 0.2, "optimizer.base_lr": 1.0,
         "optimizer.warmup_epochs": 0.3, "augment.strength": 0.5,
         "augment.area_range": (0.6, 1.0),
-        # the sweep runs on a GPU: the backend's own convolutions (the shipped
-        # config's conv_impl "onednn" is a CPU speed-up, same values)
+        # the sweep runs on a GPU: the backend's own convolutions (what the
+        # shipped config's conv_impl "auto" is there; explicit, same values)
         "encoder.conv_impl": "xla",
         # the trials below were defined (and measured) before the 1x1 head
         # convolution existed; the *_out512 trials add it
@@ -120,12 +118,11 @@ TRIALS: dict[str, tuple[dict, bool]] = {
 
 
 def make_config(overrides: dict):
-  sys.path.insert(0, str(REPO))
   from ssljax.train.build import load_config_file
   c = load_config_file(str(CONFIG))
   if overrides is None:
-    # the config as is, but the backend's own convolutions (same values;
-    # its conv_impl "onednn" is a CPU speed-up and the sweep runs on a GPU)
+    # the config as is, with the backend's own convolutions (what its
+    # conv_impl "auto" is on the GPU the sweep runs on; explicit, same values)
     overrides = {"encoder.conv_impl": "xla"}
   else:
     overrides = {**BASE, **overrides}
@@ -144,11 +141,11 @@ def make_config(overrides: dict):
 
 def run_trial(name: str) -> dict:
   """Pre-train and evaluate one trial in this process."""
-  sys.path.insert(0, str(REPO))
   import jax
   from ssljax.eval.protocol import evaluate_run
+  from ssljax.run import load_dataset, restore
   from ssljax.train.build import total_steps
-  from ssljax.train.loop import load_dataset, pretrain
+  from ssljax.train.loop import pretrain
 
   overrides, baselines = TRIALS[name]
   config = make_config(overrides)
@@ -159,7 +156,8 @@ def run_trial(name: str) -> dict:
   pretrain(config, workdir, dataset=ds, progress=False)
   train_s = time.perf_counter() - t0
   t0 = time.perf_counter()
-  results = evaluate_run(workdir, baselines=baselines, progress=False)
+  with restore(workdir) as run:
+    results = evaluate_run(run, baselines=baselines, progress=False)
   eval_s = time.perf_counter() - t0
   return {
       "trial": name, "overrides": {k: list(v) if isinstance(v, tuple) else v

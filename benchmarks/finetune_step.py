@@ -14,9 +14,7 @@ ratio.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import time
@@ -28,7 +26,7 @@ import optax
 
 from ssljax.augment import to_float
 from ssljax.eval import finetune
-from ssljax.eval.suite import _Run
+from ssljax.run import restore
 
 
 def main():
@@ -37,7 +35,7 @@ def main():
   p.add_argument("--steps", type=int, default=8)
   p.add_argument("--repeats", type=int, default=2)
   args = p.parse_args()
-  run = _Run(args.workdir, None, False)
+  run = restore(args.workdir)
   tr = run.train
   model, pre = finetune._model_parts(run.method)  # pylint: disable=protected-access
   v = finetune.encoder_variables(run.state)
@@ -105,7 +103,7 @@ def main():
   jax.block_until_ready(ft["params"])
   print(f"finetune(): {args.steps} steps incl. compilation "
         f"{time.perf_counter() - t:.1f} s")
-  run.ckpt.close()
+  run.close()
 
 
 if __name__ == "__main__":

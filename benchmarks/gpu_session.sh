@@ -42,8 +42,8 @@ EOF
 
 # JAX would otherwise take 75% of the GPU's memory before torch starts.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-# --conv-impl xla: the command-1 config's conv_impl "onednn" (CPU custom calls) is for the CPU;
-# the GPU wants the backend's own convolutions.
+# --conv-impl xla: the backend's own convolutions (what the command-1 config's
+# conv_impl "auto" resolves to on a GPU; explicit here).
 echo "=== throughput, batch 256 (the config's) ==="
 timeout -k 5 110 $PY benchmarks/simclr_throughput.py --torch-device cuda --conv-impl xla \
   --rounds 5 --steps 20 --warmup 3 --out "$OUT/throughput_b256.json"

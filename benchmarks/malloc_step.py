@@ -1,5 +1,5 @@
 """The SimCLR train step under each memory allocator: page faults, kernel time,
-wall time (ssljax/malloc.py).
+wall time (ssljax/cpu/malloc.py).
 
     python benchmarks/malloc_step.py [--rounds 3 --steps 8]
     python benchmarks/malloc_step.py --quick --out /tmp/malloc_quick.json
@@ -18,8 +18,8 @@ ratio to glibc, and writes
 Allocators: ``glibc`` (the system malloc, ``SSLJAX_MALLOC=off``),
 ``glibc-thp`` (the same with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, which
 asks for transparent huge pages), and every library of
-``ssljax.malloc.KNOWN_LIBRARIES`` that is installed (``tcmalloc``,
-``jemalloc`` with the settings of ``ssljax.malloc.malloc_env``).
+``ssljax.cpu.malloc.KNOWN_LIBRARIES`` that is installed (``tcmalloc``,
+``jemalloc`` with the settings of ``ssljax.cpu.malloc.malloc_env``).
 """
 
 from __future__ import annotations
@@ -35,11 +35,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import cpu_model  # noqa: E402  pylint: disable=wrong-import-position
 
-from ssljax import malloc  # noqa: E402  pylint: disable=wrong-import-position
+from ssljax.cpu import malloc  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def allocator_envs(base: dict, search_dirs=malloc.SEARCH_DIRS) -> dict:
@@ -62,7 +61,7 @@ def allocator_envs(base: dict, search_dirs=malloc.SEARCH_DIRS) -> dict:
 
 def child(args) -> None:
   """Time the step in this process and print one JSON line."""
-  from ssljax.xla_cpu import apply_cpu_xla_flags  # pylint: disable=import-outside-toplevel
+  from ssljax.cpu.xla_flags import apply_cpu_xla_flags  # pylint: disable=import-outside-toplevel
   apply_cpu_xla_flags()   # the shipped XLA:CPU settings (SSLJAX_XLA_CPU_FLAGS)
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel

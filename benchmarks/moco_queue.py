@@ -32,9 +32,7 @@ images/s, and each K's ratio to K = 4096 (the first size). JSON goes to
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import datetime
@@ -51,8 +49,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-  sys.path.insert(0, str(REPO))
 
 from _machine import cpu_model  # noqa: E402
 import jax  # noqa: E402

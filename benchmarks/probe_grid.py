@@ -10,9 +10,7 @@ Fashion-MNIST's train split), grid (1e-5, 1e-4, 1e-3), lr 0.5, batch 1024.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import json
@@ -23,7 +21,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_model  # noqa: E402  pylint: disable=wrong-import-position
 
 from ssljax.eval.linear import train_linear_classifier  # noqa: E402

@@ -31,9 +31,7 @@ ratio of at least 10 there).
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import json
@@ -45,7 +43,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_model, malloc_name  # noqa: E402  pylint: disable=wrong-import-position
 
 from ssljax.eval.linear import (  # noqa: E402  pylint: disable=wrong-import-position
@@ -61,10 +58,10 @@ def load_features(args):
     tr, te = load("fashion_mnist", "train"), load("fashion_mnist", "test")
     flat = lambda a: a.reshape(len(a), -1).astype(np.float32) / 255.0
     return flat(tr.images), tr.labels, flat(te.images), te.labels, "raw pixels"
-  from ssljax.eval.suite import _Run  # pylint: disable=import-outside-toplevel
-  run = _Run(args.workdir, progress=False)
-  train_x = np.asarray(run.features("trained", run.train.images, "train"))
-  test_x = np.asarray(run.features("trained", run.test.images, "test"))
+  from ssljax.run import restore  # pylint: disable=import-outside-toplevel
+  with restore(args.workdir) as run:
+    train_x = run.encode(run.train.images)
+    test_x = run.encode(run.test.images)
   return (train_x, run.train.labels, test_x, run.test.labels,
           f"{run.config.method} encoder of {args.workdir} (step {run.step})")
 

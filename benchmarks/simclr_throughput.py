@@ -42,9 +42,7 @@ the same loss and the same one-step LARS update.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import datetime
@@ -62,8 +60,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-  sys.path.insert(0, str(REPO))
 
 from _machine import cpu_model, malloc_name  # noqa: E402
 import jax  # noqa: E402
@@ -74,6 +70,7 @@ import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import ssljax  # noqa: E402
+import ssljax.cpu  # noqa: E402,F401  (registers the CPU convolutions)
 import ssljax.train.build  # noqa: E402
 from ssljax.train.optim import make_optimizer  # noqa: E402
 
@@ -543,7 +540,7 @@ def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
   p.add_argument("--peak-tflops", type=float, default=None,
                  help="the device's peak TFLOP/s for the MFU figure "
                       "(default: known GPUs' data-sheet values)")
-  p.add_argument("--conv-impl", choices=("config", "xla", "matmul", "cpu", "onednn"),
+  p.add_argument("--conv-impl", choices=("config", "auto", "xla", "matmul", "cpu", "onednn"),
                  default="config",
                  help="the JAX encoder's convolution gradients "
                       "(encoder.conv_impl; default: what the config says)")

@@ -18,14 +18,11 @@ cost::
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +31,6 @@ import ml_collections
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from ssljax.train.build import build_method, load_config_file  # noqa: E402
 

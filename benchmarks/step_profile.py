@@ -24,9 +24,7 @@ step; the wall time is printed next to them.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import collections
@@ -35,7 +33,6 @@ import gzip
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +42,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from ssljax.malloc import loaded_malloc
+from ssljax.cpu.malloc import loaded_malloc
 from ssljax.train.build import build_method
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +152,7 @@ def torch_profile(config, model, v1, v2, steps: int) -> dict:
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--conv-impl", default="config", choices=("config", "xla", "matmul", "cpu", "onednn"))
+  p.add_argument("--conv-impl", default="config", choices=("config", "auto", "xla", "matmul", "cpu", "onednn"))
   p.add_argument("--batch-size", type=int, default=0)
   p.add_argument("--steps", type=int, default=3)
   p.add_argument("--torch-threads", type=int, default=os.cpu_count())
@@ -166,7 +163,6 @@ def main(argv=None):
   if args.quick:
     args.batch_size, args.steps = args.batch_size or 16, 1
   # torch only here: the parts above import without it (tests use them)
-  sys.path.insert(0, str(Path(__file__).resolve().parent))
   import simclr_throughput as st  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
   torch.set_num_threads(args.torch_threads)

@@ -8,7 +8,8 @@ Launch::
 
 What is measured. The function compiled is the loss of
 ``ssljax.methods.video_colorization``: ``y = attend(f_ref, onehot(c_ref),
-f_tgt)`` followed by the cross-entropy against the target clusters, with its
+f_tgt)`` followed by the cross-entropy against the target clusters
+(``ssljax.losses.video_colorization_loss``), with its
 gradient w.r.t. both embeddings (what a train step needs), and the forward
 alone (what evaluation needs), for
 
@@ -28,9 +29,7 @@ bytes. JSON goes to ``--out`` (default
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
 import datetime
@@ -40,16 +39,14 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-  sys.path.insert(0, str(REPO))
 
 from _machine import cpu_model  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from ssljax.losses import video_colorization_loss  # noqa: E402
 from ssljax.methods.video_colorization import (attend_blocked,  # noqa: E402
-                                               attend_dense,
-                                               video_colorization_loss)
+                                               attend_dense)
 
 SIZES = [
     # name, frame (H, W), batch

@@ -1,5 +1,5 @@
 """The SimCLR train step with and without ssljax's XLA:CPU flags
-(``ssljax/xla_cpu.py``: convolutions on XLA's own kernels instead of
+(``ssljax/cpu/xla_flags.py``: convolutions on XLA's own kernels instead of
 YNNPACK), one child process per setting, interleaved rounds.
 
     python benchmarks/xla_cpu_step.py [--rounds 4 --steps 6]
@@ -26,10 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_model, write_result  # noqa: E402  pylint: disable=wrong-import-position
 
-from ssljax import xla_cpu  # noqa: E402  pylint: disable=wrong-import-position
+from ssljax.cpu import xla_flags as xla_cpu  # noqa: E402  pylint: disable=wrong-import-position
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {"ssljax_flags": {}, "jaxlib_defaults": {xla_cpu.ENV_CHOICE: "off"}}

@@ -1,6 +1,9 @@
 """Evaluate a pretrained checkpoint every way the library knows
 (``ssljax.eval.suite``): linear probes, kNN, clustering, pictures, few labels,
-robustness, transfer, representation health and efficiency.
+robustness, transfer, representation health and efficiency. Methods that
+their papers judge by their own measure (CPC, colorization, split-brain,
+video colorization: ``ssljax.eval.by_method``) get that evaluation instead,
+written to ``DIR/method_eval.json``.
 
     python experiments/evaluate.py --workdir workdirs/simclr_fmnist
     python experiments/evaluate.py --workdir DIR --sections linear,knn,cluster
@@ -10,13 +13,17 @@ that report (same checkpoint step) are kept, so sections can be run one at a
 time. Compare runs with ``experiments/report.py``.
 """
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
+
+import json
+import os
 
 from absl import app, flags, logging
 
+from ssljax.eval.by_method import METHOD_EVALUATIONS
+from ssljax.eval.report import markdown_report
 from ssljax.eval.suite import SECTIONS, SuiteOptions, evaluate_suite
+from ssljax.run import restore
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A pretrain.py --workdir.",
                                required=True)
@@ -47,10 +54,19 @@ def main(argv):
                       embed_methods=tuple(_EMBED.value),
                       linear_aug_preset=_AUG_PRESET.value,
                       linear_aug_epochs=_AUG_EPOCHS.value)
-  report = evaluate_suite(_WORKDIR.value, sections=_SECTIONS.value,
-                          step=_STEP.value, options=opts, out_dir=_OUT.value,
-                          skip_done=_SKIP_DONE.value)
-  from ssljax.eval.report import markdown_report  # pylint: disable=import-outside-toplevel
+  with restore(_WORKDIR.value, _STEP.value) as run:
+    if run.config.method in METHOD_EVALUATIONS:
+      out = _OUT.value or _WORKDIR.value
+      os.makedirs(out, exist_ok=True)
+      result = {"step": run.step, **METHOD_EVALUATIONS[run.config.method](
+          run, out)}
+      path = os.path.join(out, "method_eval.json")
+      with open(path, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1, default=str)
+      print(f"wrote {path}")
+      return
+    report = evaluate_suite(run, sections=_SECTIONS.value, options=opts,
+                            out_dir=_OUT.value, skip_done=_SKIP_DONE.value)
   print(markdown_report([report], image_root=None))
 
 

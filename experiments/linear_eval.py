@@ -11,15 +11,14 @@ older run with the current probe::
         --set linear_lr=0.5 --set linear_weight_decay=1e-5
 """
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import ast
 
 from absl import app, flags, logging
 
 from ssljax.eval.protocol import evaluate_run, format_table
+from ssljax.run import restore
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A pretrain.py --workdir.",
                                required=True)
@@ -47,9 +46,10 @@ def _overrides(items):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  out = evaluate_run(_WORKDIR.value, step=_STEP.value,
-                     baselines=_BASELINES.value,
-                     eval_overrides=_overrides(_SET.value))
+  overrides = _overrides(_SET.value)
+  with restore(_WORKDIR.value, _STEP.value) as run:
+    out = evaluate_run(run, baselines=_BASELINES.value,
+                       eval_overrides=overrides)
   print(f"\nTest accuracy on all {out['test_examples']} test images "
         f"(checkpoint step {out['step']}):")
   print(format_table(out["results"]))

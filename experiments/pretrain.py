@@ -27,9 +27,7 @@ Open MPI / TPU auto-detection) before any device is used. See
 experiments/launch/README.md.
 """
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import sys
 
@@ -37,10 +35,15 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from ssljax.config import ConfigError
+from ssljax.data import DatasetNotAvailableError
+from ssljax.eval.monitor import KNNMonitor
 from ssljax.parallel.distributed import maybe_initialize_distributed
+from ssljax.train.build import MonitorConfig
 from ssljax.train.checkpoint import CheckpointError
 from ssljax.train.loop import (ConfigMismatchError, NonFiniteError, Preempted,
                                pretrain)
+from ssljax.train.start import load_dataset
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file with get_config().", lock_config=True)
@@ -71,13 +74,22 @@ def main(argv):
     with config.unlocked():
       config.online_probe = ml_collections.ConfigDict(
           dict(lr=_ONLINE_PROBE.value))
+
+  def knn_monitor(train, mesh):
+    """The kNN monitor of config.monitor (queries from the test split)."""
+    if not MonitorConfig(**config.get("monitor", {})).every:
+      return None
+    return KNNMonitor.from_config(config, train, load_dataset(config, "test"),
+                                  mesh=mesh)
+
   try:
-    _, state = pretrain(config, _WORKDIR.value, resume=resume)
+    _, state = pretrain(config, _WORKDIR.value, resume=resume,
+                        monitor=knn_monitor)
   except Preempted as e:
     print(f"pre-empted: {e}", flush=True)
     return 0
-  except (ConfigMismatchError, FileExistsError, NonFiniteError,
-          CheckpointError) as e:
+  except (ConfigError, ConfigMismatchError, DatasetNotAvailableError,
+          FileExistsError, NonFiniteError, CheckpointError) as e:
     print(f"pretrain: {e}", file=sys.stderr, flush=True)
     return 1
   print(f"finished at step {int(state.step)}; checkpoints in "

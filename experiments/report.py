@@ -10,9 +10,7 @@ Reads ``WORKDIR/eval_suite/report.json`` of each run, writes
 (copied into ``OUT/<run>/``).
 """
 
-if __name__ == "__main__":  # first, before the heavy imports (ssljax/startup.py)
-  from ssljax.startup import prepare_cpu_process
-  prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 from absl import app, flags
 

@@ -3,7 +3,9 @@
 #   - the Debian package dataset-fashion-mnist (where apt-get exists and the
 #     files are missing),
 #   - a virtual environment at .venv/ with ssljax installed in editable mode
-#     plus the `test` extra (and `bench` with SSLJAX_EXTRAS=test,bench).
+#     plus the extras the README's two commands need: test, cpu (oneDNN),
+#     data (TFDS), eval (scikit-learn, matplotlib, UMAP), video (OpenCV); set
+#     SSLJAX_EXTRAS to choose others (e.g. test,cpu,data,eval,video,bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +36,7 @@ fi
 
 # libtcmalloc-minimal4: a caching allocator; the train step ran 1.15-1.55x
 # faster on CPU with it (XLA's per-step buffers stop being page-faulted in
-# afresh; ssljax/malloc.py, BENCHMARKS.md "Memory allocator"). The entry
+# afresh; ssljax/cpu/malloc.py, BENCHMARKS.md "Memory allocator"). The entry
 # points preload it themselves; SSLJAX_MALLOC=off keeps glibc's malloc.
 have_tcmalloc() {
   for f in /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 \
@@ -51,14 +53,14 @@ if ! have_tcmalloc && command -v apt-get >/dev/null; then
     || echo "[setup] libtcmalloc-minimal4 not installed: CPU steps run with glibc malloc (slower)"
 fi
 
-# g++ compiles ssljax's oneDNN convolution kernels (conv_impl="onednn",
-# ssljax/kernels/onednn.py; oneDNN itself comes from pip).
+# g++ compiles ssljax's oneDNN convolution kernels (conv_impl="auto" on CPU,
+# ssljax/cpu/onednn.py; oneDNN itself comes from pip, the `cpu` extra).
 if ! command -v g++ >/dev/null && ! command -v c++ >/dev/null && command -v apt-get >/dev/null; then
   echo "[setup] installing Debian package g++"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq g++ \
-    || echo "[setup] g++ not installed: conv_impl='onednn' falls back to 'cpu' (slower)"
+    || echo "[setup] g++ not installed: conv_impl='auto' takes 'cpu' instead of 'onednn' (slower)"
 fi
 
 PYTHON=${PYTHON:-python3}
@@ -66,7 +68,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PYTHON" -m venv .venv
 fi
-EXTRAS=${SSLJAX_EXTRAS:-test}
+EXTRAS=${SSLJAX_EXTRAS:-test,cpu,data,eval,video}
 STAMP=.venv/.ssljax-installed
 WANT="$(cat setup.cfg pyproject.toml | sha1sum | cut -c1-16)-$EXTRAS"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
@@ -77,5 +79,5 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
 fi
 # Build the oneDNN kernels now rather than in the first training step (a few
 # seconds; reports and goes on where they cannot be built).
-.venv/bin/python -m ssljax.kernels.onednn | tail -1
+.venv/bin/python -m ssljax.cpu.onednn | tail -1
 echo "[setup] ready: $(.venv/bin/python -c 'import jax, flax; print("jax", jax.__version__, "flax", flax.__version__)')"

@@ -19,3 +19,7 @@ if os.environ.get("SSLJAX_TEST_COMPILE_CACHE", "1") != "0":
 import jax  # pylint: disable=wrong-import-position
 
 jax.config.update("jax_num_cpu_devices", 8)
+
+# The opt-in CPU layer, as the experiments/ and benchmarks/ scripts load it:
+# the shipped configs' conv_impl="auto" then runs what they run on this CPU.
+import ssljax.cpu  # noqa: E402,F401  pylint: disable=wrong-import-position

@@ -2,7 +2,7 @@
 
     SSLJAX_COORDINATOR=localhost:PORT SSLJAX_NUM_PROCESSES=2 SSLJAX_PROCESS_ID=i \
     JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=4 \
-    python tests/multihost_worker.py WORKDIR OUTDIR STEPS
+    PYTHONPATH=tests python tests/multihost_worker.py WORKDIR OUTDIR STEPS
 
 Joins the job with ``maybe_initialize_distributed()`` (gloo collectives),
 pre-trains the tiny SimCLR config (tests/helpers.py) on the tiny synthetic
@@ -16,9 +16,7 @@ assumes).
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # helpers
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+# tests/helpers.py comes through PYTHONPATH (tests/test_multihost.py sets it).
 # pylint: disable=wrong-import-position
 from ssljax.parallel.distributed import maybe_initialize_distributed
 

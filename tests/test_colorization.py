@@ -1,5 +1,6 @@
 """Colorization and split-brain: Lab, ab bins, soft encoding, rebalancing,
-annealed mean, the loss, the train steps and the photo loader."""
+annealed mean, the loss, the train steps, the config, the quality measures
+and the photo loader."""
 
 import importlib
 import os
@@ -15,14 +16,20 @@ import pytest
 from ssljax.augment.lab import (ab_gamut_bins, annealed_mean, l_bin_centers,
                                 lab_to_rgb, nearest_ab_bin, quantize_l,
                                 rgb_to_lab, soft_encode_ab)
+from ssljax.config import ConfigError, ConfigReader
 from ssljax.data import DatasetNotAvailableError
 from ssljax.data.photos import (find_photos, load_photos, photo_group,
                                 split_photos)
-from ssljax.methods.colorization import (ColorNet, Colorization, SplitBrain,
-                                         SplitBrainNet, ab_bin_counts,
-                                         build_colorization, colorization_loss,
-                                         rebalance_weights,
-                                         save_colorization_png, smooth_prior)
+from ssljax.eval.colorization import (ab_error_metrics, evaluate_colorization,
+                                      evaluate_splitbrain,
+                                      save_colorization_png)
+from ssljax.losses import colorization_loss, rebalance_weights, smooth_prior
+from ssljax.methods import DataSpec, TrainState, get_method, train_state
+from ssljax.methods.colorization import (Colorization, SplitBrain,
+                                         ab_bin_counts, class_weights_for)
+from ssljax.models import ColorNet, SplitBrainNet
+from ssljax.train.build import build_run, load_config_file
+from ssljax.train.validate import config_problems, shape_problems
 
 # ----------------------------------------------------------------------------
 # Lab
@@ -256,7 +263,9 @@ def _numpy_state(method, image_shape, *inputs_channels, seed=0):
     fan_in = int(np.prod(s.shape[:-1])) or 1
     return jnp.asarray(rng.normal(size=s.shape) / np.sqrt(fan_in), s.dtype)
 
-  state = method._make_state(jax.tree_util.tree_map_with_path(fill, var_spec))
+  state = train_state(jax.tree_util.tree_map_with_path(fill, var_spec),
+                      method.tx)
+  assert isinstance(state, TrainState)
   assert (jax.tree.structure(state) == jax.tree.structure(spec))
   jax.tree.map(lambda a, b: np.testing.assert_equal(a.shape, b.shape),
                state, spec)
@@ -408,20 +417,155 @@ def test_photo_loader_names_the_debian_package_when_missing(tmp_path):
     find_photos(str(tmp_path))                      # exists, but no photos
 
 
-def test_build_from_config_and_png(photo_dir, tmp_path):
-  c = ml_collections.ConfigDict(dict(
-      method="colorization", dataset="opencv_photos", data_dir=photo_dir,
+# ----------------------------------------------------------------------------
+# from a config
+# ----------------------------------------------------------------------------
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "experiments", "configs")
+
+
+def _tiny_config(method="colorization", **colorization):
+  return ml_collections.ConfigDict(dict(
+      method=method, dataset="opencv_photos", batch_size=8, num_steps=2,
       encoder=dict(name="small_resnet", widths=(4,), stage_sizes=(1,)),
-      colorization=dict(hidden_dim=8, prior_images=2)))
-  method = build_colorization(c, optax.sgd(0.1), None,
-                              lambda cfg: _TinyEncoder())
-  assert isinstance(method, Colorization)
-  w = np.asarray(method.class_weights)
-  assert w.shape == (len(method.bins),) and (w > 0).all()
-  c.method = "splitbrain"
-  sb = build_colorization(c, optax.sgd(0.1), None, lambda cfg: _TinyEncoder())
+      head=dict(hidden_dim=8, out_stride=2),
+      colorization=dict(prior_images=2, **colorization),
+      optimizer=dict(name="adamw", base_lr=1e-3, lr_scaling="none")))
+
+
+def _spec(dataset=None):
+  return DataSpec(name="opencv_photos", num_examples=8,
+                  input_shape=(8, 8, 3), dataset=dataset)
+
+
+def _from_config(config, dataset=None):
+  reader = ConfigReader(config)
+  method = get_method(config.method).from_config(
+      reader, tx=optax.sgd(0.1), schedule=None, data=_spec(dataset))
+  if reader.problems:                  # value problems (not unread keys)
+    raise ConfigError(reader.problems)
+  return method
+
+
+def test_from_config_prior_from_the_training_set_and_a_uniform_stand_in():
+  images = _images(n=4)
+  ds = type("Data", (), {"images": images})()
+  method = _from_config(_tiny_config(), ds)
+  assert isinstance(method, Colorization) and method.name == "colorization"
+  assert isinstance(method.model, ColorNet) and method.model.hidden_dim == 8
+  bins = ab_gamut_bins()
+  np.testing.assert_array_equal(method.bin_centers, bins)
+  # the prior of the first and last of prior_images=2 evenly spaced images
+  want = rebalance_weights(smooth_prior(ab_bin_counts(images[[0, 3]], bins),
+                                        bins), lam=0.5)
+  np.testing.assert_allclose(method.class_weights, want, rtol=1e-6)
+  assert np.ptp(np.asarray(method.class_weights)) > 0
+  # no data (checking a config): a uniform prior, weights 1, nothing loaded
+  stand_in = _from_config(_tiny_config())
+  np.testing.assert_allclose(stand_in.class_weights, 1.0, rtol=1e-6)
+  assert class_weights_for(None, bins, lam=1.0) is None
+  # split-brain: two ColorNets, no rebalancing by default
+  sb = _from_config(_tiny_config("splitbrain", num_l_bins=20), ds)
   assert isinstance(sb, SplitBrain) and sb.class_weights is None
-  assert sb.model.ab_net.num_classes == 50
+  assert isinstance(sb.model, SplitBrainNet)
+  assert sb.model.ab_net.num_classes == 20
+  assert sb.model.l_net.num_classes == len(bins)
+
+
+@pytest.mark.parametrize("name", ["colorization_photos", "splitbrain_photos"])
+def test_shipped_config_validates(name):
+  config = load_config_file(os.path.join(CONFIGS, f"{name}.py"))
+  assert config_problems(config, device_count=1) == []
+
+
+@pytest.mark.parametrize("method", ["colorization", "splitbrain"])
+def test_bad_values_are_reported_under_their_dotted_keys(method):
+  config = _tiny_config(method, sigma=-1.0, rebalance_lambda=1.5)
+  config.head.out_stride = 0
+  with pytest.raises(ConfigError) as e:
+    _from_config(config)
+  keys = set(e.value.keys)
+  assert {"colorization.sigma", "colorization.rebalance_lambda"} <= keys, keys
+  assert any("--config.colorization.sigma" in str(p)
+             for p in e.value.problems)
+  problems = config_problems(_tiny_config(method, num_neighbors=0),
+                             device_count=1)
+  assert [p.key for p in problems] == ["colorization.num_neighbors"]
+
+
+def test_misspelt_keys_are_reported_with_the_closest_key():
+  config = _tiny_config(rebalance_lamda=0.5)
+  config.head.hiden_dim = 4
+  problems = config_problems(config, device_count=1)
+  by_key = {p.key: p.message for p in problems}
+  assert "'colorization.rebalance_lambda'" in by_key[
+      "colorization.rebalance_lamda"]
+  assert "'head.hidden_dim'" in by_key["head.hiden_dim"]
+
+
+def test_geometry_mistakes_are_found_by_the_trace():
+  config = _tiny_config()
+  config.head.out_stride = 3                    # does not divide 8x8 images
+  _, method, spec = build_run(ConfigReader(config), _spec())
+  problems = shape_problems(method, spec)
+  assert problems and "out_stride=3" in problems[0].message
+
+
+# ----------------------------------------------------------------------------
+# quality measures and pictures
+# ----------------------------------------------------------------------------
+
+
+def test_ab_error_metrics_and_auc_by_hand():
+  true = np.zeros((1, 2, 2, 2), np.float32)
+  pred = np.array([[[[0, 0], [3, 4]], [[30, 40], [200, 0]]]], np.float32)
+  m = ab_error_metrics(pred, true, pixel_weights=[[[1, 1], [1, 5]]])
+  d = np.array([0, 5, 50, 200])
+  np.testing.assert_allclose(m["ab_error"], d.mean())
+  assert m["within_10"] == 0.5 and m["within_25"] == 0.5
+  thresholds = np.arange(151)
+  want = np.mean([(d <= t).mean() for t in thresholds])
+  np.testing.assert_allclose(m["auc"], want)
+  w = np.array([1, 1, 1, 5])
+  want_w = np.mean([(w * (d <= t)).sum() / w.sum() for t in thresholds])
+  np.testing.assert_allclose(m["auc_rebalanced"], want_w)
+  assert m["auc"] > m["auc_rebalanced"]        # the heavy pixel is far off
+
+
+def test_evaluate_colorization_and_splitbrain_on_tiny_data(colorization):
+  method, state, images = colorization
+  states = {"trained": state, "random_init": state}
+  out = evaluate_colorization(method, states, images, images[:4],
+                              batch_size=4, train_subset_every=2)
+  assert {"trained", "random_init", "train_mean_ab", "gray_ab0",
+          "train_mode_bin", "trained_on_train_crops",
+          "gray_on_train_crops"} <= set(out)
+  for t in ("T=0.38", "T=1.0"):
+    assert {"ab_error", "within_10", "within_25", "auc", "auc_rebalanced",
+            "psnr_db"} <= set(out["trained"][t])
+  assert 0 <= out["trained"]["bin_acc"] <= 1
+  # gray: its ab error is the mean chroma of the held-out pixels
+  lab = np.asarray(rgb_to_lab(images[:4]))
+  np.testing.assert_allclose(out["gray_ab0"]["ab_error"],
+                             np.linalg.norm(lab[..., 1:], axis=-1).mean(),
+                             rtol=1e-5)
+  bins = ab_gamut_bins()
+  sb = SplitBrain(
+      model=SplitBrainNet(
+          l_net=ColorNet(_TinyEncoder(), num_classes=len(bins), hidden_dim=8),
+          ab_net=ColorNet(_TinyEncoder(), num_classes=50, hidden_dim=8)),
+      tx=optax.sgd(0.5), bins=bins)
+  sb_state = _numpy_state(sb, images.shape[1:], 1, 2)
+  res = evaluate_splitbrain(sb, {"trained": sb_state}, images, images[:4],
+                            chunk=4)
+  assert set(res["trained"]) == {"loss", "loss_ab", "loss_l", "ab_acc",
+                                 "l_acc"}
+  m = res["train_marginal"]
+  np.testing.assert_allclose(m["loss"], m["loss_ab"] + m["loss_l"])
+
+
+def test_png(tmp_path):
   images = _images(n=2)
   path = save_colorization_png(str(tmp_path / "c.png"), images, images / 255.0,
                                titles=["a", "b"])

@@ -1,4 +1,5 @@
-"""conv_matmul_wgrad: same values and gradients as lax.conv_general_dilated."""
+"""ssljax.cpu.conv (conv_matmul_wgrad, conv_cpu): same values and gradients
+as lax.conv_general_dilated."""
 
 import flax.linen as nn
 import jax
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from ssljax.models import conv as conv_lib
+from ssljax.cpu import conv as conv_lib
 from ssljax.models import SmallResNet
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -74,7 +75,7 @@ def test_resnet_rejects_an_unknown_conv_impl():
   # (that both implementations give the same training step, sharded or not,
   # is the SimCLR test at the end of this file)
   x = jnp.ones((1, 8, 8, 1))
-  with pytest.raises(ValueError, match="conv_impl"):
+  with pytest.raises(ValueError, match=r"conv_impl must be one of \['auto', .*'xla'\]; got 'cudnn'"):
     SmallResNet(conv_impl="cudnn").init(jax.random.key(0), x)
 
 

@@ -1,9 +1,11 @@
 """CPC: the loss against numpy, its gradients against finite differences,
 causality of both context networks, patches, train steps (sharded ==
-single device), the espeak-ng dataset and the configs."""
+single device), the espeak-ng dataset, the configs and their problems, and
+the evaluation functions."""
 
 import functools
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -12,11 +14,28 @@ import optax
 import pytest
 
 from ssljax import losses
-from ssljax.methods.cpc import CPCState, ImageCPC, SequenceCPC
+from ssljax.config import ConfigReader, build
+from ssljax.data import speech
+from helpers import tiny_dataset
+from ssljax.eval.cpc import (audio_probes, format_cpc,
+                             held_out_prediction_accuracy, image_cpc_evaluation)
+from ssljax.methods import TrainState
+from ssljax.methods.cpc import ImageCPC, SequenceCPC
 from ssljax.models.cpc import (CausalConvEncoder, GRUContext, ImageCPCModel,
                                PatchEncoder, RowCausalContext, SequenceCPCModel,
                                extract_patches)
 from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding
+from ssljax.train.build import EvalConfig, build_method, load_config_file
+from ssljax.train.checkpoint import Checkpointer
+from ssljax.train.logging import read_jsonl
+from ssljax.train.loop import pretrain
+from ssljax.train.validate import config_problems
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs")
+
+
+def shipped(name):
+  return load_config_file(os.path.join(CONFIGS, f"{name}.py"))
 
 
 def init_key(seed=0):
@@ -239,7 +258,7 @@ def test_image_step_sharded_equals_single_device():
   method = _image_method()
   images = np.random.default_rng(0).integers(0, 255, (8, 12, 12, 1)).astype(np.uint8)
   state = method.init(init_key(), images.shape[1:])
-  assert isinstance(state, CPCState) and state.batch_stats == {}
+  assert isinstance(state, TrainState) and state.batch_stats == {}
   key = jax.random.key(5)
   step = jax.jit(method.train_step)
   single, m_single = step(state, jnp.asarray(images), key)
@@ -301,10 +320,9 @@ def test_sequence_step_sharded_equals_single_device_and_trains():
 # Data and configs.
 
 
-@pytest.mark.skipif(not __import__("shutil").which("espeak-ng"),
+@pytest.mark.skipif(not shutil.which("espeak-ng"),
                     reason="espeak-ng not installed")
 def test_spoken_words_are_deterministic_cached_and_labelled(tmp_path):
-  from ssljax.data import speech
   kw = dict(words=("yes", "no"), voices=("en-us+m1", "en-gb+f2"), repeats=3,
             seed=3, length=12800, test_fraction=1 / 3, progress=False)
   a = speech.spoken_words("all", cache_dir=str(tmp_path / "a"), **kw)
@@ -322,45 +340,121 @@ def test_spoken_words_are_deterministic_cached_and_labelled(tmp_path):
   c = speech.spoken_words("all", cache_dir=str(tmp_path / "c"), **{**kw, "seed": 4})
   assert not np.array_equal(c.audio, a.audio)
   assert np.all((a.rate >= 120) & (a.rate <= 220))
+  # The config's data section: the same dataset, its facts without synthesis.
+  kw.pop("progress")
+  words = speech.SpokenWords(cache_dir=str(tmp_path / "a"), **kw)
+  assert (words.num_examples("train"), words.num_examples("test")) == (8, 4)
+  assert words.input_shape == (12800,) and words.num_classes == 2
+  np.testing.assert_array_equal(words.load("test", progress=False).audio,
+                                test.audio)
+
+
+def test_spoken_words_data_section_is_checked():
+  reader = ConfigReader({"data": dict(repeats=12, test_fraction=0.25,
+                                      length=16000, cache_dir="")})
+  words = build(speech.SpokenWords, reader.data)
+  assert reader.all_problems() == []
+  assert words.input_shape == (16000,) and words.dtype == "int16"
+  assert (words.num_examples("train"), words.num_examples("test")) == (900, 300)
+  reader = ConfigReader({"data": dict(repeats=4, test_fraction=0.01,
+                                      lenght=16000)})
+  build(speech.SpokenWords, reader.data)
+  problems = {p.key: p.message for p in reader.all_problems()}
+  assert set(problems) == {"data.test_fraction", "data.lenght"}
+  assert "at least one repeat in each split" in problems["data.test_fraction"]
+  assert "did you mean 'data.length'" in problems["data.lenght"]
+
+
+# ---------------------------------------------------------------------------
+# Configs: shipped ones validate, bad values and typos name their keys.
 
 
 @pytest.mark.parametrize("name", ["cpc_audio", "cpc_fashion_mnist"])
-def test_configs_build(name):
-  from ssljax.methods import cpc as cpc_methods
-  from ssljax.train.build import build_method, load_config_file
-  path = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs",
-                      f"{name}.py")
-  config = load_config_file(path)
+def test_shipped_configs_validate(name):
+  config = shipped(name)
   method, steps = build_method(config, 60000 if "fashion" in name else 900)
   assert steps > 0
-  assert isinstance(method, (cpc_methods.SequenceCPC, cpc_methods.ImageCPC))
+  assert isinstance(method, SequenceCPC if name == "cpc_audio" else ImageCPC)
+  assert method.name == {"cpc_audio": "cpc_sequence",
+                         "cpc_fashion_mnist": "cpc_image"}[name]
+  assert config_problems(config, device_count=1) == []
+
+
+def _problems(name, **changes):
+  config = shipped(name)
+  for key, value in changes.items():
+    section, _, field = key.rpartition(".")
+    config[section][field] = value
+  return config_problems(config, device_count=1, check_shapes=False)
+
+
+@pytest.mark.parametrize("name,key,value,words", [
+    ("cpc_fashion_mnist", "cpc.skip", 0,
+     ["(skip + 1) * patch_stride >= patch_size", "skip >= 1"]),
+    ("cpc_fashion_mnist", "cpc.negatives", "batches", ["did you mean 'batch'"]),
+    ("cpc_fashion_mnist", "cpc.pool", "c_last", ["'z', 'c', 'zc'"]),
+    ("cpc_fashion_mnist", "cpc.num_steps", 0, ["integer >= 1"]),
+    ("cpc_fashion_mnist", "context.name", "row_casual",
+     ["did you mean 'row_causal'"]),
+    ("cpc_audio", "cpc.num_negatives", 0, ["sampled", "num_negatives >= 1"]),
+    ("cpc_audio", "encoder.name", "patch_encoder", ["'causal_conv'"]),
+    ("cpc_audio", "encoder.kernels", (10, 8, 4, 4, 1), ["its stride"]),
+    ("cpc_audio", "cpc.input_scale", 0.0, ["must be > 0"]),
+])
+def test_bad_values_name_their_key(name, key, value, words):
+  problems = _problems(name, **{key: value})
+  assert [p.key for p in problems] == [key], problems
+  for word in words:
+    assert word in problems[0].message, problems[0].message
+
+
+def test_misspelt_keys_suggest_the_closest():
+  config = shipped("cpc_fashion_mnist")
+  config.cpc.skipp = 1
+  config.context.num_block = 2
+  problems = {p.key: p.message for p in config_problems(
+      config, device_count=1, check_shapes=False)}
+  assert set(problems) == {"cpc.skipp", "context.num_block"}
+  assert "did you mean 'cpc.skip'" in problems["cpc.skipp"]
+  assert "did you mean 'context.num_blocks'" in problems["context.num_block"]
+
+
+def test_grid_geometry_is_refused_when_traced():
+  """A grid too small for skip + num_steps, and patches that do not tile the
+  padded image: clear ValueErrors from init, reported by the trace."""
+  for changes, words in ((dict(num_steps=5), ["7 rows", "skip=2",
+                                              "num_steps=5"]),
+                         (dict(patch_stride=5), ["not tiled", "stride 5"])):
+    config = shipped("cpc_fashion_mnist")
+    config.cpc.update(changes)
+    [problem] = config_problems(config, device_count=1)
+    assert problem.key == "method"
+    for word in words:
+      assert word in problem.message, problem.message
 
 
 def _tiny_speech(n=16, length=960, seed=0):
-  from ssljax.data.speech import SpeechDataset
   rng = np.random.default_rng(seed)
   t = np.arange(length)
   waves = np.stack([np.sin(2 * np.pi * (f * t / length + ph)) * 8000
                     for f, ph in rng.uniform(2, 9, (n, 2))]).astype(np.int16)
   z = np.zeros(n, np.int32)
-  return SpeechDataset(audio=waves, word=(np.arange(n) % 2).astype(np.int32),
-                       voice=z, rate=z + 150, pitch=z + 50, words=("a", "b"),
-                       voices=("v",), name="spoken_words:synthetic")
+  return speech.SpeechDataset(
+      audio=waves, word=(np.arange(n) % 2).astype(np.int32),
+      voice=(np.arange(n) // 8).astype(np.int32), rate=z + 150, pitch=z + 50,
+      words=("a", "b"), voices=("v", "w"), name="spoken_words:synthetic")
 
 
 def test_sequence_cpc_through_the_shared_loop_resumes_exactly(tmp_path):
-  """experiments/cpc_audio.py trains with ssljax.train.pretrain on a
-  SpeechDataset: a run stopped at step 2 logs steps 1-2 and leaves a
-  checkpoint that restores into the template a resume builds (bit-identical
-  resume itself is tested on images in test_train; one loop run only, as
-  each compiles its step); held_out_prediction_accuracy is the mean over
-  batches of prediction_accuracy."""
-  from ssljax.train.build import load_config_file
-  from ssljax.train.loop import pretrain
-  from ssljax.train.logging import read_jsonl
-  config = load_config_file(os.path.join(
-      os.path.dirname(__file__), "..", "experiments", "configs", "cpc_audio.py"))
+  """The audio config trains with ssljax.train.pretrain on a SpeechDataset:
+  a run stopped at step 2 logs steps 1-2 and leaves a checkpoint that
+  restores into the template a resume builds (bit-identical resume itself is
+  tested on images in test_train; one loop run only, as each compiles its
+  step); held_out_prediction_accuracy is the mean over batches of
+  prediction_accuracy, and the audio probes run on the result."""
+  config = shipped("cpc_audio")
   config.unlock()
+  del config["data"]                   # the tiny dataset is given
   config.update(dict(batch_size=8, num_steps=3, log_every=1, checkpoint_every=100))
   config.encoder.features = (8, 8, 8, 8, 8)
   config.context.features = 8
@@ -374,16 +468,49 @@ def test_sequence_cpc_through_the_shared_loop_resumes_exactly(tmp_path):
   steps = [r["step"] for r in read_jsonl(str(tmp_path / "b" / "metrics.jsonl"))]
   assert steps == [1, 2]
   # what a resume restores: the step-2 checkpoint into the loop's template
-  from ssljax.train.checkpoint import Checkpointer
   ckpt = Checkpointer(str(tmp_path / "b" / "checkpoints"))
   resumed = ckpt.restore(method.init(jax.random.key(5), ds.input_shape))
   ckpt.close()
   assert int(resumed.step) == 2
   jax.tree.map(np.testing.assert_array_equal, resumed.params, stopped.params)
-  loss, acc = method.held_out_prediction_accuracy(resumed, ds.audio, batch_size=8)
+  loss, acc = held_out_prediction_accuracy(method, resumed, ds.audio,
+                                           batch_size=8)
   fn = jax.jit(functools.partial(method.prediction_accuracy, negatives="batch"))
   per = [fn(resumed, jnp.asarray(ds.audio[i:i + 8])) for i in (0, 8)]
   np.testing.assert_allclose(loss, np.mean([p[0] for p in per], 0), rtol=1e-5)
   np.testing.assert_allclose(acc, np.mean([p[1] for p in per], 0), rtol=1e-5)
   with pytest.raises(ValueError, match="no full batch"):
-    method.held_out_prediction_accuracy(resumed, ds.audio[:7], batch_size=8)
+    held_out_prediction_accuracy(method, resumed, ds.audio[:7], batch_size=8)
+  # The audio probes: word / voice accuracies per pool, the step accuracy.
+  ev = EvalConfig(pools=("c", "z"), linear_epochs=2, linear_lr=0.1,
+                  linear_weight_decay=1e-3, linear_batch_size=8,
+                  feature_batch_size=8)
+  results = audio_probes(method, {"cpc": resumed, "random_init": method.init(
+      jax.random.key(5), ds.input_shape)}, ds, ds, ev=ev, seed=0, batch_size=8)
+  assert set(results["cpc"]) == {"word/c", "voice/c", "word/z", "voice/z",
+                                 "test_step_loss", "test_step_accuracy",
+                                 "seconds"}
+  assert all(0.0 <= results[n]["word/c"] <= 1.0 for n in ("cpc", "random_init"))
+  np.testing.assert_allclose(results["cpc"]["test_step_accuracy"], acc,
+                             rtol=1e-5)
+  assert "word/c" in format_cpc(results)
+
+
+def test_image_cpc_evaluation_beside_random_init_and_pixels():
+  method = _image_method()
+  train, test = tiny_dataset(n=32, side=12), tiny_dataset(n=16, side=12, seed=1)
+  state = method.init(init_key(), train.image_shape)
+  ev = EvalConfig(knn_k=5, linear_epochs=2, linear_batch_size=16,
+                  feature_batch_size=16, step_accuracy_batches=1,
+                  probe_train_examples=24)
+  results = image_cpc_evaluation(method, {"cpc": state, "random_init": state},
+                                 train, test, ev=ev, seed=0, batch_size=8)
+  assert results["probe_examples"] == {"train": 24, "test": 16}
+  for pool in ("z", "c", "zc"):
+    assert results["cpc"][pool] == results["random_init"][pool]
+  assert set(results["cpc"]["z"]) == {"linear", "knn"}
+  loss_k, acc_k = held_out_prediction_accuracy(method, state, test.images[:8],
+                                               batch_size=8)
+  np.testing.assert_allclose(results["cpc"]["test_step_accuracy"], acc_k)
+  assert 0.0 <= results["raw_pixels"]["pixels"]["knn"] <= 1.0
+  assert "raw pixels" in format_cpc(results)

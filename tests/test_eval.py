@@ -1,6 +1,5 @@
 """kNN against scikit-learn, the linear probe against logistic regression."""
 
-import jax
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression

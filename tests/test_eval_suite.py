@@ -7,7 +7,6 @@ import sys
 import types
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter

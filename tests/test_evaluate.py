@@ -4,11 +4,13 @@ section writes its figures and pictures, and the report compares runs."""
 import json
 import os
 
-import numpy as np
 from helpers import tiny_config
 
+from ssljax.eval.by_method import METHOD_EVALUATIONS
 from ssljax.eval.report import markdown_report, write_report
 from ssljax.eval.suite import SECTIONS, SuiteOptions, evaluate_suite
+from ssljax.methods import METHODS
+from ssljax.run import restore
 from ssljax.train.loop import pretrain
 
 
@@ -29,12 +31,15 @@ def test_suite_all_sections_and_report(tmp_path):
                       efficiency_knn_train=200, efficiency_knn_test=50,
                       linear_aug_epochs=2, linear_aug_batch=32)
   # two calls: sections measured earlier are kept in report.json
-  first = evaluate_suite(workdir, sections=("linear", "knn"), options=opts,
-                         progress=False, log=lambda *_: None)
+  with restore(workdir) as run:
+    assert run.step == 4 and run.checkpoint_steps() == [2, 4]
+    first = evaluate_suite(run, sections=("linear", "knn"), options=opts,
+                           progress=False, log=lambda *_: None)
   # all sections, skipping those already measured (the same figures, timings)
   logged = []
-  rep = evaluate_suite(workdir, sections=SECTIONS, options=opts,
-                       progress=False, log=logged.append, skip_done=True)
+  with restore(workdir) as run:
+    rep = evaluate_suite(run, sections=SECTIONS, options=opts,
+                         progress=False, log=logged.append, skip_done=True)
   assert rep["seconds"]["linear"] == first["seconds"]["linear"]
   assert rep["sections"]["knn"] == first["sections"]["knn"]
   assert sum("kept from the earlier report" in m for m in logged) == 2
@@ -78,3 +83,11 @@ def test_suite_all_sections_and_report(tmp_path):
   assert os.path.exists(tmp_path / "report" / "run" / "retrieval.png")
   assert "<table>" in open(html).read()
   assert "# ssljax evaluation report" in markdown_report([rep])
+
+
+def test_method_evaluations_cover_registered_methods_only():
+  # experiments/evaluate.py runs these for the methods their papers judge by
+  # their own measure; every name must be a registered method.
+  assert set(METHOD_EVALUATIONS) <= set(METHODS)
+  assert {"cpc_sequence", "cpc_image", "colorization", "splitbrain",
+          "video_colorization"} == set(METHOD_EVALUATIONS)

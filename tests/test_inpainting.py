@@ -1,25 +1,28 @@
 """Inpainting / context encoder: masks, border weights, losses against numpy
 and by hand, the joint G + D step (donated, stop-gradient, sharded ==
-single device), encode, the builder and the PNG writer."""
+single device), encode, the config (validated, built, problems at their keys)
+and the PNG writer."""
 
 import os
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from helpers import load_module, tiny_dataset
 from ssljax.augment import masks
-from ssljax.methods.inpainting import (ContextEncoder, ConvDecoder,
-                                       ConvDiscriminator, Inpainting,
-                                       InpaintingState, discriminator_loss,
-                                       generator_adversarial_loss,
-                                       reconstruction_loss)
+from ssljax.config import ConfigError
+from ssljax.eval.inpainting import save_image_grid, write_samples
+from ssljax.losses import (border_weights, discriminator_loss,
+                           generator_adversarial_loss, reconstruction_loss)
+from ssljax.methods import Inpainting, InpaintingState, get_method
+from ssljax.models import ContextEncoder, ConvDecoder, ConvDiscriminator
 from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding
+from ssljax.train.build import build_method
+from ssljax.train.validate import config_problems, validate_config
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -94,21 +97,21 @@ def _numpy_border_weights(mask, border, weight):
 def test_border_weights_by_hand_and_against_brute_force():
   hole = np.zeros((6, 6, 1), np.float32)
   hole[1:5, 1:5] = 1
-  w = np.asarray(masks.border_weights(hole, border=1))[..., 0]
+  w = np.asarray(border_weights(hole, border=1))[..., 0]
   want = np.zeros((6, 6))
   want[1:5, 1:5] = 10
   want[2:4, 2:4] = 1                       # 12 band pixels, 4 interior
   np.testing.assert_array_equal(w, want)
   top = np.zeros((6, 6, 1), np.float32)
   top[:3] = 1                              # touches the image edge: no band there
-  w = np.asarray(masks.border_weights(top, border=1))[..., 0]
+  w = np.asarray(border_weights(top, border=1))[..., 0]
   np.testing.assert_array_equal(w[:2], 1)
   np.testing.assert_array_equal(w[2], 10)
   np.testing.assert_array_equal(w[3:], 0)
   m = (np.random.default_rng(4).random((3, 12, 12, 1)) < 0.4).astype(np.float32)
   m[0, 3:9, 2:10] = 1
   for border in (0, 1, 2):
-    got = masks.border_weights(m, border=border, weight=7.0)
+    got = jax.jit(lambda m: border_weights(m, border=border, weight=7.0))(m)
     for i in range(3):
       np.testing.assert_array_equal(got[i], _numpy_border_weights(m[i], border, 7.0))
 
@@ -370,19 +373,32 @@ def test_output_adversarial_input_and_bad_arguments():
 # ----------------------------------------------------------------------------
 
 
-def test_config_builds_the_paper_optimizer():
-  from ssljax.train.build_inpainting import build_inpainting
-  config = load_module(os.path.join(ROOT, "experiments", "configs",
-                              "inpainting_fashion_mnist.py"), "cfg").get_config()
+def load_config():
+  return load_module(os.path.join(ROOT, "experiments", "configs",
+                                  "inpainting_fashion_mnist.py"),
+                     "cfg").get_config()
+
+
+def test_config_validates_and_builds_the_paper_method_and_optimizer():
+  config = load_config()
   assert config.method == "inpainting" and config.batch_size == 256
-  config = ml_collections.ConfigDict(config.to_dict())
-  method = build_inpainting(config, optax.constant_schedule(2e-4), (0.29,),
-                            (0.35,))
-  assert (method.mask, method.mask_size, method.border_weight,
-          method.rec_weight, method.adv_weight) == ("center", 0.5, 10.0,
-                                                    0.999, 0.001)
+  assert config_problems(config, device_count=1) == []
+  assert get_method("inpainting") is Inpainting
+  method, steps = build_method(config, 60000)
+  assert isinstance(method, Inpainting)
+  assert steps == round(config.num_epochs * (60000 // 256))
+  assert (method.mask, method.mask_size, method.coverage, method.border,
+          method.border_weight, method.rec_weight, method.adv_weight,
+          method.adversarial_input, method.fill) == (
+              "center", 0.5, 0.25, 2, 10.0, 0.999, 0.001, "composite", 0.0)
   assert method.model.encoder.widths == (32, 64, 256)
-  # the optimizer is Adam(2e-4, b1=0.5, b2=0.999)
+  assert method.model.decoder.widths == (128, 64, 32)
+  assert method.discriminator.widths == (32, 64, 128)
+  assert (method.mean, method.std) == ((0.286,), (0.353,))
+  assert float(method.schedule(0)) == float(method.schedule(10 ** 6)) == 2e-4
+  # the optimizer (of both networks) is Adam(2e-4, b1=0.5, b2=0.999), as the
+  # paper's (and as build_inpainting's b1 default was)
+  assert method.disc_tx is None
   p = {"w": jnp.array([1.0, -2.0, 3.0])}
   g = {"w": jnp.array([0.5, 0.1, -1.0])}
   want = optax.adam(2e-4, b1=0.5, b2=0.999)
@@ -391,23 +407,46 @@ def test_config_builds_the_paper_optimizer():
     u1, s1 = method.tx.update(g, s1, p)
     u2, s2 = want.update(g, s2, p)
     np.testing.assert_allclose(u1["w"], u2["w"], rtol=1e-6)
-  try:                       # once build_method dispatches "inpainting"
-    from ssljax.train.build import build_method
-    built, steps = build_method(config, 60000)
-  except ValueError as e:
-    assert "unknown method" in str(e)
-  else:
-    assert isinstance(built, Inpainting)
-    assert steps == round(config.num_epochs * (60000 // 256))
-    assert float(built.schedule(0)) == float(built.schedule(10 ** 6)) == 2e-4
+
+
+def _problems(config) -> ConfigError:
+  with pytest.raises(ConfigError) as info:
+    validate_config(config, device_count=1)
+  return info.value
+
+
+@pytest.mark.parametrize("section,key,value,fragment", [
+    ("inpainting", "mask", "square", "'random_regions'"),
+    ("inpainting", "mask_size", 1.5, "(0, 1]"),
+    ("inpainting", "border", -1, ">= 0"),
+    ("inpainting", "adversarial_input", "patch", "'composite'"),
+    ("inpainting", "block_size_range", (0.5, 0.2), "min <= max"),
+])
+def test_bad_value_is_reported_at_its_dotted_key(section, key, value, fragment):
+  config = load_config()
+  config[section][key] = value
+  err = _problems(config)
+  assert err.keys == (f"{section}.{key}",), str(err)
+  assert fragment in str(err) and f"--config.{section}.{key}=" in str(err)
+
+
+@pytest.mark.parametrize("section,typo,want", [
+    ("inpainting", "border_weigth", "inpainting.border_weight"),
+    ("decoder", "width", "decoder.widths"),
+    ("discriminator", "widhts", "discriminator.widths"),
+])
+def test_misspelt_key_is_reported_with_the_closest_key(section, typo, want):
+  config = load_config()
+  config[section][typo] = 1
+  err = _problems(config)
+  assert err.keys == (f"{section}.{typo}",), str(err)
+  assert f"did you mean '{want}'" in str(err)
 
 
 def test_png_writer_writes_a_valid_png(run, tmp_path):
-  samples = load_module(os.path.join(ROOT, "experiments", "inpainting_samples.py"),
-                  "inpainting_samples")
   path = str(tmp_path / "sub" / "grid.png")
-  out = samples.write_samples(run["method"], run["new_state"],
-                              np.asarray(run["images"][:5]), path, title="t")
+  out = write_samples(run["method"], run["new_state"],
+                      np.asarray(run["images"][:5]), path, title="t")
   with open(path, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   import matplotlib.image
@@ -417,4 +456,10 @@ def test_png_writer_writes_a_valid_png(run, tmp_path):
   np.testing.assert_allclose(c * (1 - m), o * (1 - m), atol=1e-6)  # context kept
   assert o.min() >= 0 and o.max() <= 1
   with pytest.raises(ValueError, match="row"):
-    samples.save_image_grid(str(tmp_path / "x.png"), [("a", np.zeros((2, 4, 4)))])
+    save_image_grid(str(tmp_path / "x.png"), [("a", np.zeros((2, 4, 4)))])
+
+
+def test_samples_script_is_thin():
+  path = os.path.join(ROOT, "experiments", "inpainting_samples.py")
+  with open(path) as f:
+    assert len(f.read().splitlines()) < 150

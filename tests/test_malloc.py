@@ -1,4 +1,5 @@
-"""ssljax.malloc: finding, preloading and re-executing with a caching allocator."""
+"""ssljax.cpu.malloc: finding, preloading and re-executing with a caching
+allocator; ssljax.cpu.startup, the entry points' start-up line."""
 
 import json
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import load_module
 
-from ssljax import malloc
+from ssljax.cpu import malloc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +88,7 @@ def test_shell_exports(tmp_path):
 _CHILD = """
 import json, os, sys
 print("before", os.getpid(), os.environ.get("LD_PRELOAD", ""), flush=True)
-from ssljax.malloc import reexec_with_fast_malloc, loaded_malloc
+from ssljax.cpu.malloc import reexec_with_fast_malloc, loaded_malloc
 reexec_with_fast_malloc()
 print("after", os.getpid(), os.environ.get("LD_PRELOAD", ""),
       os.environ.get("SSLJAX_MALLOC_REEXECUTED", "-"), loaded_malloc(),
@@ -165,21 +166,26 @@ def test_malloc_step_benchmark(tmp_path):
 
 
 _STARTUP_CHILD = """
-import os
+import os, sys
 print("start", os.getpid(), flush=True)
-from ssljax.startup import prepare_cpu_process
-changed = prepare_cpu_process()
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401
+jax_loaded = "jax" in sys.modules
+from ssljax.models import conv
 print("ready", os.getpid(), os.environ.get("LD_PRELOAD", "-"),
-      os.environ.get("SSLJAX_MALLOC_REEXECUTED", "-"), changed,
-      os.environ.get("XLA_FLAGS", "-"), flush=True)
+      os.environ.get("SSLJAX_MALLOC_REEXECUTED", "-"),
+      ssljax.cpu.startup.XLA_FLAGS_CHANGED, jax_loaded,
+      ",".join(sorted(conv.CONV_IMPLS)), os.environ.get("XLA_FLAGS", "-"),
+      flush=True)
 """
 
 
-def test_prepare_cpu_process_does_both(tmp_path):
-  """ssljax/startup.py, the entry points' one start-up call: the allocator
-  re-exec first (libm standing in), then the XLA:CPU flags, set once, in the
-  re-executed process; each switch turns its own part off."""
-  from ssljax import xla_cpu  # pylint: disable=import-outside-toplevel
+def test_startup_line_does_all_three(tmp_path):
+  """ssljax/cpu/startup.py, the entry points' one start-up line: the
+  allocator re-exec first (libm standing in), without importing JAX, then the
+  XLA:CPU flags, set once, in the re-executed process; and the CPU
+  convolutions registered once the models are imported. Each switch turns its
+  own part off."""
+  from ssljax.cpu import xla_flags  # pylint: disable=import-outside-toplevel
   libm = next((os.path.join(d, "libm.so.6") for d in malloc.SEARCH_DIRS
                + ("/lib/x86_64-linux-gnu", "/lib64")
                if os.path.isfile(os.path.join(d, "libm.so.6"))), None)
@@ -188,20 +194,22 @@ def test_prepare_cpu_process_does_both(tmp_path):
   script.write_text(_STARTUP_CHILD)
   base = {k: v for k, v in os.environ.items()
           if k not in ("LD_PRELOAD", "XLA_FLAGS", malloc.ENV_REEXECUTED,
-                       malloc.ENV_CHOICE, xla_cpu.ENV_CHOICE)}
-  expected_flags = xla_cpu.cpu_xla_flags({})
+                       malloc.ENV_CHOICE, xla_flags.ENV_CHOICE)}
+  expected_flags = xla_flags.cpu_xla_flags({})
 
   def run(extra):
     out = subprocess.run([sys.executable, str(script)], env={**base, **extra},
                          capture_output=True, text=True, timeout=120, check=True)
-    return [line.split(" ", 5) for line in out.stdout.splitlines()]
+    return [line.split(" ", 7) for line in out.stdout.splitlines()]
 
   lines = run({malloc.ENV_CHOICE: libm})
   assert [l[0] for l in lines] == ["start", "start", "ready"]   # one re-exec
   ready = lines[-1]
   assert ready[2] == libm and ready[3] == "1"
   assert ready[4] == str(expected_flags is not None)
-  assert ready[5] == (expected_flags or "-")
-  lines = run({malloc.ENV_CHOICE: "off", xla_cpu.ENV_CHOICE: "off"})
+  assert ready[5] == "False"                  # JAX not imported by the start-up
+  assert ready[6] == "cpu,matmul,onednn,xla"
+  assert ready[7] == (expected_flags or "-")
+  lines = run({malloc.ENV_CHOICE: "off", xla_flags.ENV_CHOICE: "off"})
   assert [l[0] for l in lines] == ["start", "ready"]
-  assert lines[-1][2:] == ["-", "-", "False", "-"]
+  assert lines[-1][2:] == ["-", "-", "False", "False", "cpu,matmul,onednn,xla", "-"]

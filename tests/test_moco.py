@@ -1,5 +1,8 @@
 """MoCo: queue arithmetic, EMA maths, loss against numpy, step order, Shuffle BN
-over 8 (faked) devices, sharded == single device, resume and the kNN monitor."""
+over 8 (faked) devices, sharded == single device, resume and the kNN monitor,
+the shipped configs and config problems."""
+
+import os
 
 import dataclasses
 import itertools
@@ -14,13 +17,17 @@ import pytest
 from helpers import tiny_config, tiny_dataset
 from ssljax import data as data_lib
 from ssljax import losses
-from ssljax.methods import (MoCoState, ema_update, enqueue,
+from ssljax.config import ConfigError
+from ssljax.methods import (MoCo, MoCoState, ema_update, enqueue,
                             momentum_schedule, shuffled_group_apply)
+from ssljax.methods.moco import order_after
+from ssljax.eval.monitor import KNNMonitor
 from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding
-from ssljax.train.build import build_method
+from ssljax.train.build import build_method, load_config_file
 from ssljax.train.checkpoint import Checkpointer
 from ssljax.train.logging import read_jsonl
 from ssljax.train.loop import pretrain
+from ssljax.train.validate import config_problems
 
 K, N, M = 64, 16, 0.9        # queue size, global batch, key-encoder momentum
 TEMP = 0.2
@@ -89,9 +96,9 @@ def test_queue_not_divisible_by_batch_is_a_clear_error():
   with pytest.raises(ValueError, match=r"K=100 .*global batch size 16.*"
                      r"multiple of 16.*K=96 or K=112"):
     enqueue(jnp.zeros((100, 4)), 0, jnp.zeros((16, 4)))
-  method, _ = build_method(moco_config(moco=dict(queue_size=100, momentum=M)), 64)
-  with pytest.raises(ValueError, match=r"K=100.*batch size 16.*queue_size"):
-    method.init(jax.random.key(0), (8, 8, 1))
+  with pytest.raises(ConfigError, match=r"K=100.*batch size 16.*queue_size") as e:
+    build_method(moco_config(moco=dict(queue_size=100, momentum=M)), 64)
+  assert e.value.keys == ("moco.queue_size",)
 
 
 def test_donated_enqueue_updates_the_queue_in_place():
@@ -362,7 +369,9 @@ def test_sharded_pretrain_matches_single_device_and_runs_the_knn_monitor(
   cfg.monitor = ml_collections.ConfigDict(dict(
       every=1, num_train=40, num_test=24, k=5, t=0.1, batch_size=16))
   _, state = pretrain(cfg, str(tmp_path), dataset=run["ds"], stop_at=2,
-                      progress=False)
+                      progress=False,
+                      monitor=lambda train, mesh: KNNMonitor.from_config(
+                          cfg, train, mesh=mesh))
   assert jax.tree.leaves(state.params)[0].sharding.num_devices == 8
   s2 = run["states"][2]
   for name in ("params", "batch_stats", "opt_state", "key_params",
@@ -376,3 +385,59 @@ def test_sharded_pretrain_matches_single_device_and_runs_the_knn_monitor(
   np.testing.assert_allclose(rows[1]["loss"], run["metrics"][1]["loss"], rtol=1e-4)
   assert all(0.0 <= r["knn_acc"] <= 1.0 for r in rows)
   assert Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [2]
+
+
+# ---------------------------------------------------------------------------
+# configs
+# ---------------------------------------------------------------------------
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs")
+SHIPPED = ("moco_v1_fashion_mnist", "moco_v2_fashion_mnist", "moco_cifar10",
+           "moco_v1_imagenet", "moco_v2_imagenet")
+
+
+def _shipped(name):
+  return load_config_file(os.path.join(CONFIGS, f"{name}.py"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_validate(name):
+  config = _shipped(name)
+  assert config_problems(config, device_count=1) == []
+  method, _ = build_method(config, 50000)
+  assert isinstance(method, MoCo) and method.name == "moco"
+  assert method.batch_size == config.batch_size
+  assert method.queue_size == config.moco.queue_size
+  assert method.temperature == config.temperature
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("moco.queue_size", 4000, ["K=4000", "256", "K=3840 or K=4096"]),
+    ("moco.momentum", 1.5, ["[0, 1]", "--config.moco.momentum"]),
+    ("moco.momentum_schedule", "cosin", ["'constant', 'cosine'"]),
+    ("moco.bn_splits", 7, ["divides the batch size 256"]),
+    ("temperature", 0.0, ["must be > 0", "--config.temperature"]),
+])
+def test_bad_values_name_their_key(key, value, words):
+  config = _shipped("moco_v2_fashion_mnist")
+  section, _, name = key.rpartition(".")
+  (config[section] if section else config)[name] = value
+  problems = config_problems(config, device_count=1, check_shapes=False)
+  assert [p.key for p in problems] == [key], problems
+  for word in words:
+    assert word in problems[0].message, problems[0].message
+
+
+def test_misspelt_key_suggests_the_closest():
+  config = _shipped("moco_v2_fashion_mnist")
+  config.moco.queue_sise = 8192
+  [problem] = config_problems(config, device_count=1, check_shapes=False)
+  assert problem.key == "moco.queue_sise"
+  assert "did you mean 'moco.queue_size'" in problem.message
+
+
+def test_order_after_keeps_the_value_and_blocks_nan():
+  x = jnp.arange(6.0).reshape(2, 3)
+  trees = ({"a": jnp.array([jnp.nan, 1.0]), "b": jnp.ones((2, 2))},
+           {"loss": jnp.inf})
+  np.testing.assert_array_equal(jax.jit(order_after)(x, *trees), x)

@@ -181,7 +181,6 @@ def test_two_processes_match_one_process_and_share_checkpoints(tmp_path):
     meta = ck.metadata(4)
     assert meta["step"] == 4 and meta["data"]["batch_size"] == 16
     assert meta["config"]["num_steps"] == STEPS
-    sys.path.insert(0, TESTS_DIR)
     from multihost_worker import multihost_config  # pylint: disable=import-outside-toplevel
     method, _ = build_method(multihost_config(STEPS), 64)
     ds = tiny_dataset(n=64)

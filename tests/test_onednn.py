@@ -1,5 +1,5 @@
 """conv_impl="onednn": oneDNN convolutions as XLA custom calls
-(ssljax/kernels/onednn.py, onednn_conv.cc), checked against loops over the
+(ssljax/cpu/onednn.py, onednn_conv.cc), checked against loops over the
 convolution's formula in numpy, against lax, and in a sharded train step."""
 
 import sys
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from ssljax.kernels import onednn
-from ssljax.models import conv as conv_lib
+from ssljax.cpu import conv as conv_lib
+from ssljax.cpu import onednn
 from test_conv import _numpy_conv, _numpy_weight_grad
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -125,7 +125,7 @@ def test_unavailable_kernels_fall_back_to_conv_cpu_with_one_warning(monkeypatch)
 
 def test_build_errors_name_the_problem_and_the_fix(monkeypatch, tmp_path):
   monkeypatch.setattr(onednn, "_prefixes", lambda: [str(tmp_path)])
-  with pytest.raises(onednn.OneDNNUnavailable, match="oneDNN headers.*pip install onednn-cpu-gomp"):
+  with pytest.raises(onednn.OneDNNUnavailable, match=r"oneDNN headers.*pip install 'ssljax\[cpu\]'"):
     onednn.onednn_paths()
   monkeypatch.setattr(onednn, "BUILD_DIR", tmp_path / "build")
   monkeypatch.setattr(onednn, "onednn_paths", lambda: (tmp_path, tmp_path))

@@ -7,10 +7,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from flax import struct
 
 from helpers import tiny_config, tiny_dataset
+from ssljax.config import ConfigError, ConfigReader
+from ssljax.methods import DataSpec, Method
 from ssljax.methods.online_probe import OnlineProbe, OnlineProbeState, probe_loss
 from ssljax.train.build import build_method
+from ssljax.train.checkpoint import Checkpointer
+from ssljax.train.logging import read_jsonl
+from ssljax.train.loop import pretrain
+from ssljax.train.validate import config_problems, validate_config
 
 
 def test_probe_loss_matches_numpy_and_skips_unlabelled():
@@ -81,6 +88,12 @@ def test_labels_never_reach_the_self_supervised_update():
     wrapped.train_step(w0, batch["image"], key)
 
 
+@struct.dataclass
+class _IdentityState:
+  step: jax.Array
+  params: dict
+
+
 def test_probe_learns_on_fixed_features():
   """With the SSL update a no-op, the probe alone must fit separable data."""
 
@@ -89,14 +102,7 @@ def test_probe_learns_on_fixed_features():
 
     def init(self, key, shape):
       del key, shape
-      from flax import struct
-
-      @struct.dataclass
-      class S:
-        step: jax.Array
-        params: dict
-
-      return S(step=jnp.zeros((), jnp.int32), params={})
+      return _IdentityState(step=jnp.zeros((), jnp.int32), params={})
 
     def encode(self, state, images):
       return images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
@@ -119,9 +125,6 @@ def test_probe_learns_on_fixed_features():
 def test_online_probe_through_the_loop_and_its_checkpoint(tmp_path):
   """One loop run (each run compiles its step: slow on 2 cores); the saved
   OnlineProbeState restores into the template the loop builds on resume."""
-  from ssljax.train.checkpoint import Checkpointer
-  from ssljax.train.logging import read_jsonl
-  from ssljax.train.loop import pretrain
   config = _config(num_steps=4, log_every=1, checkpoint_every=2)
   config.online_probe = ml_collections.ConfigDict(dict(lr=0.5, num_classes=4))
   ds = tiny_dataset()
@@ -141,12 +144,32 @@ def test_online_probe_through_the_loop_and_its_checkpoint(tmp_path):
 
 
 def test_online_probe_config_is_validated():
-  from ssljax.train.validate import ConfigError, validate_config
   config = _config()
   config.online_probe = ml_collections.ConfigDict(
-      dict(lr=-1.0, momentum=1.5, lrr=0.1))
+      dict(lr=-1.0, momentum=1.5, lrr=0.1, num_classes=4))
   with pytest.raises(ConfigError) as err:
-    validate_config(config, check_dataset=False, num_examples=64)
-  text = str(err.value)
-  assert "online_probe.lr" in text and "online_probe.momentum" in text
-  assert "online_probe.lrr" in text
+    validate_config(config, num_examples=64, check_shapes=False)
+  problems = {p.key: p.message for p in err.value.problems}
+  assert set(problems) == {"online_probe.lr", "online_probe.momentum",
+                           "online_probe.lrr"}
+  assert "did you mean 'online_probe.lr'" in problems["online_probe.lrr"]
+  assert "--config.online_probe.momentum" in problems["online_probe.momentum"]
+
+
+def test_the_probe_is_a_method_wrapper():
+  plain, wrapped = _methods()
+  assert isinstance(wrapped, Method) and wrapped.takes_labels
+  assert not plain.takes_labels
+  assert wrapped.name == plain.name == "rotation"
+  assert wrapped.model is wrapped.method.model    # the wrapped method's
+  config = ConfigReader({"online_probe": {"lr": 0.2}})
+  spec = DataSpec(name="tiny", num_examples=64, input_shape=(8, 8, 1),
+                  num_classes=4)
+  probe = OnlineProbe.from_config(config, method=plain, data=spec)
+  assert (probe.lr, probe.num_classes) == (0.2, 4)
+  assert config.all_problems() == []
+  # A dataset without known classes needs online_probe.num_classes.
+  config = _config()
+  config.online_probe = ml_collections.ConfigDict(dict(lr=0.1))
+  [problem] = config_problems(config, num_examples=64, check_shapes=False)
+  assert problem.key == "online_probe.num_classes"

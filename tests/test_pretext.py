@@ -1,6 +1,7 @@
 """Pretext tasks: rotation, jigsaw, relative patch position (ops and steps)."""
 
 import itertools
+import os
 
 import flax.linen as nn
 import jax
@@ -9,16 +10,21 @@ import ml_collections
 import numpy as np
 import pytest
 
-from helpers import tiny_config, tiny_dataset
+from helpers import load_module, tiny_config, tiny_dataset
 from ssljax import augment
-from ssljax.methods import (Jigsaw, PretextState, RelativePosition, Rotation,
-                            TileClassifier)
+from ssljax.config import ConfigError
+from ssljax.losses import classification_metrics
+from ssljax.methods import (Jigsaw, RelativePosition, Rotation, TrainState,
+                            get_method)
 from ssljax.methods.jigsaw import hamming_distances, permutation_set
-from ssljax.methods.pretext import classification_metrics
 from ssljax.methods.relpos import PAIR_GROUPS
-from ssljax.models import ProjectionMLP, SmallResNet
+from ssljax.models import ProjectionMLP, SmallResNet, TileClassifier
 from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding
 from ssljax.train.build import build_method
+from ssljax.train.validate import config_problems, validate_config
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "experiments",
+                          "configs")
 
 # ----------------------------------------------------------------------------
 # rotations
@@ -322,20 +328,26 @@ def test_classification_metrics_by_hand():
 
 
 def pretext_config(method, **overrides):
+  """A tiny config of ``method`` whose every key is read."""
   c = tiny_config(method=method, batch_size=16, **overrides)
+  del c["temperature"], c["augment"]                   # SimCLR's
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(8,), stage_sizes=(1,), first_stage_stride=1))
   c.head = ml_collections.ConfigDict(dict(hidden_dim=8, num_layers=2))
   c.optimizer = ml_collections.ConfigDict(dict(
       name="sgd", base_lr=0.5, lr_scaling="linear", weight_decay=5e-4,
       momentum=0.9, warmup_epochs=0.0))
-  # Rotation without crops and flips (their ops are tested in test_augment):
-  # the fixed-batch loss test needs a deterministic target.
-  c.augment = ml_collections.ConfigDict()
-  c.jigsaw = ml_collections.ConfigDict(dict(
-      num_permutations=10, permutation_seed=0, grid=3, size=12, cell=4, tile=3))
-  c.relpos = ml_collections.ConfigDict(dict(size=12, cell=4, tile=3,
-                                            all_neighbors=True))
+  if method == "rotation":
+    # Without crops and flips (their ops are tested in test_augment): the
+    # fixed-batch loss test needs a deterministic target.
+    c.augment = ml_collections.ConfigDict()
+  elif method == "jigsaw":
+    c.jigsaw = ml_collections.ConfigDict(dict(
+        num_permutations=10, permutation_seed=0, grid=3, size=12, cell=4,
+        tile=3))
+  else:
+    c.relpos = ml_collections.ConfigDict(dict(size=12, cell=4, tile=3,
+                                              all_neighbors=True))
   return c
 
 
@@ -358,7 +370,7 @@ def test_method_type_state_and_deterministic_init(run):
   cls, metric, k = METHODS[run["name"]]
   method, state = run["method"], run["state"]
   assert isinstance(method, cls) and method.metric_name == metric
-  assert isinstance(state, PretextState)
+  assert isinstance(state, TrainState)
   assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(state))
   assert state.params["head"]["Dense_1"]["kernel"].shape[-1] == k
   again = method.init(jax.random.key(0), run["ds"].image_shape)
@@ -469,11 +481,117 @@ def test_method_argument_errors():
   with pytest.raises(ValueError, match="groups"):
     RelativePosition(model=TileClassifier(enc, ProjectionMLP(out_dim=8)),
                      tx=None, all_neighbors=True)
+  with pytest.raises(ValueError, match="cell"):       # tile larger than cell
+    RelativePosition(model=None, tx=None, cell=4, tile=5)
+  with pytest.raises(ValueError, match="does not fit in the 8x8 images"):
+    Jigsaw(model=None, tx=None, num_permutations=2, cell=3, tile=2,
+           image_shape=(8, 8, 1))
+
+
+def test_jigsaw_permutations_from_num_permutations_and_seed():
+  m = Jigsaw(model=None, tx=None, num_permutations=5, permutation_seed=1,
+             grid=2, cell=4, tile=3)
+  np.testing.assert_array_equal(m.permutations,
+                                permutation_set(5, grid=2, seed=1))
+  assert m.num_classes == 5
+  explicit = Jigsaw(model=None, tx=None, permutations=m.permutations, grid=2)
+  assert explicit.num_permutations == explicit.num_classes == 5
+  assert explicit.permutations == m.permutations
+
+
+def test_geometry_mistakes_fail_the_trace_without_an_image_shape():
+  """A method made without ``image_shape`` finds a lattice that does not
+  fit when its step is traced (what ``validate`` does)."""
+  enc = SmallResNet(widths=(4,), stage_sizes=(1,))
+  m = RelativePosition(model=TileClassifier(enc, ProjectionMLP(out_dim=8),
+                                            groups=PAIR_GROUPS),
+                       tx=None, cell=3, tile=2)
+  with pytest.raises(ValueError, match="does not fit"):
+    jax.eval_shape(lambda k: m.init(k, (8, 8, 1)), jax.random.key(0))
+
+
+# ----------------------------------------------------------------------------
+# configs: registered, validated, every key read, problems at their keys
+# ----------------------------------------------------------------------------
+
+
+def load_config(name):
+  return load_module(os.path.join(CONFIG_DIR, f"{name}_fashion_mnist.py"),
+                     name).get_config()
+
+
+def problems(config):
+  with pytest.raises(ConfigError) as info:
+    validate_config(config, device_count=1)
+  return info.value
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_shipped_config_validates_and_builds_its_method(name):
+  config = load_config(name)
+  assert config_problems(config, device_count=1) == []
+  assert get_method(name) is METHODS[name][0]
+  method, steps = build_method(config, 60000)
+  assert isinstance(method, METHODS[name][0]) and steps == config.num_steps
+  head = method.model.head
+  assert head.out_dim == method.num_classes and head.hidden_dim == (
+      config.head.hidden_dim)
+  assert method.model.encoder.widths == (32, 64, 256)
+  assert (method.mean, method.std) == ((0.286,), (0.353,))
+
+
+def test_shipped_configs_keep_their_task_values():
+  rot = build_method(load_config("rotation"), 60000)[0]
+  assert rot.augment == dict(area_range=(0.6, 1.0), aspect_range=(3 / 4, 4 / 3),
+                             flip=True, jitter_p=0.0, grayscale_p=0.0,
+                             blur_p=0.0)
+  jig = build_method(load_config("jigsaw"), 60000)[0]
+  assert (jig.grid, jig.size, jig.cell, jig.tile, jig.normalize, jig.eps) == (
+      3, 32, 10, 8, True, 1e-3)
+  np.testing.assert_array_equal(jig.permutations, permutation_set(100, seed=0))
+  rel = build_method(load_config("relpos"), 60000)[0]
+  assert (rel.size, rel.cell, rel.tile, rel.all_neighbors) == (32, 10, 8, True)
+  assert rel.model.groups == PAIR_GROUPS
+
+
+@pytest.mark.parametrize("name,section,key,value,fragments", [
+    ("jigsaw", "jigsaw", "tile", 12, ("12", "cell (10)")),
+    ("jigsaw", "jigsaw", "size", 28, ("28x28",)),        # 3 x 10 > 28
+    ("jigsaw", "jigsaw", "num_permutations", 400000, ("9! = 362880",)),
+    ("relpos", "relpos", "size", None, ("28x28",)),     # the images themselves
+    ("relpos", "relpos", "eps", 0.0, ("> 0",)),
+    ("rotation", "head", "out_dim", 10, ("number of classes", "4 rotations")),
+])
+def test_bad_value_is_reported_at_its_dotted_key(name, section, key, value,
+                                                  fragments):
+  config = load_config(name)
+  config[section][key] = value
+  err = problems(config)
+  want = f"{section}.cell" if key == "size" else f"{section}.{key}"
+  assert err.keys == (want,), str(err)
+  for fragment in fragments:
+    assert fragment in str(err), (fragment, str(err))
+
+
+@pytest.mark.parametrize("name,section,typo,want", [
+    ("rotation", "augment", "flp", "augment.flip"),
+    ("jigsaw", "jigsaw", "num_permutation", "jigsaw.num_permutations"),
+    ("relpos", "relpos", "all_neighbours", "relpos.all_neighbors"),
+    ("jigsaw", "head", "hiden_dim", "head.hidden_dim"),
+])
+def test_misspelt_key_is_reported_with_the_closest_key(name, section, typo,
+                                                       want):
+  config = load_config(name)
+  config[section][typo] = 1
+  err = problems(config)
+  assert err.keys == (f"{section}.{typo}",), str(err)
+  assert f"did you mean '{want}'" in str(err)
 
 
 def test_pretrain_and_linear_eval_protocol_on_digits(tmp_path):
   """The existing loop and evaluation run a pretext method end to end."""
   from ssljax.eval.protocol import evaluate_run
+  from ssljax.run import restore
   from ssljax.train.loop import pretrain
   config = pretext_config("relpos", dataset="digits", num_steps=2,
                           checkpoint_every=2)
@@ -482,7 +600,8 @@ def test_pretrain_and_linear_eval_protocol_on_digits(tmp_path):
                      feature_batch_size=512)
   _, state = pretrain(config, str(tmp_path), progress=False)
   assert int(state.step) == 2
-  out = evaluate_run(str(tmp_path), progress=False, baselines=False)
+  with restore(str(tmp_path)) as run:
+    out = evaluate_run(run, progress=False, baselines=False)
   assert set(out["results"]) == {"relpos"}
   for r in out["results"].values():
     assert 0.0 <= r["linear"] <= 1.0 and 0.0 <= r["knn"] <= 1.0

@@ -2,18 +2,11 @@
 same problem (the jitted L-BFGS probe lands on scikit-learn's optimum)."""
 
 import json
-import os
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import probe_vs_sklearn  # benchmarks/ is on pytest's pythonpath (setup.cfg)
 
 
 def test_quick_probe_benchmark(tmp_path):
-  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-  try:
-    import probe_vs_sklearn  # pylint: disable=import-outside-toplevel
-  finally:
-    sys.path.pop(0)
   out = tmp_path / "probe.json"
   probe_vs_sklearn.main(["--quick", "--out", str(out)])
   result = json.loads(out.read_text())

@@ -6,6 +6,7 @@ that, with JAX's persistent compilation cache (a per-session folder, also used
 by the subprocesses), each distinct step program compiles once.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,12 +18,15 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import struct
 
 from helpers import reliability_config, tiny_dataset
-from ssljax.train import loop
+
+from ssljax.config import build
+from ssljax.methods import Method, register
 from ssljax.train.checkpoint import CheckpointError, Checkpointer, CheckpointWarning
 from ssljax.train.logging import read_jsonl, truncate_jsonl
 from ssljax.train.loop import (ConfigMismatchError, NonFiniteError, Preempted,
@@ -116,7 +120,6 @@ def test_same_seed_and_config_give_bit_identical_params(reference, tmp_path):
 
 _PREEMPT_SCRIPT = textwrap.dedent("""
     import sys, time
-    sys.path.insert(0, {tests!r})
     import jax
     jax.config.update("jax_num_cpu_devices", 8)
     jax.config.update("jax_compilation_cache_dir", {cache!r})
@@ -141,14 +144,21 @@ _PREEMPT_SCRIPT = textwrap.dedent("""
 """)
 
 
+def _child_env() -> dict:
+  """The environment of a child python: tests/ (helpers.py) on PYTHONPATH."""
+  path = os.environ.get("PYTHONPATH")
+  return dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [TESTS_DIR, REPO] + ([path] if path else [])))
+
+
 def test_sigterm_saves_exits_cleanly_and_resume_is_bit_identical(
     reference, compile_cache, tmp_path):
   workdir = str(tmp_path / "run")
-  script = _PREEMPT_SCRIPT.format(tests=TESTS_DIR, cache=compile_cache)
+  script = _PREEMPT_SCRIPT.format(cache=compile_cache)
   out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
   with open(out_path, "w") as out, open(err_path, "w") as err:
     proc = subprocess.Popen([sys.executable, "-c", script, workdir], cwd=REPO,
-                            stdout=out, stderr=err)
+                            env=_child_env(), stdout=out, stderr=err)
   try:
     metrics = os.path.join(workdir, "metrics.jsonl")
     deadline = time.time() + 240
@@ -189,11 +199,12 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
   written after it, and ends exactly like the uninterrupted run."""
   rows_before_kill = int(np.random.default_rng(seed).integers(3, 6))  # steps 6-10
   workdir = str(tmp_path / "run")
-  script = _PREEMPT_SCRIPT.format(tests=TESTS_DIR, cache=compile_cache)
+  script = _PREEMPT_SCRIPT.format(cache=compile_cache)
   err_path = tmp_path / "stderr"
   with open(err_path, "w") as err:
     proc = subprocess.Popen([sys.executable, "-c", script, workdir], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=err)
+                            env=_child_env(), stdout=subprocess.DEVNULL,
+                            stderr=err)
   try:
     metrics = os.path.join(workdir, "metrics.jsonl")
     deadline = time.time() + 240
@@ -389,14 +400,22 @@ class _ToyState:
   opt_state: dict
 
 
-class _ToyMethod:
+@register("toy_nonfinite")
+@dataclasses.dataclass(frozen=True)
+class _ToyMethod(Method):
   """A method with a fast-compiling step (momentum SGD pulling ``w`` towards
   the batch's channel means) whose step ``at`` (1-based) goes non-finite:
   ``kind="loss"``: NaN loss and parameters; ``kind="params"``: parameters only.
+  Registered, so that ``pretrain`` builds it from a config (``toy.at``,
+  ``toy.kind``) like any method.
   """
+  at: int = 5
+  kind: str = "loss"
 
-  def __init__(self, at, kind="loss"):
-    self.at, self.kind = at, kind
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    del tx, schedule, data
+    return build(cls, config.get("toy"))
 
   def init(self, key, image_shape):
     w = jax.random.normal(key, (image_shape[-1],))
@@ -418,14 +437,23 @@ class _ToyMethod:
     return state.replace(step=state.step + 1, params={"w": w},
                          opt_state={"m": m}), metrics
 
+  def encode(self, variables_or_state, images):
+    del variables_or_state
+    return images.reshape(images.shape[0], -1).astype(jnp.float32)
 
-@pytest.fixture
-def toy(monkeypatch):
-  """pretrain builds ``_ToyMethod(**toy_kwargs)``: ``toy(at=5, kind="loss")``."""
-  def use(**kwargs):
-    monkeypatch.setattr(loop, "build_method",
-                        lambda config, n: (_ToyMethod(**kwargs), STEPS))
-  return use
+
+def toy_config(at=5, kind="loss", **overrides):
+  """A config of ``_ToyMethod`` with ``reliability_config``'s loop settings."""
+  base = reliability_config()
+  c = ml_collections.ConfigDict({
+      "method": "toy_nonfinite", "dataset": base.dataset, "seed": base.seed,
+      "batch_size": base.batch_size, "num_steps": base.num_steps,
+      "log_every": base.log_every, "checkpoint_every": base.checkpoint_every,
+      "keep_checkpoints": base.keep_checkpoints,
+      "toy": {"at": at, "kind": kind}})
+  for k, v in overrides.items():
+    c[k] = v
+  return c
 
 
 @pytest.mark.parametrize("kind, log_every, checkpoint_every, last_good", [
@@ -433,10 +461,9 @@ def toy(monkeypatch):
     ("params", 4, 3, 3),   # found before the save at step 6 (not a log step)
 ])
 def test_nonfinite_stop_names_step_and_keeps_last_good_checkpoint(
-    toy, tmp_path, kind, log_every, checkpoint_every, last_good):
-  toy(at=5, kind=kind)
-  config = reliability_config(log_every=log_every,
-                              checkpoint_every=checkpoint_every)
+    tmp_path, kind, log_every, checkpoint_every, last_good):
+  config = toy_config(at=5, kind=kind, log_every=log_every,
+                      checkpoint_every=checkpoint_every)
   with pytest.raises(NonFiniteError,
                      match=rf"non-finite {kind} at step 5 \(detected at step 6\)"
                            rf".*last good checkpoint is step {last_good}") as e:
@@ -451,9 +478,8 @@ def test_nonfinite_stop_names_step_and_keeps_last_good_checkpoint(
   assert restored.step == last_good and np.isfinite(restored.state.params["w"]).all()
 
 
-def test_nonfinite_skip_discards_the_update_and_counts_it(toy, tmp_path):
-  toy(at=5)
-  config = reliability_config(nonfinite="skip", checkpoint_every=1)
+def test_nonfinite_skip_discards_the_update_and_counts_it(tmp_path):
+  config = toy_config(at=5, nonfinite="skip", checkpoint_every=1)
   _, state = pretrain(config, str(tmp_path), dataset=_ds(), progress=False,
                       stop_at=8)
   # Resumed: the count carries over (checkpoint metadata).

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import tiny_config, tiny_dataset
 from ssljax import losses
-from ssljax.methods import SimCLRState
+from ssljax.methods import TrainState as SimCLRState
 from ssljax.methods.simclr import similarity_stats
 from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding
 from ssljax.train.build import build_method

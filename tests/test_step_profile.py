@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from helpers import load_module
 
+import ssljax.cpu  # noqa: F401  (registers the CPU convolutions)
+from ssljax.models.conv import resolve_conv_impl
 from ssljax.train.build import build_method, load_config_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +20,7 @@ def test_parts_of_a_compiled_simclr_step():
   config = load_config_file(str(REPO / "experiments/configs/simclr_fashion_mnist.py"))
   config.batch_size = 8
   config.encoder.widths = (8, 16, 32)
-  config.encoder.conv_impl = "cpu"   # (the config's "onednn": the test below)
+  config.encoder.conv_impl = "cpu"   # (the config's "auto", "onednn" here: the test below)
   method, _ = build_method(config, 60_000)
   state = method.init(jax.random.key(0), (28, 28, 1))
   images = jnp.zeros((8, 28, 28, 1), jnp.uint8)
@@ -50,12 +52,13 @@ def test_parts_of_a_compiled_simclr_step():
 
 
 def test_onednn_custom_calls_are_their_own_part():
-  """conv_impl="onednn" (the command-1 config's): the few-channel layers'
-  custom calls (forward, input and weight gradients) are grouped as oneDNN
+  """conv_impl="auto" (the command-1 config's), which is "onednn" on this
+  CPU with ssljax.cpu imported: the few-channel layers' custom calls (forward, input and weight gradients) are grouped as oneDNN
   convolutions; the wide layers stay XLA convolutions."""
   sp = load_module(REPO / "benchmarks" / "step_profile.py", "step_profile")
   config = load_config_file(str(REPO / "experiments/configs/simclr_fashion_mnist.py"))
-  assert config.encoder.conv_impl == "onednn"
+  assert config.encoder.conv_impl == "auto"
+  assert resolve_conv_impl("auto") == "onednn"
   config.batch_size = 8
   config.encoder.widths = (8, 16, 128)          # last stage wider than 64
   method, _ = build_method(config, 60_000)

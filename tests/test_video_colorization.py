@@ -1,28 +1,44 @@
 """Video colorization (Vondrick et al. 2018): attention, blockwise = dense,
-label propagation, the train step, colour clusters and the video loader."""
+label propagation, the train step, colour clusters, the config, the clip
+dataset and the video loader, training through the one loop (resume), and
+the evaluation."""
 
 import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
-from ssljax.data import DatasetNotAvailableError
-from ssljax.data.video import (VIDEOS_DIR, all_clips, clip_batches,
-                               clip_indices, clip_span,
-                               find_videos, load_davis, load_opencv_videos,
-                               load_video, read_video, sample_clips,
-                               split_videos)
-from ssljax.methods.video_colorization import (EmbeddingNet, VideoColorization,
+from ssljax.augment import rgb_to_lab
+from ssljax.config import ConfigError, ConfigReader
+from ssljax.data import DatasetNotAvailableError, batches
+from ssljax.data.sources import KNOWN_DATASETS
+from ssljax.data.video import (VIDEOS_DIR, ClipDataset, all_clips,
+                               clip_batches, clip_dataset, clip_indices,
+                               clip_span, find_videos, load_clips, load_davis,
+                               load_opencv_videos, load_video, read_video,
+                               sample_clips, split_videos)
+from ssljax.eval.video import (VideoEvalOptions, colorization_baseline_scores,
+                               eval_colorization, eval_tracking,
+                               evaluate_video_colorization,
+                               make_tracking_sequences, tracking_iou)
+from ssljax.losses import video_colorization_loss
+from ssljax.methods import DataSpec, TrainState, get_method
+from ssljax.methods.video_colorization import (VideoColorization,
                                                attend_blocked, attend_dense,
                                                attention_weights,
                                                color_cluster_targets,
-                                               colorization_baseline_scores,
                                                fit_color_clusters,
                                                propagate_labels,
-                                               video_colorization_loss)
+                                               standin_centroids)
+from ssljax.models import EmbeddingNet
+from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding
+from ssljax.train.build import load_config_file
+from ssljax.train.loop import pretrain
+from ssljax.train.validate import config_problems
 
 # ----------------------------------------------------------------------------
 # attention
@@ -195,8 +211,6 @@ def test_train_step_is_pure_jitted_donates_state_and_lowers_the_loss(tiny):
 
 
 def test_sharded_step_matches_single_device(tiny):
-  from ssljax.parallel import (data_sharding,  # pylint: disable=import-outside-toplevel
-                               make_data_mesh, replicated_sharding)
   method, state, _ = tiny
   clips = _moving_clips(b=8, seed=8)
   key = jax.random.key(2)
@@ -215,7 +229,6 @@ def test_sharded_step_matches_single_device(tiny):
 
 
 def method_lab(clips):
-  from ssljax.augment import rgb_to_lab  # pylint: disable=import-outside-toplevel
   return rgb_to_lab(jnp.asarray(clips))
 
 
@@ -457,3 +470,225 @@ def test_davis_through_mocked_tfds():
     assert v["frames"].shape[1:] == (8, 12, 3) and v["frames"].dtype == np.uint8
     assert v["masks"].shape == v["frames"].shape[:3]
     assert 1 <= len(v["frames"]) <= 3 and isinstance(v["name"], str)
+
+
+# ----------------------------------------------------------------------------
+# clip datasets: what the loop batches
+# ----------------------------------------------------------------------------
+
+
+def _moving_videos(names=("a.avi", "b.avi"), num=12, side=16, seed=9):
+  """``{name: uint8 [num, side, side, 3]}``: colour blocks sliding one block
+  per frame."""
+  out = {}
+  for i, name in enumerate(names):
+    clips = _moving_clips(b=1, r1=num, side=side, seed=seed + i)
+    out[name] = clips[0]
+  return out
+
+
+def test_clip_dataset_indices_and_batches():
+  videos = _moving_videos()
+  ds = clip_dataset(videos, num_refs=2, stride=3)
+  assert isinstance(ds, ClipDataset) and ds.num_classes == 0
+  # targets 6..11 of each video: 6 clips each
+  assert ds.images.shape == (12, 3, 16, 16, 3) and ds.images.dtype == np.uint8
+  assert len(ds) == 12 and ds.image_shape == (3, 16, 16, 3)
+  np.testing.assert_array_equal(ds.frame_ids[0], [0, 3, 6])
+  np.testing.assert_array_equal(ds.video_ids, [0] * 6 + [1] * 6)
+  for i in range(len(ds)):
+    name = sorted(videos)[ds.video_ids[i]]
+    np.testing.assert_array_equal(ds.images[i], videos[name][ds.frame_ids[i]])
+  assert (ds.labels == -1).all()
+  # the loop's pipeline batches 5-D examples like images
+  batch = next(batches(ds, batch_size=4, seed=0, process_index=0,
+                       process_count=1))
+  assert batch["image"].shape == (4, 3, 16, 16, 3)
+  with pytest.raises(ValueError, match="frame shape"):
+    clip_dataset({"a": videos["a.avi"], "b": videos["b.avi"][:, :8]})
+
+
+def test_load_clips_splits_by_source_video(tmp_path):
+  for name in ("a.avi", "b.avi"):
+    _write_video(tmp_path / name, num=16)
+  kw = dict(data_dir=str(tmp_path), names=None, width=16, multiple=4,
+            holdout=("b.avi",), test_fraction=0.25, gap=2, num_refs=2,
+            stride=1, cache_dir=str(tmp_path / "cache"))
+  train, test = load_clips("train", **kw), load_clips("test", **kw)
+  assert sorted(train.videos) == ["a.avi"]           # b.avi held out whole
+  assert sorted(test.videos) == ["a.avi[12:]", "b.avi"]
+  assert len(train.videos["a.avi"]) == 10            # 16 - 4 held out - gap 2
+  assert train.frame_ids.max() <= 9                  # no held-out frame
+  assert train.image_shape == (3, 12, 16, 3) and len(train) == 8
+  assert len(test) == (4 - 2) + (16 - 2)
+  assert train.name.startswith("opencv_videos:train")
+  with pytest.raises(ValueError, match="split"):
+    load_clips("validation", **kw)
+
+
+# ----------------------------------------------------------------------------
+# from a config
+# ----------------------------------------------------------------------------
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "experiments", "configs")
+
+
+def _config(**method):
+  return ml_collections.ConfigDict(dict(
+      method="video_colorization", dataset="tiny_clips", seed=0,
+      batch_size=8, num_steps=2,
+      encoder=dict(name="embedding_net", widths=(8, 16, 16), dilations=(),
+                   embed_dim=16, groups=4),
+      video_colorization={"num_clusters": 4, "block_size": 7, **method},
+      optimizer=dict(name="adamw", base_lr=3e-3, lr_scaling="none"),
+      log_every=1, checkpoint_every=1, keep_checkpoints=3))
+
+
+def _tiny_clips(num_videos=2, num=12):
+  names = tuple(f"v{i}.avi" for i in range(num_videos))
+  return clip_dataset(_moving_videos(names, num=num), num_refs=2, stride=1)
+
+
+def _from_config(config, dataset=None):
+  reader = ConfigReader(config)
+  shape = dataset.image_shape if dataset is not None else (3, 16, 16, 3)
+  method = get_method(config.method).from_config(
+      reader, tx=optax.sgd(0.1), schedule=None,
+      data=DataSpec(name="tiny", num_examples=8, input_shape=shape,
+                    dataset=dataset))
+  if reader.problems:
+    raise ConfigError(reader.problems)
+  return method
+
+
+def test_from_config_fits_clusters_on_the_training_frames():
+  ds = _tiny_clips()
+  method = _from_config(_config(), ds)
+  assert isinstance(method, VideoColorization)
+  assert isinstance(method.model, EmbeddingNet) and method.model.embed_dim == 16
+  want = fit_color_clusters(list(ds.videos.values()), num_clusters=4,
+                            stride=method.model.stride, seed=0)
+  np.testing.assert_array_equal(method.centers, want)
+  assert method.num_clusters == 4 and method.block_size == 7
+  # checking a config: a fixed stand-in, no k-means, no data
+  stand_in = _from_config(_config())
+  np.testing.assert_array_equal(stand_in.centers, standin_centroids(4))
+  state = jax.eval_shape(lambda k: stand_in.init(k, (3, 16, 16, 3)),
+                         jax.random.key(0))
+  assert isinstance(state, TrainState)
+
+
+def _clips_like_opencv(n=16):
+  """Clips of the shipped config's shape, [4, 72, 96, 3]."""
+  videos = {"v.avi": np.random.default_rng(0).integers(
+      0, 256, (n + 6, 72, 96, 3)).astype(np.uint8)}
+  return clip_dataset(videos, num_refs=3, stride=2)
+
+
+def test_shipped_config_validates_on_its_clips():
+  config = load_config_file(os.path.join(CONFIGS, "video_colorization.py"))
+  assert config_problems(config, device_count=1,
+                         dataset=_clips_like_opencv()) == []
+
+
+@pytest.mark.skipif("opencv_videos" not in KNOWN_DATASETS,
+                    reason="ssljax.data.sources.KNOWN_DATASETS has no "
+                    "'opencv_videos' entry (clip shape (4, 72, 96, 3)) yet")
+def test_shipped_config_validates_without_data():
+  config = load_config_file(os.path.join(CONFIGS, "video_colorization.py"))
+  assert config_problems(config, device_count=1) == []
+
+
+def test_bad_values_misspelt_keys_and_geometry_are_reported():
+  with pytest.raises(ConfigError) as e:
+    _from_config(_config(temperature=-1.0, crop_size=(0, 4), num_clusters=1))
+  assert {"video_colorization.temperature", "video_colorization.crop_size",
+          "video_colorization.num_clusters"} <= set(e.value.keys)
+  config = _config(tempreature=0.5)
+  config.encoder.embed_dims = 8
+  by_key = {p.key: p.message for p in config_problems(
+      config, device_count=1, dataset=_tiny_clips())}
+  assert "'video_colorization.temperature'" in by_key[
+      "video_colorization.tempreature"]
+  assert "'encoder.embed_dim'" in by_key["encoder.embed_dims"]
+  # geometry: a crop larger than the frames, found by tracing the step
+  problems = config_problems(_config(crop_size=(32, 32)), device_count=1,
+                             dataset=_tiny_clips())
+  assert [p.key for p in problems] == ["method"]
+  assert "crop_size (32, 32) must fit" in problems[0].message
+  # images instead of clips
+  problems = config_problems(_config(), device_count=1, num_examples=64)
+  assert problems and "clip_shape must be" in problems[0].message
+
+
+# ----------------------------------------------------------------------------
+# the one loop: train, stop, resume
+# ----------------------------------------------------------------------------
+
+
+def test_pretrain_through_the_loop_resumes_exactly(tmp_path):
+  ds = _tiny_clips(num_videos=4)
+  config = _config()
+  _, full = pretrain(config, str(tmp_path / "full"), dataset=ds,
+                     progress=False, handle_signals=False)
+  assert int(full.step) == 2
+  _, part = pretrain(config, str(tmp_path / "part"), dataset=ds, stop_at=1,
+                     progress=False, handle_signals=False)
+  assert int(part.step) == 1
+  _, resumed = pretrain(config, str(tmp_path / "part"), dataset=ds,
+                        resume=True, progress=False, handle_signals=False)
+  assert int(resumed.step) == 2
+  jax.tree.map(np.testing.assert_array_equal,
+               jax.device_get(resumed.params), jax.device_get(full.params))
+  jax.tree.map(np.testing.assert_array_equal,
+               jax.device_get(resumed.opt_state), jax.device_get(full.opt_state))
+
+
+# ----------------------------------------------------------------------------
+# the evaluation
+# ----------------------------------------------------------------------------
+
+
+def test_evaluation_on_tiny_videos(tiny, tmp_path):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  method, state, _ = tiny
+  photo = tmp_path / "photo.png"
+  Image.fromarray(np.random.default_rng(1).integers(
+      0, 256, (32, 40, 3)).astype(np.uint8)).save(photo)
+  train = clip_dataset(_moving_videos(("a.avi",), num=8), num_refs=2,
+                       stride=1)
+  test = clip_dataset(_moving_videos(("b.avi", "c.avi"), num=10, seed=20),
+                      num_refs=2, stride=1)
+  options = VideoEvalOptions(clip_every=2, batch_size=4, gaps=(1, 2),
+                             num_sequences=2, length=5,
+                             object_size=(4, 6), png_frames=3)
+  states = {"trained": state, "random_init": state}
+  seqs = make_tracking_sequences(test.videos, options, photos=[str(photo)])
+  assert len(seqs) == 2 and seqs[0][0].shape == (5, 16, 16, 3)
+  track, preds = eval_tracking(method, states, seqs, options)
+  j = track["copy_first_mask"]["J_over_time"]
+  assert j[0] == 1.0 and len(j) == 5
+  assert set(preds) == set(states)
+  out = evaluate_video_colorization(method, states, train, test, options,
+                                    out_dir=str(tmp_path), photos=[str(photo)])
+  pooled = out["colorization"]["all_held_out"]
+  assert {"trained", "random_init", "copy_reference", "train_mean_color",
+          "quantization_floor"} <= set(pooled)
+  assert pooled["quantization_floor"]["cluster_acc"] == 1.0
+  # the same numbers as the method's own evaluation of those clips
+  clips = all_clips(test.videos["b.avi"], num_refs=2, stride=1, every=2)
+  ev = eval_colorization(method, {"trained": state}, {"b.avi":
+                         test.videos["b.avi"]},
+                         mean_ab=np.zeros(2, np.float32), num_refs=2,
+                         stride=1, every=2, batch_size=4)
+  ref = jax.jit(method.evaluate)(state, jnp.asarray(clips))
+  np.testing.assert_allclose(ev["all_held_out"]["trained"]["cluster_acc"],
+                             ref["acc"], rtol=1e-6)
+  np.testing.assert_allclose(ev["all_held_out"]["trained"]["loss"],
+                             ref["loss"], rtol=1e-5)
+  assert set(out["colorization_by_gap"]["all_held_out"]) == {"1", "2"}
+  for p in out["pngs"].values():
+    assert os.path.getsize(p) > 0
+  np.testing.assert_array_equal(tracking_iou(np.ones((2, 2), bool),
+                                             np.zeros((2, 2), bool)), 0.0)

@@ -11,7 +11,11 @@ head that classifies the colour of every 4x4 block into the 261 in-gamut ab
 bins (grid 10) with soft targets (5 nearest bins, sigma 5) and class
 rebalancing (lambda 0.5, prior smoothed with sigma 5, computed from the
 training crops); predictions decode with the annealed mean, T = 0.38. See
-``ssljax/methods/colorization.py``. ``dataset = "opencv_photos"`` is
+``ssljax/methods/colorization.py``. Then the colorization quality on crops
+of the held-out photos (against gray and the other constant colours)::
+
+    python experiments/colorization_photos_eval.py \
+        --workdir workdirs/colorization_photos ``dataset = "opencv_photos"`` is
 ``ssljax.data.photos.load_photos(split)`` with its defaults (26 training
 photos, every 5th group of photos held out, 256 crops of 32x32 per photo).
 On a machine with internet, ``--config.dataset=cifar10`` trains on CIFAR-10
@@ -36,13 +40,17 @@ def get_config():
   # hypercolumn). On an accelerator: widths=(64, 128, 256), first_stage_stride=1.
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(16, 32, 64), first_stage_stride=2))
+  # The per-pixel head (ssljax.models.ColorNet). Predictions at 1/4
+  # resolution (8x8 for 32x32 crops), as in the paper.
+  c.head = ml_collections.ConfigDict(dict(
+      hidden_dim=32, out_stride=4, hypercolumn=True))
+  # The method's fields (ssljax.methods.Colorization).
   c.colorization = ml_collections.ConfigDict(dict(
       grid=10.0, ab_range=110.0,             # 261 sRGB bins
       num_neighbors=5, sigma=5.0,            # soft encoding
       rebalance_lambda=0.5, prior_sigma=5.0, prior_images=4000,
       temperature=0.38,                      # annealed mean
-      # Predictions at 1/4 resolution (8x8 for 32x32 crops), as in the paper.
-      hidden_dim=32, out_stride=4, hypercolumn=True, flip=True))
+      flip=True))
 
   # Zhang et al. train with Adam (beta2 0.99, weight decay 1e-3) at 3e-5 on
   # ImageNet; a small net on few photos takes a larger rate.

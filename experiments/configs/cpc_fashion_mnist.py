@@ -3,17 +3,19 @@
 Launch (pre-train, then linear probe / kNN of pooled patch features beside the
 same network at random init, and the held-out per-step accuracy)::
 
-    python experiments/cpc_fashion_mnist.py \
+    python experiments/pretrain.py \
         --config experiments/configs/cpc_fashion_mnist.py \
         --workdir workdirs/cpc_fmnist
+    python experiments/cpc_fashion_mnist.py --workdir workdirs/cpc_fmnist
 
-The standard launchers work too (``experiments/pretrain.py`` then
-``experiments/linear_eval.py``). Override anything on the command line, e.g.
+``experiments/linear_eval.py --workdir workdirs/cpc_fmnist`` evaluates it
+like any other method. Override anything on the command line, e.g.
 ``--config.num_steps=2000``.
 
 Grid: the 28x28 image zero-padded to 32x32, 8x8 patches at stride 4 (half a
 patch): 7x7 patches as in CPC v2. The context c_ij sees rows <= i; W_k c_ij
-predicts row i + skip + k (k = 1..3, skip 2), scored against every patch of
+predicts row i + skip + k (k = 1..3, skip 2; skip must be >= 1 so that the
+first target row shares no pixel with row i), scored against every patch of
 the batch (32 images x 49 patches = 1568 candidates).
 """
 

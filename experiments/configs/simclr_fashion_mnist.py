@@ -26,27 +26,28 @@ def get_config():
   # 87.2% vs 84.9% linear probe (H200 sweep, benchmarks/fashion_mnist_sweep.py,
   # trials cpu_w16x64x256_3ep and base_2ep; BENCHMARKS.md). With the matmul
   # weight gradients below (1.28x faster steps) 3.8 epochs fit the same time,
-  # and with tcmalloc preloaded (ssljax/malloc.py; training ran at 433 vs 314
+  # and with tcmalloc preloaded (ssljax/cpu/malloc.py; training ran at 433 vs 314
   # images/s in the two command-1 runs) 5 epochs do, in 15.4 minutes in all
-  # (14.7 with XLA's own CPU convolutions, ssljax/xla_cpu.py: 487 images/s).
+  # (14.7 with XLA's own CPU convolutions, ssljax/cpu/xla_flags.py: 487 images/s).
   c.num_epochs = 5.0
   c.num_steps = 0                   # > 0 overrides num_epochs
   # 0.2 rather than SimCLR's CIFAR value 0.5: in 200-step trials on this data
   # it gave 81.5% vs 80.2% linear-probe accuracy (BENCHMARKS.md).
   c.temperature = 0.2
 
-  # conv_impl "onednn": the layers with at most 64 output channels run their
-  # forward pass and both gradients on oneDNN (ssljax.kernels.onednn, XLA
+  # conv_impl "auto": XLA's own convolutions on GPU/TPU; on the CPU, with
+  # the opt-in CPU layer (ssljax.cpu, imported by the experiments/ scripts'
+  # start-up line), "onednn": the layers with at most 64 output channels run
+  # their forward pass and both gradients on oneDNN (ssljax.cpu.onednn, XLA
   # custom calls; the kernels PyTorch's CPU convolutions use); the 256- and
   # 512-wide ones take conv_impl "cpu" (per layer the formulation XLA:CPU runs
   # fastest). Same values up to float rounding; on the 2-core CPU the train
   # step ran 1.18x "cpu", which ran 1.04x XLA's own gradients
-  # (benchmarks/conv_impl.py, BENCHMARKS.md). Falls back to "cpu" (with a
-  # warning) where the kernels cannot be built. Tuned for the CPU only: on a
-  # GPU or TPU pass --config.encoder.conv_impl=xla.
+  # (benchmarks/conv_impl.py, BENCHMARKS.md). "cpu" where the oneDNN kernels
+  # cannot be built.
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(16, 64, 256), first_stage_stride=2,
-      conv_impl="onednn", out_width=512))
+      conv_impl="auto", out_width=512))
   # A 256-wide last stage (at 4x4) gives 256-d features: 83.1% vs 82.3%
   # linear probe in 200-step trials; a narrow first stage (and stem) is where
   # the CPU time goes (28x28 and 14x14 maps), and it costs little accuracy.

@@ -12,7 +12,11 @@ widths, as the paper splits every layer in two) with a per-pixel head: L ->
 ab (261 ab bins, soft targets, no class rebalancing by default) and ab -> L
 (50 L bins of width 2, cross-entropy); one step trains both on the sum of
 the losses, and ``encode`` concatenates the two encoders' features. See
-``ssljax/methods/colorization.py``.
+``ssljax/methods/colorization.py``. Then the held-out losses (against the
+training marginals)::
+
+    python experiments/colorization_photos_eval.py \
+        --workdir workdirs/splitbrain_photos
 """
 
 import ml_collections
@@ -31,12 +35,15 @@ def get_config():
 
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(8, 16, 32), first_stage_stride=2))
+  # The per-pixel head of both halves (ssljax.models.ColorNet).
+  c.head = ml_collections.ConfigDict(dict(
+      hidden_dim=16, out_stride=4, hypercolumn=True))
+  # The method's fields (ssljax.methods.SplitBrain).
   c.colorization = ml_collections.ConfigDict(dict(
       grid=10.0, ab_range=110.0, num_neighbors=5, sigma=5.0,
       rebalance_lambda=1.0,                  # 1.0: no class rebalancing
       prior_sigma=5.0, prior_images=4000,
-      temperature=0.38, num_l_bins=50,
-      hidden_dim=16, out_stride=4, hypercolumn=True, flip=True))
+      temperature=0.38, num_l_bins=50, flip=True))
 
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", base_lr=2e-3, lr_scaling="none", weight_decay=1e-4,

@@ -18,6 +18,7 @@ from ssljax.augment.ops import (
     crop_and_resize,
     gaussian_blur,
     map_examples,
+    normalize_images,
     random_flip_left_right,
     random_gaussian_blur,
     random_grayscale,
@@ -63,7 +64,7 @@ from ssljax.augment.pretext import (
     sample_tile_offsets,
     shuffle_tiles,
 )
-from ssljax.augment.views import simclr_view, simclr_views
+from ssljax.augment.views import normalized_views, simclr_view, simclr_views
 
 __all__ = [
     "AB_GRID",
@@ -115,6 +116,8 @@ __all__ = [
     "sample_crop_box",
     "simclr_view",
     "simclr_views",
+    "normalized_views",
     "to_float",
+    "normalize_images",
     "to_grayscale",
 ]

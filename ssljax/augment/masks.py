@@ -16,8 +16,9 @@ region shapes, as in the paper:
 Key-first and pure, one mask per image as the other augmentations
 (``random_*(key, image, *, ...)``; only the image's shape is read);
 :func:`inpainting_masks` batches them (one key per example, following the
-batch's sharding). :func:`border_weights` gives the reconstruction weights
-with the paper's heavier "overlap" band along the hole's edge.
+batch's sharding). The reconstruction weights with the paper's heavier
+"overlap" band along the hole's edge, :func:`border_weights`, belong to the
+loss (:mod:`ssljax.losses.inpainting`) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssljax.augment.ops import batch_apply
+from ssljax.losses.inpainting import border_weights
 
 __all__ = [
     "MASK_KINDS",
@@ -193,48 +195,6 @@ def inpainting_masks(key: jax.Array, images: jax.Array, *, kind: str = "center",
   if kind not in fns:
     raise ValueError(f"mask kind must be one of {MASK_KINDS}; got {kind!r}.")
   return batch_apply(fns[kind], key, images, **kwargs)
-
-
-def border_weights(mask: jax.Array, *, border: int = 2,
-                   weight: float = 10.0) -> jax.Array:
-  """Per-pixel reconstruction weights of a mask: ``weight`` in the band of
-  hole pixels within ``border`` pixels of the kept context, 1 elsewhere in the
-  hole, 0 outside it.
-
-  The band is ``M - erode(M)``, the erosion a ``(2 border + 1)`` square
-  min-filter (Chebyshev distance <= ``border`` to a kept pixel); outside the
-  image counts as hole, so a hole touching the image edge has no band there
-  (no context lies beyond it). The context encoder weighs its "overlap"
-  band 10x in the L2 loss (the official code predicts a few pixels of
-  context around the hole and multiplies their L2 gradient by 10); here the
-  band lies just inside the hole, so every weighted pixel is one the
-  generator cannot see.
-
-  Args:
-    mask: ``[..., H, W, 1]`` (or ``[..., H, W, C]``) with 1 in the hole.
-    border: band width in pixels (0: no band, weights = mask).
-    weight: band weight.
-
-  Returns:
-    float32 weights, the shape of ``mask``.
-  """
-  if mask.ndim < 3:
-    raise ValueError(f"mask must be [..., H, W, C]; got shape {mask.shape}.")
-  mask = jnp.asarray(mask, jnp.float32)
-  if border < 0:
-    raise ValueError(f"border must be >= 0; got {border}.")
-  if border == 0:
-    return mask
-  lead = mask.shape[:-3]
-  m = mask.reshape(-1, *mask.shape[-3:])
-  size = 2 * border + 1
-  pad = ((0, 0), (border, border), (border, border), (0, 0))
-  eroded = -jax.lax.reduce_window(
-      -jnp.pad(m, pad, constant_values=1.0), -jnp.inf, jax.lax.max,
-      (1, size, size, 1), (1, 1, 1, 1), "VALID")
-  band = m - eroded
-  out = m + (weight - 1.0) * band
-  return out.reshape(*lead, *mask.shape[-3:])
 
 
 def apply_mask(x: jax.Array, mask: jax.Array, fill: float = 0.0) -> jax.Array:

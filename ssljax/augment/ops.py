@@ -112,6 +112,20 @@ def to_float(images) -> jax.Array:
   return images.astype(jnp.float32)
 
 
+def normalize_images(x: jax.Array, mean, std) -> jax.Array:
+  """``(x - mean) / std`` per channel (last axis), for float images in
+  [0, 1]; ``mean`` / ``std`` have 1 or C entries."""
+  mean = jnp.asarray(mean, jnp.float32)
+  std = jnp.asarray(std, jnp.float32)
+  if mean.ndim != 1 or mean.shape != std.shape or mean.shape[0] not in (
+      1, x.shape[-1]):
+    raise ValueError(f"mean {tuple(mean.shape)} and std {tuple(std.shape)} "
+                     f"need 1 or {x.shape[-1]} (the channels of images "
+                     f"{tuple(x.shape)}) values each; set input_mean / "
+                     "input_std to match the dataset's channels.")
+  return (x - mean) / std
+
+
 # ----------------------------------------------------------------------------
 # geometry: crops and flips
 # ----------------------------------------------------------------------------

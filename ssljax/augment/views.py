@@ -94,3 +94,11 @@ def simclr_views(key, images, **kwargs):
                        in_axes=(0, None))
   views = ops.map_examples(per_image, keys, images)  # [B, 2, h, w, C]
   return views[:, 0], views[:, 1]
+
+
+def normalized_views(key, images, *, mean, std, **kwargs):
+  """Two :func:`simclr_views` of a batch, each normalized with ``mean`` /
+  ``std`` (SimCLR's and MoCo's query / key views)."""
+  v1, v2 = simclr_views(key, images, **kwargs)
+  return (ops.normalize_images(v1, mean, std),
+          ops.normalize_images(v2, mean, std))

@@ -13,6 +13,7 @@ Typical use::
       state, metrics = train_step(state, batch)   # batch: global jax.Arrays
 """
 
+from ssljax.data.dataset import ArrayDataset, DatasetNotAvailableError
 from ssljax.data.pipeline import (
     batches,
     device_prefetch,
@@ -25,15 +26,14 @@ from ssljax.data.photos import OPENCV_PHOTOS, PHOTOS_DIR, find_photos, load_phot
 from ssljax.data.sources import (
     DATA_DIR_ENV,
     DIGITS_TRAIN_SIZE,
-    ArrayDataset,
     DatasetInfo,
-    DatasetNotAvailableError,
     channel_stats,
     info,
     load,
     read_idx,
     tfds_batches,
 )
+from ssljax.data.speech import SpokenWords
 from ssljax.data.speech import (
     EspeakNotFoundError,
     SpeechDataset,
@@ -41,15 +41,16 @@ from ssljax.data.speech import (
     spoken_words,
 )
 
-from ssljax.data.video import (OPENCV_VIDEOS, VIDEOS_DIR, VideoSplits,
-                               clip_batches, load_davis, load_opencv_videos,
+from ssljax.data.video import (OPENCV_VIDEOS, OPENCV_VIDEOS_DATASET,
+                               VIDEOS_DIR, ClipDataset, VideoSplits,
+                               clip_batches, load_clips, load_davis, load_opencv_videos,
                                load_video, read_video, sample_clips,
                                split_videos)
 
 __all__ = [
     "OPENCV_VIDEOS", "VIDEOS_DIR", "VideoSplits", "clip_batches", "load_davis",
     "load_opencv_videos", "load_video", "read_video", "sample_clips",
-    "split_videos",
+    "split_videos", "ClipDataset", "OPENCV_VIDEOS_DATASET", "load_clips",
     "ArrayDataset",
     "DATA_DIR_ENV",
     "DIGITS_TRAIN_SIZE",
@@ -75,3 +76,8 @@ __all__ = [
     "tfds_batches",
     "to_global",
 ]
+
+#: Datasets whose ``config.data`` section holds their options: the name ->
+#: its dataclass (fields = the section's keys; ``load(split)``,
+#: ``input_shape``, ``dtype``, ``num_classes``, ``num_examples(split)``).
+DATA_OPTIONS = {SpokenWords.name: SpokenWords}

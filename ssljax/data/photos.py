@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ssljax.data.sources import ArrayDataset, DatasetNotAvailableError
+from ssljax.data.dataset import ArrayDataset, DatasetNotAvailableError
 
 __all__ = [
     "DRAWINGS",
@@ -70,11 +70,22 @@ def _missing_message(why: str) -> str:
           "(ssljax.data.load('cifar10', 'train')) is the usual alternative.")
 
 
+def _pil_image():
+  """``PIL.Image`` (Pillow, the ``[data]`` extra), or an ImportError that
+  says how to install it."""
+  try:
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError("reading photo files needs Pillow: "
+                      "pip install 'ssljax[data]'") from e
+  return Image
+
+
 def read_photo(path: str) -> np.ndarray:
   """The pixels of an image file as uint8 ``[H, W, C]`` in the file's own
   mode (``C = 3`` for RGB, 1 for grayscale, 4 for RGBA; palette images are
   expanded to RGB)."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  Image = _pil_image()  # pylint: disable=invalid-name
   with Image.open(path) as im:
     if im.mode == "P":
       im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -106,8 +117,8 @@ def find_photos(data_dir: str | None = None, *,
     if (not name.lower().endswith(_EXTENSIONS) or not os.path.isfile(path)
         or photo_group(path) in exclude_groups):
       continue
+    Image = _pil_image()  # pylint: disable=invalid-name
     try:
-      from PIL import Image  # pylint: disable=import-outside-toplevel
       with Image.open(path) as im:
         if im.mode != "RGB":
           continue
@@ -162,7 +173,7 @@ def random_photo_crops(image: np.ndarray, num: int, *, size: int,
   than needed), its position uniform; resizing uses PIL's area-averaging
   ``BOX`` filter (no aliasing when shrinking).
   """
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  Image = _pil_image()  # pylint: disable=invalid-name
   lo, hi = scale
   if not 0 < lo <= hi <= 1:
     raise ValueError(f"scale must satisfy 0 < low <= high <= 1; got {scale}.")

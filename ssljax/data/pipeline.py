@@ -20,9 +20,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import jax
 import numpy as np
 
-from ssljax.data.sources import ArrayDataset, _local_batch
+from ssljax.data.dataset import ArrayDataset
+from ssljax.data.sources import _local_batch
+from ssljax.parallel.mesh import check_batch_divides, data_sharding
 
 __all__ = [
     "batches",
@@ -74,7 +77,6 @@ def batches(dataset: ArrayDataset, *, batch_size: int, seed: int, shuffle: bool 
     process_count``.
   """
   if process_index is None or process_count is None:
-    import jax  # pylint: disable=import-outside-toplevel
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   local = _local_batch(batch_size, int(process_count), int(process_index))
@@ -195,10 +197,6 @@ def to_global(batch: Any, mesh) -> Any:
   whose leading axis is the global batch. Raises the ``check_batch_divides``
   ValueError if the global batch does not split evenly over the mesh devices.
   """
-  import jax  # pylint: disable=import-outside-toplevel
-  # pylint: disable-next=import-outside-toplevel
-  from ssljax.parallel.mesh import check_batch_divides, data_sharding
-
   leaves = jax.tree.leaves(batch)
   if not leaves:
     return batch

@@ -29,6 +29,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from ssljax.data.dataset import ArrayDataset, DatasetNotAvailableError
+from ssljax.data.photos import load_photos
+from ssljax.data.video import OPENCV_VIDEOS_DATASET, load_clips
+
 __all__ = [
     "ArrayDataset",
     "DatasetInfo",
@@ -64,64 +68,8 @@ _IDX_FILES = {
 DIGITS_TRAIN_SIZE = 1500
 
 
-class DatasetNotAvailableError(FileNotFoundError):
-  """A dataset is neither on disk nor obtainable; the message says what to do."""
-
-
 # ---------------------------------------------------------------------------
-# ArrayDataset and dataset facts.
-
-
-@dataclasses.dataclass(frozen=True)
-class ArrayDataset:
-  """An in-memory labelled image dataset.
-
-  Attributes:
-    images: uint8 ``[N, H, W, C]`` (``C=1`` for grayscale).
-    labels: int32 ``[N]`` in ``[0, num_classes)``; ``-1`` marks an unlabelled
-      example (STL-10 ``unlabelled``).
-    num_classes: number of classes.
-    name: dataset name (with the split, e.g. ``"fashion_mnist:train[:1000]"``).
-  """
-
-  images: np.ndarray
-  labels: np.ndarray
-  num_classes: int
-  name: str = ""
-
-  def __post_init__(self):
-    images, labels = self.images, self.labels
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
-      raise ValueError(
-          "ArrayDataset.images must be a uint8 numpy array [N, H, W, C], got "
-          f"{_describe(images)}.")
-    if not isinstance(labels, np.ndarray) or labels.dtype != np.int32 or labels.ndim != 1:
-      raise ValueError(
-          "ArrayDataset.labels must be an int32 numpy array [N], got "
-          f"{_describe(labels)}.")
-    if images.shape[0] != labels.shape[0]:
-      raise ValueError(
-          f"ArrayDataset: images {images.shape} and labels {labels.shape} "
-          "disagree on N (the leading axis).")
-    if int(self.num_classes) < 1:
-      raise ValueError(f"ArrayDataset.num_classes must be >= 1, got {self.num_classes}.")
-    if labels.size and (labels.min() < -1 or labels.max() >= self.num_classes):
-      raise ValueError(
-          f"ArrayDataset.labels must lie in [0, {self.num_classes}) (or -1 for "
-          f"unlabelled), got range [{labels.min()}, {labels.max()}].")
-
-  def __len__(self) -> int:
-    return int(self.labels.shape[0])
-
-  @property
-  def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.images.shape[1:])
-
-
-def _describe(x) -> str:
-  if isinstance(x, np.ndarray):
-    return f"{x.dtype} array of shape {x.shape}"
-  return f"{type(x).__name__}"
+# Dataset facts.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +101,15 @@ _INFO = {
                          (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
     "imagenet2012": DatasetInfo("imagenet2012", (None, None, 3), 1000,
                                 (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # Clips of 3 reference frames + a target (ssljax.data.video.load_clips)
+    # and 32x32 photo crops (ssljax.data.photos): unlabelled colour data.
+    "opencv_videos": DatasetInfo("opencv_videos", (4, 72, 96, 3), 0),
+    "opencv_photos": DatasetInfo("opencv_photos", (32, 32, 3), 0),
 }
+
+
+#: The datasets whose facts are known without TFDS.
+KNOWN_DATASETS = _INFO
 
 
 def info(name: str) -> DatasetInfo:
@@ -366,7 +322,11 @@ def _select(full: dict[str, ArrayDataset], split: str, name: str,
 
 
 def _load_digits_full() -> dict[str, ArrayDataset]:
-  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  try:
+    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError("the digits dataset comes with scikit-learn: "
+                      "pip install 'ssljax[eval]'") from e
   digits = load_digits()
   images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
   labels = digits.target.astype(np.int32)
@@ -404,11 +364,16 @@ def load(name: str, split: str, *, data_dir: str | None = None,
     if source == "tfds":
       raise ValueError("'digits' comes from scikit-learn, not TFDS: use source='auto'.")
     return _select(_load_digits_full(), split, name, ("train", "test"))
+  if name == OPENCV_VIDEOS_DATASET:
+    if source == "tfds":
+      raise ValueError(f"{OPENCV_VIDEOS_DATASET!r} are local files (Debian "
+                       "opencv-doc), not a TFDS dataset: set "
+                       "--config.data_source=auto or local.")
+    return load_clips(split, data_dir=data_dir)
   if name == "opencv_photos":
     if source == "tfds":
       raise ValueError("'opencv_photos' are local files (Debian opencv-doc), "
                        "not TFDS: use source='auto'.")
-    from ssljax.data.photos import load_photos  # pylint: disable=import-outside-toplevel
     return load_photos(split, data_dir=data_dir)
   if name in _IDX_DATASETS and source != "tfds":
     directory = _find_idx_dir(name, data_dir)
@@ -438,12 +403,17 @@ def load(name: str, split: str, *, data_dir: str | None = None,
 # TFDS.
 
 
+#: How to install TFDS (an optional extra: ``import ssljax`` and the training
+#: loop do not need it).
+TFDS_HINT = ("TFDS datasets need tensorflow-datasets and tensorflow: "
+             "pip install 'ssljax[data]'")
+
+
 def _import_tfds():
   try:
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  except ImportError as e:  # pragma: no cover - tfds is a dependency
-    raise ImportError("TFDS datasets need tensorflow-datasets and tensorflow-cpu: "
-                      "pip install tensorflow-datasets tensorflow-cpu") from e
+  except ImportError as e:
+    raise ImportError(TFDS_HINT) from e
   return tfds
 
 
@@ -553,7 +523,10 @@ def tfds_batches(name: str, split: str, *, batch_size: int, image_size: int,
   """
   import jax  # pylint: disable=import-outside-toplevel
   tfds = _import_tfds()
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  try:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError(TFDS_HINT) from e
   pi = jax.process_index() if process_index is None else int(process_index)
   pc = jax.process_count() if process_count is None else int(process_count)
   local = _local_batch(batch_size, pc, pi)

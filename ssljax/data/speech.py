@@ -16,6 +16,14 @@ splits hold every word in every voice.
 
 espeak-ng comes from the system (Debian/Ubuntu: ``apt-get install
 espeak-ng``; ``scripts/setup.sh`` installs it where apt exists).
+
+In a config (``experiments/configs/cpc_audio.py``): ``dataset =
+"spoken_words"`` and the ``data`` section holds the fields of
+:class:`SpokenWords` (the arguments of :func:`spoken_words`)::
+
+    words = build(SpokenWords, ConfigReader(config).data)   # cheap, checked
+    words.input_shape, words.dtype, words.num_examples("train")  # no synthesis
+    train = words.load("train")                               # SpeechDataset
 """
 
 from __future__ import annotations
@@ -30,11 +38,14 @@ import shutil
 import subprocess
 import tempfile
 import wave
+from typing import ClassVar
 
 import numpy as np
 
+from ssljax.config import check
+
 __all__ = ["DEFAULT_VOICES", "DEFAULT_WORDS", "EspeakNotFoundError", "SpeechDataset",
-           "espeak_available", "spoken_words"]
+           "SpokenWords", "espeak_available", "spoken_words"]
 
 DEFAULT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven",
                  "eight", "nine")
@@ -114,6 +125,83 @@ class SpeechDataset:
         self, audio=self.audio[index], word=self.word[index],
         voice=self.voice[index], rate=self.rate[index], pitch=self.pitch[index],
         name=name or self.name)
+
+
+def _range_ok(r) -> bool:
+  return len(r) == 2 and r[0] <= r[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class SpokenWords:  # pylint: disable=too-many-instance-attributes
+  """The spoken-word dataset of a config: its ``data`` section (the keyword
+  arguments of :func:`spoken_words`, which documents them). Building it is
+  cheap and synthesizes nothing; :meth:`load` builds or reads the cache.
+
+  ``cache_dir = ""``: the default cache; ``workers = 0``: one espeak-ng
+  process per CPU.
+  """
+  repeats: int = 12
+  seed: int = 0
+  length: int = 16000
+  test_fraction: float = 0.25
+  cache_dir: str = ""
+  words: tuple[str, ...] = DEFAULT_WORDS
+  voices: tuple[str, ...] = DEFAULT_VOICES
+  sample_rate: int = 16000
+  rate_range: tuple[int, int] = (120, 220)
+  pitch_range: tuple[int, int] = (25, 75)
+  gain_range: tuple[float, float] = (0.5, 1.0)
+  snr_db_range: tuple[float, float] = (20.0, 40.0)
+  workers: int = 0
+
+  #: What a method is told of the batches (``ssljax.methods.DataSpec``).
+  name: ClassVar[str] = "spoken_words"
+  dtype: ClassVar[str] = "int16"
+
+  def __post_init__(self):
+    check(self,
+          ("repeats", lambda r: isinstance(r, int) and r >= 2,
+           "utterances per (word, voice): an integer >= 2 (some are held "
+           "out as test); e.g. 12"),
+          ("test_fraction", lambda f: 0 < round(f * self.repeats) < self.repeats,
+           f"the share of each pair's {self.repeats} repeats held out as test "
+           "must leave at least one repeat in each split; e.g. 0.25"),
+          ("length", lambda n: isinstance(n, int) and n >= 1,
+           "clip length in samples: an integer >= 1; e.g. 16000 (1 s)"),
+          ("sample_rate", lambda r: isinstance(r, int) and r >= 1,
+           "Hz: an integer >= 1; e.g. 16000"),
+          ("words", lambda w: len(w) >= 2, "at least two words to tell apart"),
+          ("voices", lambda v: len(v) >= 1, "at least one espeak-ng voice"),
+          ("rate_range", _range_ok, "(low, high) words per minute, low <= high"),
+          ("pitch_range", _range_ok, "(low, high) in espeak-ng's 0-99"),
+          ("gain_range", _range_ok, "(low, high), low <= high"),
+          ("snr_db_range", _range_ok, "(low, high) dB, low <= high"),
+          ("workers", lambda w: w >= 0, "espeak-ng processes: >= 0 (0: one "
+           "per CPU)"))
+
+  @property
+  def input_shape(self) -> tuple[int]:
+    return (self.length,)
+
+  @property
+  def num_classes(self) -> int:
+    """Word identity classes."""
+    return len(self.words)
+
+  def num_examples(self, split: str = "train") -> int:
+    """Utterances in ``split`` (``"train"``, ``"test"``, ``"all"``)."""
+    n_test = int(round(self.test_fraction * self.repeats))
+    per_pair = {"train": self.repeats - n_test, "test": n_test,
+                "all": self.repeats}[split]
+    return len(self.words) * len(self.voices) * per_pair
+
+  def load(self, split: str = "train", *, progress: bool = True
+           ) -> "SpeechDataset":
+    """:func:`spoken_words` of these arguments (built once, then cached)."""
+    kwargs = dataclasses.asdict(self)
+    kwargs["cache_dir"] = self.cache_dir or None
+    kwargs["workers"] = self.workers or None
+    return spoken_words(split, progress=progress, **kwargs)
 
 
 def espeak_available() -> bool:

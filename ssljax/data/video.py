@@ -23,6 +23,16 @@ for training::
 
 Clips are ``[R + 1, H, W, 3]``: the reference frames ``t - R s, ..., t - s``
 (oldest first) and the target frame ``t`` last (``s`` = ``stride``).
+
+What the training loop batches is a :class:`ClipDataset`: every clip of a
+split in memory, ``images`` uint8 ``[N, R + 1, H, W, 3]`` (``ssljax.data.
+batches`` takes any example shape), and the split's frames (``videos``).
+:func:`load_clips` is the dataset ``"opencv_videos"`` (the splits above,
+824 training clips ``[4, 72, 96, 3]`` with the defaults)::
+
+    train = load_clips("train")          # ClipDataset
+    it = ssljax.data.batches(train, batch_size=16, seed=0)
+    next(it)["image"].shape              # (16, 4, 72, 96, 3)
 Everything is deterministic given the arguments (batch ``i`` draws from
 ``numpy.random.default_rng([seed, i])``, so a resumed run sees the batches an
 uninterrupted one would). Decoded, resized frames are cached as ``.npz``
@@ -38,20 +48,24 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ssljax.data.sources import DatasetNotAvailableError
+from ssljax.data.dataset import DatasetNotAvailableError
 
 __all__ = [
+    "ClipDataset",
     "HOLDOUT_VIDEOS",
     "OPENCV_VIDEOS",
+    "OPENCV_VIDEOS_DATASET",
     "VIDEOS_DIR",
     "VIDEO_CACHE_ENV",
     "VideoSplits",
     "all_clips",
     "clip_batches",
+    "clip_dataset",
     "clip_indices",
     "clip_span",
     "find_videos",
     "frame_size",
+    "load_clips",
     "load_davis",
     "load_opencv_videos",
     "load_video",
@@ -65,6 +79,8 @@ __all__ = [
 VIDEOS_DIR = "/usr/share/doc/opencv-doc/examples/data"
 #: The real videos of ``opencv-doc`` that :func:`load_opencv_videos` uses.
 OPENCV_VIDEOS = ("Megamind.avi", "tree.avi", "vtest.avi")
+#: The dataset name of :func:`load_clips` (``config.dataset``).
+OPENCV_VIDEOS_DATASET = "opencv_videos"
 #: Videos held out whole for evaluation.
 HOLDOUT_VIDEOS = ("tree.avi",)
 #: Environment variable naming the folder of the decoded-frame cache
@@ -87,9 +103,9 @@ def _missing_message(why: str) -> str:
 def _cv2():
   try:
     import cv2  # pylint: disable=import-outside-toplevel
-  except ImportError as e:  # pragma: no cover - a dependency
-    raise ImportError("decoding videos needs OpenCV: pip install "
-                      "'opencv-python-headless<5'") from e
+  except ImportError as e:
+    raise ImportError("decoding videos needs OpenCV (opencv-python-headless): "
+                      "pip install 'ssljax[video]'") from e
   return cv2
 
 
@@ -393,6 +409,124 @@ def all_clips(frames: np.ndarray, *, num_refs: int = 3, stride: int = 2,
 
 
 # ---------------------------------------------------------------------------
+# Clip datasets: what the training loop batches.
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipDataset:
+  """Every clip of some videos, in memory: the dataset the training loop
+  batches for video colorization (``ssljax.data.batches`` takes any leading
+  shape; a batch is uint8 ``[B, R + 1, H, W, 3]``).
+
+  Attributes:
+    images: uint8 ``[N, R + 1, H, W, 3]``: each clip's ``R`` reference frames
+      (oldest first), then its target frame.
+    labels: int32 ``[N]``, all ``-1`` (unlabelled).
+    video_ids: int32 ``[N]``: which of ``videos`` each clip comes from.
+    frame_ids: int64 ``[N, R + 1]``: the clip's frame indices in its video.
+    videos: ``{name: uint8 [T, H, W, 3]}``: the frames of this split, each
+      once (k-means of the training colours, tracking, evaluation at other
+      gaps).
+    num_refs, stride: ``R`` and the frame step of the clips
+      (:func:`clip_indices`).
+    name: e.g. ``"opencv_videos:train[Megamind.avi,vtest.avi]"``.
+    num_classes: 0 (no labels).
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  video_ids: np.ndarray
+  frame_ids: np.ndarray
+  videos: Mapping[str, np.ndarray] = dataclasses.field(
+      default_factory=dict, compare=False, repr=False)
+  num_refs: int = 3
+  stride: int = 2
+  name: str = ""
+  num_classes: int = 0
+
+  def __post_init__(self):
+    x = self.images
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 5:
+      raise ValueError(f"ClipDataset.images must be uint8 clips [N, R + 1, H, "
+                       f"W, C]; got {getattr(x, 'dtype', type(x))} "
+                       f"{getattr(x, 'shape', '')}.")
+    n = x.shape[0]
+    if self.labels.shape != (n,) or self.video_ids.shape != (n,) or (
+        self.frame_ids.shape != x.shape[:2]):
+      raise ValueError(f"ClipDataset: labels {self.labels.shape}, video_ids "
+                       f"{self.video_ids.shape} and frame_ids "
+                       f"{self.frame_ids.shape} must match images {x.shape}.")
+
+  def __len__(self) -> int:
+    return int(self.images.shape[0])
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    """One example's shape: ``(R + 1, H, W, C)``."""
+    return tuple(self.images.shape[1:])
+
+
+def clip_dataset(videos: Mapping[str, np.ndarray], *, num_refs: int = 3,
+                 stride: int = 2, every: int = 1, gap: int | None = None,
+                 name: str = "") -> ClipDataset:
+  """The :class:`ClipDataset` of every ``every``-th clip (:func:`all_clips`)
+  of each video of ``videos`` (``{name: uint8 [T, H, W, 3]}``, one frame
+  size), in name order."""
+  names = sorted(videos)
+  if not names:
+    raise ValueError("no videos to cut into clips.")
+  shapes = {tuple(np.shape(videos[k])[1:]) for k in names}
+  if len(shapes) != 1:
+    raise ValueError(f"videos must share their frame shape; got {shapes}.")
+  clips, vids, fids = [], [], []
+  for i, key in enumerate(names):
+    frames = np.asarray(videos[key])
+    idx = clip_indices(len(frames), num_refs=num_refs, stride=stride, gap=gap,
+                       every=every)
+    clips.append(frames[idx] if len(idx) else
+                 np.zeros((0, num_refs + 1, *frames.shape[1:]), frames.dtype))
+    vids.append(np.full(len(idx), i, np.int32))
+    fids.append(idx.reshape(-1, num_refs + 1))
+  images = np.ascontiguousarray(np.concatenate(clips)).astype(np.uint8,
+                                                              copy=False)
+  if not len(images):
+    raise ValueError(f"no video is longer than {clip_span(num_refs, stride, gap)}"
+                     " frames: no clip.")
+  return ClipDataset(images=images, labels=np.full(len(images), -1, np.int32),
+                     video_ids=np.concatenate(vids),
+                     frame_ids=np.concatenate(fids), videos=dict(videos),
+                     num_refs=int(num_refs), stride=int(stride),
+                     name=name or ",".join(names))
+
+
+def load_clips(split: str = "train", *, data_dir: str | None = None,
+               names: Sequence[str] | None = OPENCV_VIDEOS, width: int = 96,
+               multiple: int = 8, holdout: Sequence[str] = HOLDOUT_VIDEOS,
+               test_fraction: float = 0.2, gap: int = 8, num_refs: int = 3,
+               stride: int = 2, every: int = 1, cache_dir: str | None = None,
+               cache: bool = True) -> ClipDataset:
+  """Clips of the opencv-doc videos (``ssljax.data.load("opencv_videos",
+  split)``): :func:`load_opencv_videos` (``width`` wide, split by source
+  video: ``holdout`` whole and the last ``test_fraction`` of the others,
+  after ``gap`` frames, are ``"test"``; no held-out frame is in a training
+  clip), cut into every ``every``-th clip of ``num_refs`` references
+  ``stride`` frames apart and a target (:func:`clip_dataset`).
+
+  The defaults give the video colorization run's data: 824 training clips
+  ``[4, 72, 96, 3]`` from Megamind.avi and vtest.avi.
+  """
+  if split not in ("train", "test"):
+    raise ValueError(f"split must be 'train' or 'test'; got {split!r}.")
+  splits = load_opencv_videos(data_dir=data_dir, names=names, width=width,
+                              multiple=multiple, holdout=holdout,
+                              test_fraction=test_fraction, gap=gap,
+                              cache_dir=cache_dir, cache=cache)
+  videos = getattr(splits, split)
+  return clip_dataset(videos, num_refs=num_refs, stride=stride, every=every,
+                      name=f"{OPENCV_VIDEOS_DATASET}:{split}"
+                      f"[{','.join(sorted(videos))}]")
+
+
+# ---------------------------------------------------------------------------
 # DAVIS 2017 through TFDS.
 
 
@@ -408,15 +542,23 @@ def load_davis(split: str = "validation", *, size: tuple[int, int] = (72, 96),
   several GB); a dataset that is not built raises
   :class:`DatasetNotAvailableError` saying how to build it.
   """
-  from ssljax.data.sources import (_import_tfds,  # pylint: disable=import-outside-toplevel
-                                   _tfds_error)
-  tfds = _import_tfds()
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  except ImportError as e:  # pragma: no cover - an optional dependency
+    raise ImportError("DAVIS needs tensorflow-datasets and tensorflow-cpu: "
+                      "pip install 'ssljax[data]'") from e
   name = f"davis/{config}"
   try:
     ds = tfds.load(name, split=split, data_dir=data_dir, download=download,
                    shuffle_files=False)
   except Exception as e:  # not built, no TFDS data, no download
-    raise _tfds_error(name, data_dir, e) from e
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    where = data_dir or "the default data_dir"
+    raise DatasetNotAvailableError(
+        f"TFDS dataset {name!r} is not available (looked in {where}; "
+        f"{type(e).__name__}: {first}). To fix: run `tfds build {name}` (add "
+        "--data_dir=... if you use one), or copy a built ~/tensorflow_datasets "
+        "here.") from e
   if max_videos is not None:
     ds = ds.take(max_videos)
   out = []

@@ -63,8 +63,12 @@ def cluster_scores(features, labels, *, num_clusters: int | None = None,
   Returns:
     ``{"nmi", "ari", "cluster_acc"}`` as floats (fractions).
   """
-  from sklearn.cluster import KMeans
-  from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+  try:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+  except ImportError as e:
+    raise ImportError("k-means clustering needs scikit-learn: "
+                      "pip install 'ssljax[eval]'") from e
 
   x = np.asarray(features, np.float64).reshape(len(features), -1)
   labels = np.asarray(labels).reshape(-1)

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
-from ssljax.parallel import data_sharding, make_data_mesh
-
-
-@functools.lru_cache(maxsize=32)
-def _jitted(encode_fn):
-  # One jit per encode function (a bound method hashes by its object and
-  # function), so repeated calls reuse the compiled code.
-  return jax.jit(encode_fn)
+from ssljax.parallel.batched import map_batches
 
 
 def extract_features(encode_fn, variables, images: np.ndarray, *,
@@ -25,27 +15,11 @@ def extract_features(encode_fn, variables, images: np.ndarray, *,
 
   Batches are sharded over the mesh axis ``data``; the last partial batch is
   padded (with copies of its first image) to a full one and the padding
-  dropped, so one compiled function serves the whole dataset.
+  dropped, so one compiled function serves the whole dataset
+  (:func:`ssljax.parallel.map_batches`).
   """
-  mesh = mesh or make_data_mesh()
-  batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
-  try:
-    fn = _jitted(encode_fn)
-  except TypeError:                      # an unhashable callable
-    fn = jax.jit(encode_fn)
-  out = []
-  n = len(images)
-  with jax.set_mesh(mesh):
-    for i in tqdm(range(0, n, batch_size), desc=desc, disable=not progress,
-                  leave=False):
-      chunk = images[i:i + batch_size]
-      real = len(chunk)
-      if real < batch_size:
-        pad = np.repeat(chunk[:1], batch_size - real, axis=0)
-        chunk = np.concatenate([chunk, pad])
-      x = jax.device_put(chunk, data_sharding(mesh, chunk.ndim))
-      out.append(np.asarray(fn(variables, x))[:real])
-  return np.concatenate(out)
+  return map_batches(encode_fn, variables, images, batch_size=batch_size,
+                     mesh=mesh, desc=desc, progress=progress)
 
 
 def map_in_batches(fn, xs: np.ndarray, batch: int = 256):

@@ -28,7 +28,8 @@ import optax
 
 from ssljax.augment import (batch_apply, random_flip_left_right,
                             random_resized_crop, to_float)
-from ssljax.methods.simclr import encoder_variables, normalize_images
+from ssljax.augment import normalize_images
+from ssljax.methods.base import encoder_variables
 
 
 def balanced_subset(labels, *, per_class: int | None = None,

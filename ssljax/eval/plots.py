@@ -16,6 +16,7 @@ References:
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssljax.losses import l2_normalize
+from ssljax.train.logging import read_jsonl
 
 #: The methods log the schedule's value as ``lr``; ``learning_rate`` is kept
 #: for logs that spell it out; ``probe_acc`` is the online probe's
@@ -31,9 +33,30 @@ from ssljax.losses import l2_normalize
 METRIC_KEYS = ("loss", "lr", "learning_rate", "mi_bound", "knn_acc", "probe_acc")
 
 
+#: How to install what the pictures and embeddings need.
+EVAL_EXTRA = "pip install 'ssljax[eval]'"
+_PIP_NAMES = {"sklearn": "scikit-learn", "umap": "umap-learn"}
+
+
+def _optional(module: str, what: str):
+  """``module`` imported, or an ImportError naming the extra to install
+  (matplotlib, scikit-learn and umap-learn are the ``[eval]`` extra, not
+  needed to train)."""
+  try:
+    return importlib.import_module(module)
+  except ImportError as e:
+    top = module.split(".")[0]
+    raise ImportError(f"{what} needs {_PIP_NAMES.get(top, top)}: "
+                      f"{EVAL_EXTRA}") from e
+
+
+def figure_class():
+  """``matplotlib.figure.Figure`` (no pyplot state), or a clear ImportError."""
+  return _optional("matplotlib.figure", "drawing pictures").Figure
+
+
 def _figure(figsize, dpi):
-  from matplotlib.figure import Figure
-  return Figure(figsize=figsize, dpi=dpi, layout="constrained")
+  return figure_class()(figsize=figsize, dpi=dpi, layout="constrained")
 
 
 def _save(fig, path, dpi):
@@ -51,16 +74,12 @@ def embed_2d(features, *, method: str = "tsne", seed: int = 0,
   x = np.asarray(features, np.float32).reshape(len(features), -1)
   kwargs = dict(embed_kwargs or {})
   if method == "tsne":
-    from sklearn.manifold import TSNE
+    TSNE = _optional("sklearn.manifold", "method='tsne'").TSNE
     kwargs.setdefault("perplexity", float(min(30.0, max(1.0, (len(x) - 1) / 3))))
     kwargs.setdefault("init", "pca")
     return TSNE(n_components=2, random_state=seed, **kwargs).fit_transform(x)
   if method == "umap":
-    try:
-      import umap
-    except ImportError as e:  # pragma: no cover - depends on the install
-      raise ImportError("method='umap' needs umap-learn "
-                        "(pip install umap-learn).") from e
+    umap = _optional("umap", "method='umap'")
     return np.asarray(umap.UMAP(n_components=2, random_state=seed, **kwargs)
                       .fit_transform(x))
   raise ValueError(f"method must be 'tsne' or 'umap'; got {method!r}.")
@@ -104,7 +123,7 @@ def embedding_plot(features, labels, path: str, *, method: str = "tsne",
   fig = _figure(figsize, dpi)
   ax = fig.add_subplot()
   classes = np.unique(y)
-  from matplotlib import colormaps
+  colormaps = _optional("matplotlib", "drawing pictures").colormaps
   cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
   for i, c in enumerate(classes):
     m = y == c
@@ -206,8 +225,6 @@ def curves_plot(metrics_jsonl_paths, path: str, *, keys=METRIC_KEYS,
   Returns:
     the keys plotted.
   """
-  from ssljax.train.logging import read_jsonl
-
   if isinstance(metrics_jsonl_paths, (str, os.PathLike)):
     metrics_jsonl_paths = [metrics_jsonl_paths]
   files = [os.path.join(p, "metrics.jsonl") if os.path.isdir(p) else str(p)

@@ -8,6 +8,11 @@ Writes ``workdir/eval.json``::
      "raw_pixels": {"linear": ..., "knn": ...}}
 
 (accuracies as fractions of the full test split).
+
+The run comes from the caller, restored (``ssljax.run.restore(workdir)``, as
+``experiments/linear_eval.py`` does); this module needs only its ``config``,
+``train`` / ``test`` splits, ``step``, ``workdir``, ``random_state`` and its
+restore-and-encode function ``encode(images, state=None, ...)``.
 """
 
 from __future__ import annotations
@@ -19,13 +24,8 @@ import time
 import jax
 import numpy as np
 
-from ssljax.eval.features import extract_features
 from ssljax.eval.knn import knn_accuracy
 from ssljax.eval.linear import linear_probe
-from ssljax.parallel import make_data_mesh
-from ssljax.train.build import build_method
-from ssljax.train.checkpoint import Checkpointer
-from ssljax.train.loop import init_state, load_config, load_dataset
 
 
 def _scores(train_x, train_y, test_x, test_y, num_classes, ev, seed):
@@ -41,15 +41,15 @@ def _scores(train_x, train_y, test_x, test_y, num_classes, ev, seed):
   return {"linear": lin["accuracy"], "knn": knn, **reg}
 
 
-def evaluate_run(workdir: str, *, step: int | None = None,
-                 baselines: bool = True, progress: bool = True,
+def evaluate_run(run, *, baselines: bool = True, progress: bool = True,
                  eval_overrides: dict | None = None) -> dict:
-  """Evaluate the checkpoint (latest, or ``step``) of the run in ``workdir``.
+  """Evaluate a restored run (:func:`ssljax.run.restore`: its checkpoint, the
+  latest or the one asked for) and write ``run.workdir/eval.json``.
 
   ``eval_overrides`` replaces keys of the run's saved ``config.eval`` (e.g.
   ``{"linear_epochs": 100}`` to re-evaluate an old run with today's probe).
   """
-  config = load_config(workdir)
+  config = run.config
   ev = config.eval
   if eval_overrides:
     unknown = [k for k in eval_overrides
@@ -60,27 +60,16 @@ def evaluate_run(workdir: str, *, step: int | None = None,
     # a fresh ConfigDict: an override may change a value's type (a float
     # weight decay -> a tuple to select from)
     ev = type(ev)({**ev.to_dict(), **eval_overrides})
-  train, test = load_dataset(config, "train"), load_dataset(config, "test")
-  method, _ = build_method(config, len(train))
-  mesh = make_data_mesh()
-  random_state, _ = init_state(method, config, train.image_shape, mesh)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-  trained = ckpt.restore(random_state, step)
-  ckpt.close()
-
-  def encode(variables, x):
-    return method.encode(variables, x)
+  train, test = run.train, run.test
 
   results, timings = {}, {}
-  encoders = {config.method: trained}
+  encoders = {config.method: None}          # None: the restored state
   if baselines:
-    encoders["random_init"] = random_state
+    encoders["random_init"] = run.random_state
   for name, state in encoders.items():
     t0 = time.perf_counter()
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    feats = [extract_features(encode, variables, ds.images, mesh=mesh,
-                              batch_size=ev.feature_batch_size,
-                              desc=f"{name} {split}", progress=progress)
+    feats = [run.encode(ds.images, state=state, batch_size=ev.feature_batch_size,
+                        desc=f"{name} {split}", progress=progress)
              for split, ds in (("train", train), ("test", test))]
     results[name] = _scores(feats[0], train.labels, feats[1], test.labels,
                             train.num_classes, ev, config.seed)
@@ -93,10 +82,9 @@ def evaluate_run(workdir: str, *, step: int | None = None,
                                     train.num_classes, ev, config.seed)
     timings["raw_pixels"] = time.perf_counter() - t0
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
+    with open(os.path.join(run.workdir, "eval.json"), "w") as f:
       json.dump(results, f, indent=2)
-  results_step = int(trained.step)
-  return {"results": results, "step": results_step, "seconds": timings,
+  return {"results": results, "step": int(run.step), "seconds": timings,
           "test_examples": len(test), "train_examples": len(train)}
 
 

@@ -1,8 +1,9 @@
 """The evaluation suite: every way to judge a pretrained checkpoint, in one call.
 
-``evaluate_suite(workdir, sections=...)`` restores the run's latest (or a
-given) checkpoint and writes ``workdir/eval_suite/report.json`` plus PNG
-pictures next to it. Sections (``SECTIONS``):
+``evaluate_suite(run, sections=...)`` evaluates a restored run (the caller
+restores it: ``ssljax.run.restore(workdir, step)``, as
+``experiments/evaluate.py`` does) and writes ``workdir/eval_suite/report.json``
+plus PNG pictures next to it. Sections (``SECTIONS``):
 
 - ``linear``: linear probe on frozen features, the mini-batch SGD protocol of
   the run's config and the full-batch L-BFGS solver with L2 chosen on a
@@ -46,11 +47,13 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from ssljax import data as data_lib
+from ssljax.augment import simclr_views
 from ssljax.eval import clustering, finetune, health, plots, robustness
-from ssljax.eval.features import extract_features
 from ssljax.eval.knn import knn_accuracy
 from ssljax.eval.linear import linear_probe
-from ssljax.parallel import make_data_mesh
+from ssljax.eval.linear_aug import augmented_linear_probe
+from ssljax.train.logging import read_jsonl
 
 SECTIONS = ("linear", "knn", "cluster", "pictures", "few_labels", "robustness",
             "transfer", "health", "efficiency", "linear_aug")
@@ -81,23 +84,18 @@ class SuiteOptions:
 
 
 class _Run:
-  """A restored run: method, states, datasets and cached features."""
+  """A restored run (``ssljax.run.RestoredRun`` or anything with its
+  attributes) and the features computed from it, cached."""
 
-  def __init__(self, workdir, step=None, progress=True):
-    from ssljax.train.build import build_method  # pylint: disable=import-outside-toplevel
-    from ssljax.train.checkpoint import Checkpointer  # pylint: disable=import-outside-toplevel
-    from ssljax.train.loop import init_state, load_config, load_dataset  # pylint: disable=import-outside-toplevel
-    self.workdir = workdir
-    self.config = load_config(workdir)
-    self.train = load_dataset(self.config, "train")
-    self.test = load_dataset(self.config, "test")
-    self.method, _ = build_method(self.config, len(self.train))
-    self.mesh = make_data_mesh()
-    self.random_state, _ = init_state(self.method, self.config,
-                                      self.train.image_shape, self.mesh)
-    self.ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-    self.state = self.ckpt.restore(self.random_state, step)
-    self.step = int(self.state.step)
+  def __init__(self, restored, progress=True):
+    self.restored = restored
+    self.workdir = restored.workdir
+    self.config = restored.config
+    self.train, self.test = restored.train, restored.test
+    self.method = restored.method
+    self.mesh = restored.mesh
+    self.state, self.random_state = restored.state, restored.random_state
+    self.step = int(restored.step)
     self.progress = progress
     self._feats = {}
 
@@ -106,10 +104,8 @@ class _Run:
     if key not in self._feats:
       st = state if state is not None else (
           self.state if which == "trained" else self.random_state)
-      ev = self.config.eval
-      self._feats[key] = extract_features(
-          self.method.encode, {"params": st.params, "batch_stats": st.batch_stats},
-          images, mesh=self.mesh, batch_size=ev.feature_batch_size,
+      self._feats[key] = self.restored.encode(
+          images, state=st, batch_size=self.config.eval.feature_batch_size,
           desc=f"{which} {tag}", progress=self.progress)
     return self._feats[key]
 
@@ -239,8 +235,7 @@ def section_few_labels(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
 
 
 def _label_curve_png(curve: dict, path: str, title: str):
-  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
-  fig = Figure(figsize=(6, 4), dpi=100)
+  fig = plots.figure_class()(figsize=(6, 4), dpi=100)
   ax = fig.add_subplot()
   n = [v["labels"] for v in curve.values()]
   for key, label in (("finetune_pretrained", "pretrained, fine-tuned"),
@@ -264,12 +259,9 @@ def section_robustness(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
                        num_classes=tr.num_classes, solver="sgd",
                        return_classifier=True, **run.probe_kwargs())
   clf = probe["classifier"]
-  state = run.state
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
 
   def predict_fn(images):
-    f = extract_features(run.method.encode, variables, np.asarray(images),
-                         mesh=run.mesh, progress=False)
+    f = run.restored.encode(np.asarray(images), batch_size=1000, progress=False)
     logits = ((f - clf["mean"]) / clf["std"]) @ clf["w"] + clf["b"]
     return logits.argmax(-1)
 
@@ -292,7 +284,6 @@ def _resize_to(images: np.ndarray, shape) -> np.ndarray:
 
 def section_transfer(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
   del out_dir
-  from ssljax import data as data_lib  # pylint: disable=import-outside-toplevel
   name = opts.transfer_dataset
   dtr, dte = data_lib.load(name, "train"), data_lib.load(name, "test")
   xtr = _resize_to(dtr.images, run.train.image_shape)
@@ -312,7 +303,6 @@ def section_transfer(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
 
 def section_health(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
   del out_dir
-  from ssljax.augment import simclr_views  # pylint: disable=import-outside-toplevel
   te = run.test
   n = min(opts.health_examples, len(te))
   aug = dict(run.config.get("augment") or {})
@@ -351,7 +341,6 @@ def training_seconds(rows, batch_size: int, step: int) -> float:
 
 
 def section_efficiency(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
-  from ssljax.train.logging import read_jsonl  # pylint: disable=import-outside-toplevel
   res = {}
   metrics = os.path.join(run.workdir, "metrics.jsonl")
   rows = []
@@ -372,14 +361,14 @@ def section_efficiency(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
                    replace=False)
   t_start = os.path.getmtime(os.path.join(run.workdir, "config.json"))
   points = []
-  for step in run.ckpt.all_steps():
-    st = run.ckpt.restore(run.random_state, step)
+  for step in run.restored.checkpoint_steps():
+    st = run.restored.state_at(step)
     a = run.features(f"step{step}", run.train.images[tri], "knn bank", st)
     b = run.features(f"step{step}", run.test.images[tei], "knn queries", st)
     if rows:
       secs = training_seconds(rows, run.config.batch_size, int(step))
     else:
-      secs = os.path.getmtime(os.path.join(run.ckpt.directory, str(step))) - t_start
+      secs = os.path.getmtime(run.restored.checkpoint_path(step)) - t_start
     points.append({"step": int(step), "train_seconds": float(secs),
                    "knn": knn_accuracy(a, run.train.labels[tri], b,
                                        run.test.labels[tei],
@@ -388,8 +377,7 @@ def section_efficiency(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
   res["checkpoints"] = points
   res["knn_subset"] = {"bank": len(tri), "queries": len(tei)}
   if points:
-    from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
-    fig = Figure(figsize=(5, 3.5), dpi=100)
+    fig = plots.figure_class()(figsize=(5, 3.5), dpi=100)
     ax = fig.add_subplot()
     ax.plot([p["train_seconds"] / 60 for p in points],
             [100 * p["knn"] for p in points], "o-")
@@ -406,7 +394,6 @@ def section_efficiency(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
 
 def section_linear_aug(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
   del out_dir
-  from ssljax.eval.linear_aug import augmented_linear_probe  # pylint: disable=import-outside-toplevel
   aug = run.config.get("augment") or {}
   crop = tuple(aug.get("area_range", ())) or None
   kw = dict(num_classes=run.train.num_classes, preset=opts.linear_aug_preset,
@@ -429,12 +416,13 @@ def section_linear_aug(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
 _SECTION_FNS = {name: globals()[f"section_{name}"] for name in SECTIONS}
 
 
-def evaluate_suite(workdir: str, *, sections: Sequence[str] = SECTIONS,
-                   step: int | None = None, options: SuiteOptions | None = None,
+def evaluate_suite(run, *, sections: Sequence[str] = SECTIONS,
+                   options: SuiteOptions | None = None,
                    out_dir: str | None = None, progress: bool = True,
                    log=print, skip_done: bool = False) -> dict:
-  """Run ``sections`` on the checkpoint of ``workdir``; returns the report
-  (also written to ``out_dir/report.json``, default ``workdir/eval_suite``).
+  """Run ``sections`` on a restored run (``ssljax.run.restore(workdir,
+  step)``; the caller closes it); returns the report (also written to
+  ``out_dir/report.json``, default ``run.workdir/eval_suite``).
 
   Sections an earlier call measured on the same checkpoint step are kept;
   with ``skip_done`` they are not measured again either."""
@@ -442,11 +430,11 @@ def evaluate_suite(workdir: str, *, sections: Sequence[str] = SECTIONS,
   if unknown:
     raise ValueError(f"unknown sections {unknown}; choose from {SECTIONS}.")
   opts = options or SuiteOptions()
-  out_dir = out_dir or os.path.join(workdir, "eval_suite")
+  run = _Run(run, progress)
+  out_dir = out_dir or os.path.join(run.workdir, "eval_suite")
   os.makedirs(out_dir, exist_ok=True)
-  run = _Run(workdir, step, progress)
   path = os.path.join(out_dir, "report.json")
-  report = {"workdir": os.path.abspath(workdir), "method": run.config.method,
+  report = {"workdir": os.path.abspath(run.workdir), "method": run.config.method,
             "dataset": run.config.dataset, "step": run.step,
             "options": dataclasses.asdict(opts), "sections": {}, "seconds": {}}
   if os.path.exists(path):      # keep sections measured by earlier calls
@@ -455,20 +443,17 @@ def evaluate_suite(workdir: str, *, sections: Sequence[str] = SECTIONS,
     if old.get("step") == run.step:
       report["sections"].update(old.get("sections", {}))
       report["seconds"].update(old.get("seconds", {}))
-  try:
-    for name in sections:
-      if skip_done and name in report["sections"]:
-        log(f"[evaluate] {name}: kept from the earlier report (step {run.step})")
-        continue
-      t0 = time.perf_counter()
-      report["sections"][name] = _SECTION_FNS[name](run, opts, out_dir)
-      report["seconds"][name] = time.perf_counter() - t0
-      log(f"[evaluate] {name}: {report['seconds'][name]:.0f} s")
-      if jax.process_index() == 0:
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-          json.dump(report, f, indent=2, default=float)
-        os.replace(tmp, path)
-  finally:
-    run.ckpt.close()
+  for name in sections:
+    if skip_done and name in report["sections"]:
+      log(f"[evaluate] {name}: kept from the earlier report (step {run.step})")
+      continue
+    t0 = time.perf_counter()
+    report["sections"][name] = _SECTION_FNS[name](run, opts, out_dir)
+    report["seconds"][name] = time.perf_counter() - t0
+    log(f"[evaluate] {name}: {report['seconds'][name]:.0f} s")
+    if jax.process_index() == 0:
+      tmp = path + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump(report, f, indent=2, default=float)
+      os.replace(tmp, path)
   return report

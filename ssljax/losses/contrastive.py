@@ -2,7 +2,8 @@
 
 All similarities are cosine similarities (embeddings are L2-normalized inside).
 A batch sharded over the device mesh gives the global-batch loss: the operands
-are gathered (``ssljax.parallel.mesh.replicate``) before the N x N logits are
+are gathered (``ssljax.losses._sharding.replicate``, re-exported as
+``ssljax.parallel.replicate``) before the N x N logits are
 formed, so every device sees negatives from every device.
 """
 
@@ -14,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssljax.losses._sharding import DATA_AXIS, replicate
 from ssljax.losses.blockwise import masked_logsumexp
-from ssljax.parallel.mesh import DATA_AXIS, replicate
 
 _EPS = 1e-12
 

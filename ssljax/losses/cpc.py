@@ -20,7 +20,7 @@ Candidate sets (``negatives=``):
   true target once and ``num_negatives`` or ``num_negatives - 1`` negatives.
 
 With the batch sharded over the mesh axis ``data`` the candidate targets are
-gathered (``ssljax.parallel.mesh.replicate``) so every prediction is scored
+gathered (``ssljax.losses._sharding.replicate``) so every prediction is scored
 against the global batch.
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ssljax.parallel.mesh import replicate
+from ssljax.losses._sharding import replicate
 
 NEGATIVE_MODES = ("batch", "sequence", "sampled")
 

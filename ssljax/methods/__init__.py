@@ -1,37 +1,43 @@
-"""Self-supervised methods: one module each (State, init, train step)."""
+"""Self-supervised methods: one module each, on the contract of
+:mod:`ssljax.methods.base` (``from_config``, ``init``, ``train_step``,
+``encode``), registered by name (:data:`METHODS`, :func:`get_method`).
 
-from ssljax.methods.cpc import CPCState, ImageCPC, SequenceCPC
+Importing this package registers every shipped method.
+"""
+
+from ssljax.methods.base import (METHODS, DataSpec, Method, TrainState,
+                                 apply_gradients, build_encoder, build_head,
+                                 encoder_variables, frozen_features,
+                                 get_method, loss_step, register, step_key,
+                                 train_state)
+
+from ssljax.methods.cpc import ImageCPC, SequenceCPC
 from ssljax.methods.ema import constant_momentum, ema_update, momentum_schedule
 from ssljax.methods.moco import (MoCo, MoCoState, check_queue_divides, enqueue,
                                  shuffled_group_apply)
-from ssljax.methods.simclr import SimCLR, SimCLRState
-from ssljax.methods.inpainting import (ContextEncoder, ConvDecoder,
-                                       ConvDiscriminator, Inpainting,
-                                       InpaintingState)
-from ssljax.methods.jigsaw import Jigsaw, JigsawState, permutation_set
-from ssljax.methods.pretext import PretextMethod, PretextState, TileClassifier
-from ssljax.methods.relpos import RelativePosition, RelativePositionState
-from ssljax.methods.rotation import Rotation, RotationState
+from ssljax.methods.simclr import SimCLR
+from ssljax.methods.inpainting import Inpainting, InpaintingState
+from ssljax.methods.jigsaw import Jigsaw, permutation_set
+from ssljax.methods.pretext import PretextMethod, TilePretextMethod
+from ssljax.methods.relpos import RelativePosition
+from ssljax.methods.rotation import Rotation
 from ssljax.methods.video_colorization import (
-    EmbeddingNet, VideoColorization, VideoColorizationState, attend,
-    attend_blocked, attend_dense, fit_color_clusters, propagate_labels,
-    video_colorization_loss)
+    VideoColorization, attend, attend_blocked, attend_dense,
+    fit_color_clusters, propagate_labels)
 from ssljax.methods.online_probe import OnlineProbe, OnlineProbeState
-from ssljax.methods.colorization import (ColorNet, Colorization,
-                                         ColorizationState, SplitBrain,
-                                         SplitBrainNet, colorization_loss,
-                                         empirical_prior, rebalance_weights)
+from ssljax.methods.colorization import (Colorization, SplitBrain,
+                                         empirical_prior)
 
-__all__ = ["Jigsaw", "JigsawState", "PretextMethod", "PretextState",
-           "RelativePosition", "RelativePositionState", "Rotation",
-           "RotationState", "TileClassifier", "permutation_set",
-           "MoCo", "MoCoState", "SimCLR", "SimCLRState", "check_queue_divides",
+__all__ = ["METHODS", "DataSpec", "Method", "TrainState", "apply_gradients",
+           "build_encoder", "build_head", "encoder_variables",
+           "frozen_features", "get_method", "loss_step", "register", "step_key",
+           "train_state",
+           "Jigsaw", "PretextMethod", "RelativePosition",
+           "Rotation", "TilePretextMethod", "permutation_set",
+           "MoCo", "MoCoState", "SimCLR", "check_queue_divides",
            "constant_momentum", "ema_update", "enqueue", "momentum_schedule",
-           "shuffled_group_apply", "CPCState", "ImageCPC", "SequenceCPC",
-           "ContextEncoder", "ConvDecoder", "ConvDiscriminator", "Inpainting",
-           "InpaintingState", "ColorNet", "Colorization", "ColorizationState",
-           "SplitBrain", "SplitBrainNet", "colorization_loss",
-           "empirical_prior", "rebalance_weights", "OnlineProbe",
-           "OnlineProbeState", "EmbeddingNet", "VideoColorization",
-           "VideoColorizationState", "attend", "attend_blocked", "attend_dense",
-           "fit_color_clusters", "propagate_labels", "video_colorization_loss"]
+           "shuffled_group_apply", "ImageCPC", "SequenceCPC",
+           "Inpainting", "InpaintingState", "Colorization", "SplitBrain", "empirical_prior",
+           "OnlineProbe", "OnlineProbeState", "VideoColorization", "attend",
+           "attend_blocked", "attend_dense", "fit_color_clusters",
+           "propagate_labels"]

@@ -7,36 +7,37 @@ lightness ``L`` is the input, the colour ``ab`` the target, as a
 classification over the ``Q`` in-gamut ab bins (:func:`ab_gamut_bins`, grid
 10; 261 for sRGB). Per pixel the target is the soft encoding ``Z`` (5 nearest
 bins, Gaussian sigma 5) and the loss the class-rebalanced cross-entropy
+(:func:`ssljax.losses.colorization_loss`)
 
     L = -(1 / P) sum_pixels w[argmax_q Z_q] sum_q Z_q log softmax(logits)_q,
 
 ``w ∝ ((1 - lambda) p~ + lambda / Q)^-1`` with ``p~`` the empirical
 distribution of the training pixels' bins smoothed by a Gaussian (sigma 5)
 over the bin centres, ``lambda = 0.5``, normalized so ``sum_q p~_q w_q = 1``
-(:func:`rebalance_weights`). Predictions decode with the annealed mean
-(T = 0.38, :func:`ssljax.augment.annealed_mean`).
+(:func:`ssljax.losses.rebalance_weights`). Predictions decode with the
+annealed mean (T = 0.38, :func:`ssljax.augment.annealed_mean`).
 
-Architecture (:class:`ColorNet`): a library encoder (``ssljax.models.
-get_encoder``: a ResNet) on the normalized ``L`` channel, and a small
-per-pixel head. The encoder returns pooled features (what ``encode`` gives
-the linear probe); the head reads its feature maps by intercepting the
-outputs of the encoder's sub-modules (``flax.linen.intercept_methods``, no
-change to the encoder): with ``hypercolumn=True`` (default) the last map of
-every resolution (Larsson et al. 2016, "Learning representations for
-automatic colorization"), else only the last one. Each is projected by a 1x1
-convolution, resized (bilinear) to ``H / out_stride x W / out_stride`` and
-summed, then BN-ReLU, a 3x3 convolution, BN-ReLU and a 1x1 convolution to
-``Q`` logits. Predictions are made at that reduced resolution (the paper
-predicts at 1/4); targets are the ab channels average-pooled to it, and a
+The network (:class:`ssljax.models.ColorNet`): a library encoder on the
+normalized ``L`` channel and a per-pixel head over its feature maps;
+predictions are made at ``1 / out_stride`` of the resolution (the paper
+predicts at 1/4), targets are the ab channels average-pooled to it, and a
 predicted ab is upsampled (bilinear) to the input size for display and for
 the ab error.
 
-Split-brain (:class:`SplitBrain`): two disjoint :class:`ColorNet` s, ``L ->
-ab`` (the colorization above) and ``ab -> L`` (``L`` quantized into 50 bins
-of width 2, cross-entropy on the pooled ``L``'s bin); one jitted step
-updates both with the sum of the two losses; ``encode`` concatenates the
-two encoders' features. Class rebalancing of the ab half is off by default
-(``class_weights=None``; ``rebalance_lambda`` in the config turns it on).
+Split-brain (:class:`SplitBrain`): two disjoint ColorNets (a
+:class:`ssljax.models.SplitBrainNet`), ``L -> ab`` (the colorization above)
+and ``ab -> L`` (``L`` quantized into 50 bins of width 2, cross-entropy on
+the pooled ``L``'s bin); one jitted step updates both with the sum of the
+two losses; ``encode`` concatenates the two encoders' features. Class
+rebalancing of the ab half is off by default (``rebalance_lambda = 1``).
+
+From a config (``experiments/configs/colorization_photos.py``): ``encoder``
+(the library encoder), ``head`` (:class:`~ssljax.models.ColorNet`'s
+fields) and ``colorization`` (the method's fields: ``grid``, ``ab_range``,
+``num_neighbors``, ``sigma``, ``temperature``, ``flip``,
+``rebalance_lambda``, ``prior_sigma``, ``prior_images``; ``num_l_bins`` for
+split-brain). The rebalancing prior is counted on the training set the loop
+passes (``data.dataset``); when only checking a config it is uniform.
 
 Usage::
 
@@ -54,7 +55,7 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
-import functools
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,34 +69,31 @@ from ssljax.augment import batch_apply, random_flip_left_right, to_float
 from ssljax.augment.lab import (ab_gamut_bins, annealed_mean, lab_to_rgb,
                                 nearest_ab_bin, quantize_l, rgb_to_lab,
                                 soft_encode_ab)
-from ssljax.methods.pretext import PretextState, classification_metrics
-from ssljax.methods.simclr import encoder_variables
+from ssljax.config import build, check
+from ssljax.config import replace as replace_checked
+from ssljax.losses.classification import classification_metrics
+from ssljax.losses.colorization import (bin_accuracy, colorization_loss,
+                                        rebalance_weights, smooth_prior)
+from ssljax.methods.base import (Method, TrainState, build_encoder,
+                                 compute_dtype, encoder_variables, loss_step,
+                                 register, step_key, train_state)
+from ssljax.models.colorization import ColorNet, SplitBrainNet
 
 __all__ = [
-    "ColorNet",
     "Colorization",
-    "ColorizationState",
     "SplitBrain",
-    "SplitBrainNet",
     "ab_bin_counts",
-    "bin_accuracy",
-    "build_colorization",
-    "colorization_loss",
+    "class_weights_for",
     "empirical_prior",
-    "rebalance_weights",
-    "save_colorization_png",
-    "smooth_prior",
 ]
-
-#: step, params, batch_stats, opt_state (the pretext tasks' state).
-ColorizationState = PretextState
 
 #: Scale of the networks' inputs: ``(L - 50) / 50`` and ``ab / 110``.
 L_CENTER, L_SCALE, AB_SCALE = 50.0, 50.0, 110.0
 
 
 # ---------------------------------------------------------------------------
-# Class rebalancing (Zhang et al. 2016, Sec. 2.2).
+# Class rebalancing (Zhang et al. 2016, Sec. 2.2): the prior of the training
+# pixels (the weights themselves are ssljax.losses.rebalance_weights).
 
 
 def ab_bin_counts(images, bins, *, chunk_pixels: int = 16384) -> np.ndarray:
@@ -134,192 +132,43 @@ def ab_bin_counts(images, bins, *, chunk_pixels: int = 16384) -> np.ndarray:
   return np.round(total).astype(np.int64)
 
 
-def smooth_prior(counts, bins, *, sigma: float = 5.0) -> np.ndarray:
-  """The empirical bin distribution smoothed by a Gaussian over the ab plane:
-  ``p~_q ∝ sum_r p_r exp(-|c_q - c_r|^2 / (2 sigma^2))`` (float64 ``[Q]``,
-  sums to 1). ``sigma = 0``: no smoothing."""
-  counts = np.asarray(counts, np.float64)
-  bins = np.asarray(bins, np.float64)
-  if counts.ndim != 1 or bins.shape != (counts.shape[0], 2):
-    raise ValueError(f"counts [Q] and bins [Q, 2] must agree; got "
-                     f"{counts.shape} and {bins.shape}.")
-  if counts.sum() <= 0 or (counts < 0).any():
-    raise ValueError("counts must be non-negative with a positive sum.")
-  p = counts / counts.sum()
-  if sigma > 0:
-    d2 = ((bins[:, None, :] - bins[None, :, :]) ** 2).sum(-1)
-    p = np.exp(-d2 / (2.0 * sigma ** 2)) @ p
-  return p / p.sum()
-
-
 def empirical_prior(images, bins, *, sigma: float = 5.0) -> np.ndarray:
   """``smooth_prior(ab_bin_counts(images, bins), bins, sigma=sigma)``: the
   paper's ``p~`` from the training images' pixels."""
   return smooth_prior(ab_bin_counts(images, bins), bins, sigma=sigma)
 
 
-def rebalance_weights(prior, *, lam: float = 0.5) -> np.ndarray:
-  """Class-rebalancing weights ``w ∝ ((1 - lam) p~ + lam / Q)^-1``,
-  normalized so that ``E_p~[w] = sum_q p~_q w_q = 1`` (float32 ``[Q]``).
-
-  Rare colours weigh more; ``lam = 1`` gives ``w = 1`` (no rebalancing),
-  ``lam = 0`` inverts the prior.
-  """
-  prior = np.asarray(prior, np.float64)
-  if prior.ndim != 1 or (prior < 0).any() or not np.isclose(prior.sum(), 1.0):
-    raise ValueError(f"prior must be a distribution [Q]; got shape "
-                     f"{prior.shape}, sum {prior.sum():.4g}.")
-  if not 0.0 <= lam <= 1.0:
-    raise ValueError(f"lam must lie in [0, 1]; got {lam}.")
-  mix = (1.0 - lam) * prior + lam / prior.shape[0]
-  if (mix <= 0).any():
-    raise ValueError("lam = 0 needs a prior without zeros (smooth it).")
-  w = 1.0 / mix
-  return (w / np.sum(prior * w)).astype(np.float32)
+# The prior of a loaded training set, per (images array, bins, options): the
+# loop builds the method more than once on the same data (checking, then
+# training; restoring for evaluation).
+_PRIORS: "weakref.WeakKeyDictionary[np.ndarray, dict]" = (
+    weakref.WeakKeyDictionary())
 
 
-# ---------------------------------------------------------------------------
-# The loss.
-
-
-def colorization_loss(logits, targets, *, class_weights=None) -> jax.Array:
-  """Class-rebalanced multinomial cross-entropy (Zhang et al. 2016, Eq. 2).
-
-  ``-(1 / P) sum_p w[argmax_q Z_pq] sum_q Z_pq log softmax(logits_p)_q``
-  over the ``P`` pixels of the batch.
-
-  Args:
-    logits: ``[..., Q]`` predicted scores (any leading shape, e.g.
-      ``[B, h, w, Q]``).
-    targets: ``[..., Q]`` soft targets ``Z`` (:func:`soft_encode_ab`).
-    class_weights: ``[Q]`` (:func:`rebalance_weights`) or ``None`` (all 1).
-
-  Returns:
-    scalar float32.
-  """
-  if logits.shape != targets.shape or logits.ndim < 1:
-    raise ValueError(f"logits and targets must both be [..., Q] with equal "
-                     f"shapes; got {logits.shape} and {targets.shape}.")
-  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  ce = -jnp.sum(targets.astype(jnp.float32) * logp, axis=-1)
-  if class_weights is not None:
-    w = jnp.asarray(class_weights, jnp.float32)
-    if w.shape != (logits.shape[-1],):
-      raise ValueError(f"class_weights must be [Q={logits.shape[-1]}]; got "
-                       f"{w.shape}.")
-    ce = ce * w[jnp.argmax(targets, axis=-1)]
-  return jnp.mean(ce)
-
-
-def bin_accuracy(logits, targets) -> jax.Array:
-  """Fraction of pixels whose top-scoring bin is the target's most likely
-  (= nearest) bin."""
-  return jnp.mean((jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
-                  .astype(jnp.float32))
-
-
-# ---------------------------------------------------------------------------
-# Models.
-
-
-def _encoder_maps(encoder: nn.Module, x, train: bool):
-  """``(pooled, maps)``: the encoder's output and, in call order, the 4-D
-  outputs of every sub-module it called (convolutions, norms, blocks)."""
-  maps = []
-
-  def grab(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    if (context.method_name == "__call__" and hasattr(out, "ndim")
-        and out.ndim == 4):
-      maps.append(out)
-    return out
-
-  with nn.intercept_methods(grab):
-    pooled = encoder(x, train=train)
-  return pooled, maps
-
-
-class ColorNet(nn.Module):
-  """Encoder + per-pixel classifier (see the module docstring).
-
-  Attributes:
-    encoder: a library encoder (``get_encoder(...)``) whose ``__call__(x,
-      train)`` runs convolutional sub-modules and returns pooled features.
-    num_classes: logits per pixel (``Q`` ab bins, or 50 L bins).
-    hidden_dim: channels of the head.
-    out_stride: the logits are ``[B, H / out_stride, W / out_stride, Q]``.
-    hypercolumn: read the last feature map of every resolution (True) or
-      only the encoder's last map (False, as in Zhang et al.).
-    dtype: computation dtype of the head; logits are float32.
-  """
-  encoder: nn.Module
-  num_classes: int
-  hidden_dim: int = 64
-  out_stride: int = 2
-  hypercolumn: bool = True
-  bn_momentum: float = 0.9
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    if x.ndim != 4:
-      raise ValueError(f"ColorNet expects images [B, H, W, C]; got {x.shape}.")
-    b, h, w = x.shape[:3]
-    s = int(self.out_stride)
-    if s < 1 or h % s or w % s:
-      raise ValueError(f"out_stride={self.out_stride} must divide the image "
-                       f"size {h}x{w}.")
-    _, maps = _encoder_maps(self.encoder, x, train)
-    if not maps:
-      raise ValueError("the encoder called no sub-module with a 4-D output: "
-                       "ColorNet needs a convolutional encoder.")
-    if self.hypercolumn:
-      last = {}
-      for m in maps:                             # last map of each size
-        last[m.shape[1:3]] = m
-      chosen = list(last.values())
-    else:
-      chosen = [maps[-1]]
-    out_hw = (h // s, w // s)
-    # He-normal (fan-out, untruncated, as the library ResNet; quick
-    # to compile on XLA:CPU, unlike the truncated normal).
-    conv = functools.partial(nn.Conv, dtype=self.dtype, use_bias=False,
-                             kernel_init=nn.initializers.variance_scaling(
-                                 2.0, "fan_out", "normal"))
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=self.bn_momentum, epsilon=1e-5,
-                             dtype=self.dtype)
-    y = None
-    for i, m in enumerate(chosen):
-      p = conv(self.hidden_dim, (1, 1), name=f"lateral_{i}")(m)
-      if p.shape[1:3] != out_hw:
-        p = jax.image.resize(p, (b, *out_hw, p.shape[-1]), "bilinear")
-      y = p if y is None else y + p
-    y = nn.relu(norm(name="fuse_bn")(y))
-    y = conv(self.hidden_dim, (3, 3), padding=1, name="conv")(y)
-    y = nn.relu(norm(name="conv_bn")(y))
-    # Small logits at the start: nearly uniform predictions.
-    logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype,
-                     kernel_init=nn.initializers.normal(0.01),
-                     name="logits")(y)
-    return logits.astype(jnp.float32)
-
-  def encode(self, x, train: bool = False):
-    return self.encoder(x, train=train)
-
-
-class SplitBrainNet(nn.Module):
-  """Two disjoint sub-networks: ``l_net`` (L -> ab bins) and ``ab_net``
-  (ab -> L bins); ``encode`` concatenates their encoders' features."""
-  l_net: ColorNet
-  ab_net: ColorNet
-
-  def __call__(self, l_input, ab_input, train: bool = True):
-    return self.l_net(l_input, train=train), self.ab_net(ab_input, train=train)
-
-  def encode(self, l_input, ab_input, train: bool = False):
-    return jnp.concatenate([self.l_net.encode(l_input, train=train),
-                            self.ab_net.encode(ab_input, train=train)], -1)
+def class_weights_for(images, bins, *, lam: float, prior_sigma: float = 5.0,
+                      prior_images: int = 4000) -> np.ndarray | None:
+  """The rebalancing weights ``[Q]`` of a training set's images (``None``
+  when ``lam == 1``: no rebalancing): the smoothed prior of up to
+  ``prior_images`` evenly spaced images (0: all), mixed with ``lam``.
+  ``images=None``: a uniform prior (weights 1), the cheap stand-in for
+  checking a config without its data."""
+  if lam >= 1.0:
+    return None
+  bins = np.asarray(bins, np.float32)
+  if images is None:
+    return rebalance_weights(np.full(len(bins), 1.0 / len(bins)), lam=lam)
+  key = (bins.tobytes(), float(prior_sigma), int(prior_images))
+  try:
+    cache = _PRIORS.setdefault(images, {})
+  except TypeError:                         # not weak-referenceable
+    cache = {}
+  if key not in cache:
+    chosen = images
+    if prior_images and len(images) > prior_images:
+      chosen = images[np.linspace(0, len(images) - 1, prior_images)
+                      .astype(np.int64)]
+    cache[key] = empirical_prior(chosen, bins, sigma=prior_sigma)
+  return rebalance_weights(cache[key], lam=lam)
 
 
 # ---------------------------------------------------------------------------
@@ -385,50 +234,114 @@ def _as_tuple(x, ndim: int):
   return tuple(map(tuple, a.tolist())) if ndim == 2 else tuple(a.tolist())
 
 
+
+
+def _pos(v) -> bool:
+  return v > 0
+
+
 @dataclasses.dataclass(frozen=True)
-class _ColorMethod:
+class _ColorMethod(Method):
   """Fields and helpers shared by :class:`Colorization` and
-  :class:`SplitBrain`.
+  :class:`SplitBrain`; the fields after ``tx`` are the keys of the config
+  section ``colorization``.
 
   Attributes:
-    model: the network (:class:`ColorNet` / :class:`SplitBrainNet`).
+    model: the network (:class:`~ssljax.models.ColorNet` /
+      :class:`~ssljax.models.SplitBrainNet`).
     tx: the optax optimizer.
-    bins: ``[Q, 2]`` ab centres (default :func:`ab_gamut_bins`); stored as
-      nested tuples (hashable, static under ``jit``).
+    bins: ``[Q, 2]`` ab centres; ``None``: ``ab_gamut_bins(grid,
+      ab_range)``. Stored as nested tuples (hashable, static under ``jit``).
     class_weights: ``[Q]`` rebalancing weights or ``None`` (plain
-      soft-target cross-entropy).
+      soft-target cross-entropy); :meth:`from_config` computes them.
+    grid, ab_range: the ab bins' spacing and extent (10 and 110: 261 sRGB
+      bins).
     num_neighbors, sigma: soft encoding (5 bins, sigma 5).
-    temperature: annealed-mean T for :meth:`predict_ab` (0.38).
+    temperature: annealed-mean T of :meth:`decode_ab` (0.38).
     flip: random horizontal flips of the training batch.
+    rebalance_lambda: the rebalancing ``lambda`` (0.5; 1: no rebalancing).
+    prior_sigma: smoothing of the prior over the ab plane (5).
+    prior_images: training images the prior counts (evenly spaced; 0: all).
     schedule: the learning-rate schedule, only to report ``lr``.
   """
   model: nn.Module
   tx: optax.GradientTransformation
   bins: Any = None
   class_weights: Any = None
+  grid: float = 10.0
+  ab_range: float = 110.0
   num_neighbors: int = 5
   sigma: float = 5.0
   temperature: float = 0.38
   flip: bool = True
+  rebalance_lambda: float = 0.5
+  prior_sigma: float = 5.0
+  prior_images: int = 4000
   schedule: Callable[[jax.Array], jax.Array] | None = None
 
   def __post_init__(self):
-    bins = ab_gamut_bins() if self.bins is None else self.bins
-    object.__setattr__(self, "bins", _as_tuple(bins, 2))
-    q = len(self.bins)
-    if q == 0 or len(self.bins[0]) != 2:
-      raise ValueError(f"bins must be [Q, 2]; got {np.shape(bins)}.")
+    q = None
+    if self.bins is not None:
+      object.__setattr__(self, "bins", _as_tuple(self.bins, 2))
+      q = len(self.bins)
+    elif _pos(self.grid) and _pos(self.ab_range):
+      object.__setattr__(self, "bins", _as_tuple(
+          ab_gamut_bins(float(self.grid), float(self.ab_range)), 2))
+      q = len(self.bins)
+    w = None
     if self.class_weights is not None:
       w = _as_tuple(self.class_weights, 1)
-      if len(w) != q:
-        raise ValueError(f"class_weights must be [Q={q}]; got {len(w)}.")
       object.__setattr__(self, "class_weights", w)
-    if not 1 <= self.num_neighbors <= q:
-      raise ValueError(f"num_neighbors must lie in [1, {q}]; got "
-                       f"{self.num_neighbors}.")
-    if self.sigma <= 0 or self.temperature <= 0:
-      raise ValueError(f"sigma and temperature must be > 0; got {self.sigma} "
-                       f"and {self.temperature}.")
+    check(self,
+          ("grid", _pos, "the ab bin spacing must be > 0, e.g. 10.0"),
+          ("ab_range", _pos, "the ab extent must be > 0, e.g. 110.0"),
+          ("bins", q is None or (q > 0 and len(self.bins[0]) == 2),
+           "must be [Q, 2] ab centres (or None: ab_gamut_bins(grid, "
+           "ab_range))"),
+          ("num_neighbors", lambda n: q is None or 1 <= n <= q,
+           f"soft-encoding neighbours must lie in [1, Q={q}], e.g. 5"),
+          ("sigma", _pos, "the soft-encoding Gaussian width must be > 0, "
+           "e.g. 5.0"),
+          ("temperature", _pos, "the annealed-mean T must be > 0, e.g. 0.38"),
+          ("rebalance_lambda", lambda v: 0.0 <= v <= 1.0,
+           "must lie in [0, 1]: 0.5 as in the paper, 1.0 for no rebalancing"),
+          ("prior_sigma", lambda v: v >= 0, "must be >= 0 (0: no smoothing), "
+           "e.g. 5.0"),
+          ("prior_images", lambda v: isinstance(v, int) and v >= 0,
+           "training images the prior counts: an integer >= 0 (0: all), "
+           "e.g. 4000"),
+          ("class_weights", w is None or len(w) == q,
+           f"must be [Q={q}] weights (or None)"))
+
+  # -- from a config ---------------------------------------------------------
+
+  @classmethod
+  def _make_model(cls, config, num_bins: int) -> nn.Module:
+    raise NotImplementedError
+
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    """The method of ``config``: sections ``encoder``, ``head``
+    (:class:`~ssljax.models.ColorNet` fields: ``hidden_dim``,
+    ``out_stride``, ``hypercolumn``, ``bn_momentum``) and ``colorization``
+    (this class's fields). The rebalancing prior is counted on
+    ``data.dataset`` (a uniform stand-in when it is None)."""
+    method = build(cls, config.get("colorization"), model=None, tx=tx,
+                   schedule=schedule)
+    bins = method.bins if method.bins is not None else ab_gamut_bins()
+    images = getattr(data.dataset, "images", None)
+    if images is not None and (images.ndim != 4 or images.shape[-1] != 3):
+      images = None               # not colour images: init / train_step say so
+    try:
+      weights = class_weights_for(images, bins, lam=method.rebalance_lambda,
+                                  prior_sigma=method.prior_sigma,
+                                  prior_images=method.prior_images)
+    except (TypeError, ValueError):  # a bad value, already reported
+      weights = None
+    return replace_checked(method, model=cls._make_model(config, len(bins)),
+                    class_weights=weights)
+
+  # -- shared helpers ----------------------------------------------------------
 
   @property
   def bin_centers(self) -> np.ndarray:
@@ -459,39 +372,35 @@ class _ColorMethod:
       x = batch_apply(random_flip_left_right, key, x)
     return rgb_to_lab(x)
 
-  def _make_state(self, variables) -> ColorizationState:
-    params = variables["params"]
-    return ColorizationState(step=jnp.zeros((), jnp.int32), params=params,
-                             batch_stats=variables.get("batch_stats", {}),
-                             opt_state=self.tx.init(params))
-
-  def _apply_update(self, state, grads, batch_stats, metrics):
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    if self.schedule is not None:
-      metrics["lr"] = jnp.asarray(self.schedule(state.step), jnp.float32)
-    return state.replace(step=state.step + 1, params=params,
-                         batch_stats=batch_stats, opt_state=opt_state), metrics
-
-  def _decode(self, logits, out_hw, temperature):
+  def decode_ab(self, logits, out_hw=None, *,
+                temperature: float | None = None) -> jax.Array:
+    """Annealed-mean ab ``[N, H, W, 2]`` of bin ``logits [N, h, w, Q]``
+    (``temperature`` default :attr:`temperature`), upsampled (bilinear) to
+    ``out_hw`` when given."""
     t = self.temperature if temperature is None else temperature
     ab = annealed_mean(logits, self.bin_centers, temperature=t,
                        from_logits=True)
-    return _upsample_to(ab, out_hw)
+    return ab if out_hw is None else _upsample_to(ab, out_hw)
 
 
+@register("colorization")
 @dataclasses.dataclass(frozen=True)
 class Colorization(_ColorMethod):
   """Colorization as classification over ab bins (Zhang et al. 2016).
 
-  ``model``: a :class:`ColorNet` with ``num_classes = Q``. Metrics of
-  :meth:`train_step`: ``loss``, ``ab_acc`` (pixel accuracy on bins), ``lr``.
+  ``model``: a :class:`~ssljax.models.ColorNet` with ``num_classes = Q``.
+  Metrics of :meth:`train_step`: ``loss``, ``ab_acc`` (pixel accuracy on
+  bins), ``lr``.
   """
 
   metric_name = "ab_acc"
 
-  def init(self, key: jax.Array, image_shape: Sequence[int]
-           ) -> ColorizationState:
+  @classmethod
+  def _make_model(cls, config, num_bins: int) -> nn.Module:
+    return build(ColorNet, config.get("head"), encoder=build_encoder(config),
+                 num_classes=num_bins, dtype=compute_dtype(config))
+
+  def init(self, key: jax.Array, image_shape: Sequence[int]) -> TrainState:
     """Parameters, BN statistics and optimizer state for ``(H, W, 3)``
     images."""
     _check_image_shape(image_shape)
@@ -504,7 +413,7 @@ class Colorization(_ColorMethod):
       raise ValueError(f"the model predicts {q} classes but there are "
                        f"{self.num_bins} ab bins: ColorNet(num_classes="
                        f"{self.num_bins}).")
-    return self._make_state(variables)
+    return train_state(variables, self.tx)
 
   def loss(self, params, batch_stats, lab):
     """``(loss, (batch_stats, ab_acc))`` of a Lab batch ``[N, H, W, 3]``."""
@@ -514,16 +423,14 @@ class Colorization(_ColorMethod):
     loss, acc = self._ab_terms(logits, lab)
     return loss, (updates["batch_stats"], acc)
 
-  def train_step(self, state: ColorizationState, images: jax.Array,
-                 key: jax.Array) -> tuple[ColorizationState, dict]:
+  def train_step(self, state: TrainState, images: jax.Array,
+                 key: jax.Array) -> tuple[TrainState, dict]:
     """One step on a uint8 RGB batch ``[N, H, W, 3]``; pure (jit it with
     ``donate_argnums=0``); flips come from ``fold_in(key, state.step)``."""
     _check_train_batch(images)
-    lab = self._augment(images, jax.random.fold_in(key, state.step))
-    (loss, (batch_stats, acc)), grads = jax.value_and_grad(
-        self.loss, has_aux=True)(state.params, state.batch_stats, lab)
-    return self._apply_update(state, grads, batch_stats,
-                              {"loss": loss, "ab_acc": acc})
+    lab = self._augment(images, step_key(key, state))
+    return loss_step(self, state, lab,
+                     metrics=lambda loss, acc: {"loss": loss, "ab_acc": acc})
 
   def evaluate(self, variables_or_state, images) -> dict[str, jax.Array]:
     """Held-out ``loss`` and ``ab_acc`` of uint8 RGB images (BN in inference
@@ -553,7 +460,7 @@ class Colorization(_ColorMethod):
                  temperature: float | None = None) -> jax.Array:
     """Annealed-mean ab ``[N, H, W, 2]`` (upsampled to the input size)."""
     logits = self.predict_logits(variables_or_state, images)
-    return self._decode(logits, images.shape[1:3], temperature)
+    return self.decode_ab(logits, images.shape[1:3], temperature=temperature)
 
   def colorize(self, variables_or_state, images, *,
                temperature: float | None = None) -> jax.Array:
@@ -564,21 +471,46 @@ class Colorization(_ColorMethod):
     return lab_to_rgb(jnp.concatenate([lab[..., :1], ab], -1))
 
 
+@register("splitbrain")
 @dataclasses.dataclass(frozen=True)
 class SplitBrain(_ColorMethod):
   """Split-brain autoencoder on Lab (Zhang et al. 2017): ``L -> ab`` bins and
   ``ab -> L`` bins, one step for both.
 
-  ``model``: a :class:`SplitBrainNet` (``l_net.num_classes = Q``,
-  ``ab_net.num_classes = num_l_bins``). Metrics: ``loss`` (the sum),
-  ``loss_ab``, ``loss_l``, ``ab_acc``, ``l_acc``, ``lr``.
+  ``model``: a :class:`~ssljax.models.SplitBrainNet` (``l_net.num_classes =
+  Q``, ``ab_net.num_classes = num_l_bins``); both sub-networks are built
+  from the same ``encoder`` and ``head`` sections. Metrics: ``loss`` (the
+  sum), ``loss_ab``, ``loss_l``, ``ab_acc``, ``l_acc``, ``lr``. No class
+  rebalancing by default (``rebalance_lambda = 1``).
   """
+  rebalance_lambda: float = 1.0
   num_l_bins: int = 50
 
   metric_name = "ab_acc"
 
-  def init(self, key: jax.Array, image_shape: Sequence[int]
-           ) -> ColorizationState:
+  def __post_init__(self):
+    super().__post_init__()
+    check(self, ("num_l_bins", lambda n: isinstance(n, int) and n >= 2,
+                 "L bins (width 100 / num_l_bins): an integer >= 2, e.g. 50"))
+
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    """As :meth:`Colorization.from_config`, plus ``colorization.num_l_bins``
+    (50): two ColorNets from the same ``encoder`` and ``head`` sections."""
+    method = super().from_config(config, tx=tx, schedule=schedule, data=data)
+    return replace_checked(method, model=SplitBrainNet(
+        l_net=method.model,
+        ab_net=build(ColorNet, config.get("head"),
+                     encoder=build_encoder(config),
+                     num_classes=int(method.num_l_bins or 50),
+                     dtype=compute_dtype(config))))
+
+  @classmethod
+  def _make_model(cls, config, num_bins: int) -> nn.Module:
+    # The L -> ab half; from_config adds the ab -> L half.
+    return Colorization._make_model(config, num_bins)
+
+  def init(self, key: jax.Array, image_shape: Sequence[int]) -> TrainState:
     _check_image_shape(image_shape)
     h, w = image_shape[:2]
     l_in = jnp.zeros((2, h, w, 1), jnp.float32)
@@ -590,7 +522,7 @@ class SplitBrain(_ColorMethod):
       raise ValueError(f"the sub-networks predict {ab_out.shape[-1]} and "
                        f"{l_out.shape[-1]} classes; need {self.num_bins} ab "
                        f"bins and {self.num_l_bins} L bins.")
-    return self._make_state(variables)
+    return train_state(variables, self.tx)
 
   def _terms(self, ab_logits, l_logits, lab):
     loss_ab, ab_acc = self._ab_terms(ab_logits, lab)
@@ -607,14 +539,12 @@ class SplitBrain(_ColorMethod):
     terms = self._terms(ab_logits, l_logits, lab)
     return terms["loss"], (updates["batch_stats"], terms)
 
-  def train_step(self, state: ColorizationState, images: jax.Array,
-                 key: jax.Array) -> tuple[ColorizationState, dict]:
+  def train_step(self, state: TrainState, images: jax.Array,
+                 key: jax.Array) -> tuple[TrainState, dict]:
     """One step of both sub-networks on a uint8 RGB batch ``[N, H, W, 3]``."""
     _check_train_batch(images)
-    lab = self._augment(images, jax.random.fold_in(key, state.step))
-    (_, (batch_stats, terms)), grads = jax.value_and_grad(
-        self.loss, has_aux=True)(state.params, state.batch_stats, lab)
-    return self._apply_update(state, grads, batch_stats, dict(terms))
+    lab = self._augment(images, step_key(key, state))
+    return loss_step(self, state, lab)        # metrics: the loss terms
 
   def evaluate(self, variables_or_state, images) -> dict[str, jax.Array]:
     """Held-out losses and accuracies (BN in inference mode, no flips)."""
@@ -632,132 +562,15 @@ class SplitBrain(_ColorMethod):
                             _l_input(lab), _ab_input(lab), train=False,
                             method=type(self.model).encode)
 
+  def predict_logits(self, variables_or_state, images) -> jax.Array:
+    """The ``L -> ab`` half's bin logits ``[N, H / s, W / s, Q]``."""
+    lab = _lab(images)
+    return self.model.apply(encoder_variables(variables_or_state),
+                            _l_input(lab), train=False,
+                            method=lambda m, x, train: m.l_net(x, train=train))
+
   def predict_ab(self, variables_or_state, images, *,
                  temperature: float | None = None) -> jax.Array:
     """The ``L -> ab`` half's annealed-mean ab ``[N, H, W, 2]``."""
-    lab = _lab(images)
-    logits = self.model.apply(encoder_variables(variables_or_state),
-                              _l_input(lab), train=False,
-                              method=lambda m, x, train: m.l_net(x, train=train))
-    return self._decode(logits, images.shape[1:3], temperature)
-
-
-# ---------------------------------------------------------------------------
-# From a config (ssljax.train.build dispatches here).
-
-
-def _prior_images(config, limit: int) -> np.ndarray:
-  """Up to ``limit`` training images of ``config.dataset`` (evenly spaced,
-  deterministic) for the class-rebalancing prior."""
-  # pylint: disable=import-outside-toplevel
-  from ssljax import data as data_lib
-  from ssljax.data.photos import OPENCV_PHOTOS, load_photos
-  data_dir = config.get("data_dir") or None
-  if config.dataset == OPENCV_PHOTOS:
-    ds = load_photos("train", data_dir=data_dir)
-  else:
-    ds = data_lib.load(config.dataset, "train", data_dir=data_dir,
-                       source=config.get("data_source", "auto"))
-  images = ds.images
-  if images.shape[-1] != 3:
-    raise ValueError(f"colorization needs colour images; {config.dataset} "
-                     f"has {images.shape[-1]} channel(s).")
-  if limit and len(images) > limit:
-    images = images[np.linspace(0, len(images) - 1, limit).astype(np.int64)]
-  return images
-
-
-def build_colorization(config, tx, schedule,
-                       build_encoder: Callable[[Any], nn.Module]):
-  """The :class:`Colorization` / :class:`SplitBrain` of ``config.method``
-  (``"colorization"`` / ``"splitbrain"``), from ``config.colorization``:
-
-  ``grid`` (10), ``ab_range`` (110), ``num_neighbors`` (5), ``sigma`` (5),
-  ``temperature`` (0.38), ``rebalance_lambda`` (0.5 for colorization, 1.0 =
-  off for split-brain), ``prior_sigma`` (5), ``prior_images`` (4000: the
-  training images the prior counts), ``hidden_dim`` (64), ``out_stride``
-  (2), ``hypercolumn`` (True), ``flip`` (True), ``num_l_bins`` (50).
-
-  ``build_encoder(config)`` makes one encoder (two for split-brain, from
-  the same ``config.encoder``). The prior is computed from the training
-  split of ``config.dataset`` (``"opencv_photos"`` = :func:`ssljax.data.
-  photos.load_photos` with its defaults) unless ``rebalance_lambda == 1``.
-  """
-  cc = config.get("colorization") or {}
-  cc = dict(cc.to_dict() if hasattr(cc, "to_dict") else cc)
-  splitbrain = config.method == "splitbrain"
-  bins = ab_gamut_bins(float(cc.get("grid", 10.0)),
-                       float(cc.get("ab_range", 110.0)))
-  lam = float(cc.get("rebalance_lambda", 1.0 if splitbrain else 0.5))
-  weights = None
-  if lam < 1.0:
-    images = _prior_images(config, int(cc.get("prior_images", 4000)))
-    prior = empirical_prior(images, bins, sigma=float(cc.get("prior_sigma", 5.0)))
-    weights = rebalance_weights(prior, lam=lam)
-  head = dict(hidden_dim=int(cc.get("hidden_dim", 64)),
-              out_stride=int(cc.get("out_stride", 2)),
-              hypercolumn=bool(cc.get("hypercolumn", True)))
-  common = dict(tx=tx, bins=bins, class_weights=weights,
-                num_neighbors=int(cc.get("num_neighbors", 5)),
-                sigma=float(cc.get("sigma", 5.0)),
-                temperature=float(cc.get("temperature", 0.38)),
-                flip=bool(cc.get("flip", True)), schedule=schedule)
-  if not splitbrain:
-    model = ColorNet(encoder=build_encoder(config), num_classes=len(bins),
-                     **head)
-    return Colorization(model=model, **common)
-  num_l_bins = int(cc.get("num_l_bins", 50))
-  model = SplitBrainNet(
-      l_net=ColorNet(encoder=build_encoder(config), num_classes=len(bins),
-                     **head),
-      ab_net=ColorNet(encoder=build_encoder(config), num_classes=num_l_bins,
-                      **head))
-  return SplitBrain(model=model, num_l_bins=num_l_bins, **common)
-
-
-# ---------------------------------------------------------------------------
-# A picture.
-
-
-def save_colorization_png(path: str, originals, colorized, *,
-                          titles: Sequence[str] | None = None,
-                          extra: dict[str, Any] | None = None,
-                          dpi: int = 100) -> str:
-  """Write a PNG with one row per image: the gray input (its ``L``), each
-  colorization (``colorized``, then any ``extra`` columns ``{name:
-  images}``) and the original.
-
-  Images are uint8 or [0, 1] float ``[N, H, W, 3]``. Uses a Matplotlib
-  ``Figure`` with the Agg canvas (no pyplot state). Returns ``path``.
-  """
-  # pylint: disable=import-outside-toplevel
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-  originals = np.asarray(to_float(originals))
-  gray = np.asarray(lab_to_rgb(jnp.concatenate(
-      [rgb_to_lab(originals)[..., :1], jnp.zeros(originals.shape[:-1] + (2,))],
-      -1)))
-  columns = [("gray input (L)", gray), ("colorized", colorized)]
-  columns += list((extra or {}).items())
-  columns.append(("original", originals))
-  columns = [(name, np.clip(np.asarray(to_float(x)), 0, 1)) for name, x in columns]
-  n = originals.shape[0]
-  h, w = originals.shape[1:3]
-  cell = 2.2
-  fig = Figure(figsize=(cell * len(columns) * w / max(h, w) + 0.4,
-                        cell * n * h / max(h, w) + 0.4))
-  FigureCanvasAgg(fig)
-  axes = fig.subplots(n, len(columns), squeeze=False)
-  for i in range(n):
-    for j, (name, x) in enumerate(columns):
-      ax = axes[i, j]
-      ax.imshow(x[i], interpolation="nearest")
-      ax.set_xticks([])
-      ax.set_yticks([])
-      if i == 0:
-        ax.set_title(name, fontsize=9)
-      if j == 0 and titles is not None:
-        ax.set_ylabel(titles[i], fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=dpi)
-  return path
+    logits = self.predict_logits(variables_or_state, images)
+    return self.decode_ab(logits, images.shape[1:3], temperature=temperature)

@@ -4,6 +4,7 @@ image patch grids (CPC v2, Henaff et al. 2019).
 Functional shape (both variants)::
 
     method = SequenceCPC(model=SequenceCPCModel(...), tx=optax.adam(2e-4))
+    # or: SequenceCPC.from_config(config, tx=tx, schedule=schedule, data=spec)
     state = method.init(jax.random.key(0), (16000,))       # one [L] waveform
     step = jax.jit(method.train_step, donate_argnums=0)
     state, metrics = step(state, waveforms_int16, data_key)  # [B, L]
@@ -12,51 +13,53 @@ Functional shape (both variants)::
     state = method.init(jax.random.key(0), (28, 28, 1))
     state, metrics = step(state, images_uint8, data_key)     # [B, H, W, C]
 
+Config (``experiments/configs/cpc_audio.py``, ``cpc_fashion_mnist.py``):
+``encoder`` (``name`` picks the encoder of
+:data:`ssljax.models.cpc.SEQUENCE_ENCODERS` / ``PATCH_ENCODERS``, the other
+keys are its fields), ``context`` (likewise, ``SEQUENCE_CONTEXTS`` /
+``GRID_CONTEXTS``) and ``cpc`` (``num_steps``, the model's K, and the
+method's fields).
+
 ``train_step`` folds ``state.step`` into ``data_key`` for its randomness
 (sampled negatives, image flips), so a resumed run draws the same numbers as
 an uninterrupted one. Metrics: ``loss``, ``mi_bound`` (``log N - L`` with N
-the candidates per prediction), ``acc_k<k>`` for every prediction step and
-``lr`` when a schedule is given.
+the candidates per prediction), ``acc``, ``acc_k<k>`` / ``loss_k<k>`` for
+every prediction step and ``lr`` when a schedule is given.
 
 Neither network has BatchNorm (CPC v2 replaces it with LayerNorm, since batch
 statistics leak information between the patches being contrasted); the state
-keeps an empty ``batch_stats`` so the evaluation code treats every method
-alike.
+is a :class:`~ssljax.methods.base.TrainState` with an empty ``batch_stats``.
+Held-out prediction accuracy, probes and the other CPC evaluations are in
+:mod:`ssljax.eval.cpc`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Callable, Sequence
-from typing import Any
+import difflib
+from collections.abc import Callable, Mapping, Sequence
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from ssljax import losses
-from ssljax.models.cpc import extract_patches, grid_size
+from ssljax.config import ConfigReader, build, check
+from ssljax.losses.cpc import NEGATIVE_MODES
+from ssljax.methods.base import (Method, TrainState, apply_gradients,
+                                 build_encoder, encoder_variables, register,
+                                 step_key, train_state)
+from ssljax.models.cpc import (GRID_CONTEXTS, PATCH_ENCODERS,
+                               SEQUENCE_CONTEXTS, SEQUENCE_ENCODERS,
+                               ImageCPCModel, SequenceCPCModel,
+                               extract_patches, grid_size)
 
+#: ``pool`` choices of :meth:`SequenceCPC.encode` (images: all but c_last).
 FEATURE_POOLS = ("z", "c", "zc", "c_last")
 
-
-@flax.struct.dataclass
-class CPCState:
-  """Everything that changes during CPC training (a pytree)."""
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-
-
-def _variables(variables_or_state) -> dict:
-  if isinstance(variables_or_state, CPCState):
-    return {"params": variables_or_state.params}
-  return {"params": variables_or_state["params"]}
+def _params(variables_or_state) -> dict:
+  return {"params": encoder_variables(variables_or_state)["params"]}
 
 
 def _pool(z: jax.Array, c: jax.Array, how: str, axes: tuple[int, ...]
@@ -76,44 +79,71 @@ def _pool(z: jax.Array, c: jax.Array, how: str, axes: tuple[int, ...]
   raise ValueError(f"pool must be one of {FEATURE_POOLS}; got {how!r}.")
 
 
-class _CPCBase:
-  """The train step shared by both variants; subclasses provide
-  ``_pairs(params, batch, key, augment) -> (predictions, targets, skip)``."""
+def _one_of(value, choices) -> str:
+  hint = difflib.get_close_matches(str(value), choices, n=1)
+  return (f"did you mean {hint[0]!r}? " if hint else "") + \
+      f"must be one of {tuple(choices)}"
+
+
+def build_context(config: ConfigReader, registry: Mapping[str, type]
+                  ) -> nn.Module:
+  """The context network of ``config.context``: ``name`` picks a class of
+  ``registry`` (default: its first), the other keys are its fields."""
+  section = config.get("context") or ConfigReader({})
+  default = next(iter(registry))
+  name = section.get("name", default)
+  if name not in registry:
+    section.problem("name", name, _one_of(name, list(registry)))
+    name = default
+  return build(registry[name], section)
+
+
+class _CPCBase(Method):
+  """What both variants share: the loss of ``_pairs(params, batch, key,
+  augment) -> (predictions, targets, skip)``, the train step and the
+  per-step prediction accuracy."""
+
+  def _common_checks(self, pools):
+    check(self,
+          ("negatives", lambda n: n in NEGATIVE_MODES,
+           _one_of(self.negatives, NEGATIVE_MODES)),
+          ("num_negatives", lambda m: self.negatives != "sampled" or (
+              m is not None and m >= 1),
+           "negatives='sampled' needs num_negatives >= 1 (negatives drawn "
+           "per step); e.g. 256"),
+          ("pool", lambda p: p in pools, _one_of(self.pool, pools)))
 
   def _loss_and_stats(self, params, batch, key, augment: bool = True):
     preds, targets, skip = self._pairs(params, batch, key, augment)
+    num_negatives = self.num_negatives or None
     loss_k, acc_k = losses.cpc_infonce_per_step(
         preds, targets, negatives=self.negatives, skip=skip,
-        num_negatives=self.num_negatives,
+        num_negatives=num_negatives,
         key=(jax.random.fold_in(key, 1) if self.negatives == "sampled" else None))
     n = losses.cpc_num_candidates(targets.shape[0], targets.shape[1],
                                   negatives=self.negatives,
-                                  num_negatives=self.num_negatives)
+                                  num_negatives=num_negatives)
     return jnp.mean(loss_k), (loss_k, acc_k, n)
 
   def loss(self, params, batch, key):
     """Scalar CPC loss of one batch and ``(loss_k [K], acc_k [K], N)``."""
     return self._loss_and_stats(params, batch, key)
 
-  def train_step(self, state: CPCState, batch: jax.Array, key: jax.Array
-                 ) -> tuple[CPCState, dict[str, jax.Array]]:
+  def train_step(self, state: TrainState, batch: jax.Array, key: jax.Array
+                 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One CPC step on a global batch. Pure: jit with ``donate_argnums=0``."""
     self._check_batch(batch)
-    step_key = jax.random.fold_in(key, state.step)
     (loss, (loss_k, acc_k, n)), grads = jax.value_and_grad(
-        self._loss_and_stats, has_aux=True)(state.params, batch, step_key)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+        self._loss_and_stats, has_aux=True)(state.params, batch,
+                                            step_key(key, state))
     metrics = {"loss": loss,
                "mi_bound": losses.mutual_information_lower_bound(loss, n),
                "acc": jnp.mean(acc_k)}
     for k in range(acc_k.shape[0]):
       metrics[f"acc_k{k + 1}"] = acc_k[k]
       metrics[f"loss_k{k + 1}"] = loss_k[k]
-    if self.schedule is not None:
-      metrics["lr"] = jnp.asarray(self.schedule(state.step), jnp.float32)
-    return state.replace(step=state.step + 1, params=params,
-                         opt_state=opt_state), metrics
+    return apply_gradients(state, grads, tx=self.tx, metrics=metrics,
+                           schedule=self.schedule)
 
   def prediction_accuracy(self, variables_or_state, batch: jax.Array,
                           key: jax.Array | None = None, *,
@@ -123,62 +153,36 @@ class _CPCBase:
 
     ``negatives`` overrides the training candidate set (e.g. ``"batch"`` to
     score a model trained with sampled negatives against every target of
-    the batch); ``key`` only feeds sampled negatives.
+    the batch); ``key`` only feeds sampled negatives. Over a whole held-out
+    set: :func:`ssljax.eval.cpc.held_out_prediction_accuracy`.
     """
     self._check_batch(batch)
     method = self
     if negatives is not None and negatives != self.negatives:
       method = dataclasses.replace(self, negatives=negatives)
-    params = _variables(variables_or_state)["params"]
     key = jax.random.key(0) if key is None else key
-    _, (loss_k, acc_k, _) = method._loss_and_stats(params, batch, key,
-                                                   augment=False)
+    _, (loss_k, acc_k, _) = method._loss_and_stats(
+        _params(variables_or_state)["params"], batch, key, augment=False)
     return loss_k, acc_k
 
-  def held_out_prediction_accuracy(self, variables_or_state, inputs, *,
-                                   batch_size: int, mesh=None,
-                                   max_batches: int | None = None,
-                                   negatives: str | None = "batch"
-                                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean per-step ``(loss_k [K], acc_k [K])`` of :meth:`prediction_accuracy`
-    over the consecutive full batches of host ``inputs`` (at most
-    ``max_batches``), each batch placed on ``mesh``'s ``data`` axis (default:
-    all devices); with ``negatives="batch"`` every prediction is scored
-    against all targets of its batch, whatever the training candidate set."""
-    # pylint: disable=import-outside-toplevel
-    from ssljax.parallel import (data_sharding, make_data_mesh,
-                                 replicated_sharding)
-    mesh = make_data_mesh() if mesh is None else mesh
-    count = len(inputs) // batch_size
-    if max_batches:
-      count = min(count, int(max_batches))
-    if count == 0:
-      raise ValueError(f"{len(inputs)} held-out examples make no full batch of "
-                       f"{batch_size}: lower batch_size.")
-    fn = jax.jit(functools.partial(self.prediction_accuracy,
-                                   negatives=negatives))
-    variables = jax.device_put({"params": _variables(variables_or_state)["params"]},
-                               replicated_sharding(mesh))
-    losses_k, accs_k = [], []
-    with jax.set_mesh(mesh):
-      for i in range(count):
-        x = np.asarray(inputs[i * batch_size:(i + 1) * batch_size])
-        loss_k, acc_k = fn(variables, jax.device_put(x, data_sharding(mesh, x.ndim)))
-        losses_k.append(np.asarray(loss_k))
-        accs_k.append(np.asarray(acc_k))
-    return np.mean(losses_k, 0), np.mean(accs_k, 0)
 
-
+@register("cpc_sequence")
 @dataclasses.dataclass(frozen=True)
 class SequenceCPC(_CPCBase):
   """CPC on 1-D sequences (raw audio).
+
+  ``W_k c_t`` predicts ``z_{t+k}``, k = 1..K, as in the paper (no skip): the
+  encoder is causal (``z_t`` sees samples before ``(t + 1) * prod(strides)``)
+  and the GRU context ``c_t`` sees ``z_<=t``, so every target holds
+  ``prod(strides)`` samples the context has not seen (the receptive fields
+  of neighbouring frames overlap in the past, as the paper's do).
 
   Attributes:
     model: a ``SequenceCPCModel`` (causal conv encoder, GRU context, K
       predictors; CPC audio: K = 12, GRU 256).
     tx: the optax optimizer (CPC: Adam, lr 2e-4).
     negatives: candidate set of ``ssljax.losses.cpc_infonce``.
-    num_negatives: M, for ``negatives="sampled"``.
+    num_negatives: M, for ``negatives="sampled"`` (0 / None otherwise).
     input_scale: integer waveforms are multiplied by it (int16: 1 / 32768).
     pool: frozen features of :meth:`encode`: ``"c"`` (mean context),
       ``"z"``, ``"zc"`` or ``"c_last"``.
@@ -192,14 +196,32 @@ class SequenceCPC(_CPCBase):
   pool: str = "c"
   schedule: Callable[[jax.Array], jax.Array] | None = None
 
-  def init(self, key: jax.Array, input_shape: Sequence[int]) -> CPCState:
+  def __post_init__(self):
+    self._common_checks(FEATURE_POOLS)
+    check(self, ("input_scale", lambda s: s > 0,
+                 "must be > 0: integer waveforms are multiplied by it; e.g. "
+                 "1/32768 for int16"))
+
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    """Keys: ``encoder`` (``causal_conv``), ``context`` (``gru``) and ``cpc``
+    (``num_steps``, ``negatives``, ``num_negatives``, ``input_scale``,
+    ``pool``)."""
+    section = config.get("cpc")
+    model = build(SequenceCPCModel, section,
+                  encoder=build_encoder(config, registry=SEQUENCE_ENCODERS),
+                  context=build_context(config, SEQUENCE_CONTEXTS))
+    return build(cls, section, model=model, tx=tx, schedule=schedule)
+
+  def init(self, key: jax.Array, input_shape: Sequence[int]) -> TrainState:
     """Parameters and optimizer state for sequences of shape ``(L,)``."""
     if len(input_shape) != 1:
-      raise ValueError(f"input_shape must be (L,); got {tuple(input_shape)}.")
+      raise ValueError(f"SequenceCPC takes sequences of shape (L,); got "
+                       f"input_shape {tuple(input_shape)} (images: use "
+                       "method 'cpc_image').")
     dummy = jnp.zeros((2, *input_shape), jnp.float32)
-    params = jax.jit(lambda k: self.model.init(k, dummy)["params"])(key)
-    return CPCState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats={}, opt_state=self.tx.init(params))
+    variables = jax.jit(lambda k: self.model.init(k, dummy))(key)
+    return train_state(variables, self.tx)
 
   def inputs(self, x: jax.Array) -> jax.Array:
     """Float waveforms: integers scaled by ``input_scale``."""
@@ -218,16 +240,16 @@ class SequenceCPC(_CPCBase):
 
   def encode(self, variables_or_state, x: jax.Array) -> jax.Array:
     """Frozen features ``[B, F]`` of waveforms ``[B, L]``, pooled over time."""
-    z, c = self.model.apply(_variables(variables_or_state), self.inputs(x),
-                            method=type(self.model).encode)
+    z, c = self.representations(variables_or_state, x)
     return _pool(z, c, self.pool, (1,))
 
   def representations(self, variables_or_state, x: jax.Array):
     """``(z [B, T, F], c [B, T, C])``."""
-    return self.model.apply(_variables(variables_or_state), self.inputs(x),
+    return self.model.apply(_params(variables_or_state), self.inputs(x),
                             method=type(self.model).encode)
 
 
+@register("cpc_image")
 @dataclasses.dataclass(frozen=True)
 class ImageCPC(_CPCBase):
   """CPC v2 on image patch grids.
@@ -239,6 +261,11 @@ class ImageCPC(_CPCBase):
   For 28x28 Fashion-MNIST, ``pad=2``, 8-pixel patches at stride 4 give the
   paper's 7x7 grid.
 
+  The first target row must share no pixel with the context's last row:
+  ``(skip + 1) * patch_stride >= patch_size`` (half-overlapping patches:
+  ``skip >= 1``; CPC v2 skips 2 rows). With ``skip = 0`` the context would
+  see half of every first-step target.
+
   Attributes:
     model: an ``ImageCPCModel``.
     tx: the optax optimizer.
@@ -248,7 +275,8 @@ class ImageCPC(_CPCBase):
     negatives, num_negatives: as for ``ssljax.losses.cpc_infonce``.
     flip: random horizontal flip of each training image.
     mean, std: per-channel input normalization (after the [0, 1] scaling).
-    pool: frozen features of :meth:`encode` (``"z"``: mean patch embedding).
+    pool: frozen features of :meth:`encode` (``"z"``: mean patch embedding,
+      ``"c"``, ``"zc"``).
     schedule: the learning-rate schedule, only to report ``lr``.
   """
   model: nn.Module
@@ -265,29 +293,70 @@ class ImageCPC(_CPCBase):
   pool: str = "z"
   schedule: Callable[[jax.Array], jax.Array] | None = None
 
-  def grid(self, image_shape: Sequence[int]) -> tuple[int, int]:
-    """Grid rows and columns for ``[H, W, C]`` images."""
-    h, w = image_shape[0] + 2 * self.pad, image_shape[1] + 2 * self.pad
-    return (grid_size(h, self.patch_size, self.patch_stride),
-            grid_size(w, self.patch_size, self.patch_stride))
+  def __post_init__(self):
+    self._common_checks(FEATURE_POOLS[:3])
+    p, s = self.patch_size, self.patch_stride
+    check(self,
+          ("patch_size", lambda v: v >= 1, "must be >= 1; e.g. 8"),
+          ("patch_stride", lambda v: 1 <= v <= p,
+           f"must lie in [1, patch_size={p}]; e.g. {max(p // 2, 1)} (CPC v2: "
+           "half a patch)"),
+          ("pad", lambda v: v >= 0, "must be >= 0; e.g. 2 (28 -> 32 pixels)"),
+          ("skip", lambda k: s >= 1 and (k + 1) * s >= p,
+           f"the context of row i would see pixels of its first target row "
+           f"i + skip + 1: patches of {p} at stride {s} need (skip + 1) * "
+           f"patch_stride >= patch_size, i.e. skip >= {-(-p // max(s, 1)) - 1}"
+           "; e.g. 2 (CPC v2)"))
 
-  def init(self, key: jax.Array, image_shape: Sequence[int]) -> CPCState:
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    """Keys: ``encoder`` (``patch_encoder``), ``context`` (``row_causal``)
+    and ``cpc`` (``num_steps``, ``patch_size``, ``patch_stride``, ``pad``,
+    ``skip``, ``negatives``, ``num_negatives``, ``flip``, ``pool``); the
+    normalization is the data's."""
+    section = config.get("cpc")
+    model = build(ImageCPCModel, section,
+                  encoder=build_encoder(config, registry=PATCH_ENCODERS),
+                  context=build_context(config, GRID_CONTEXTS))
+    return build(cls, section, model=model, tx=tx, schedule=schedule,
+                 mean=data.mean, std=data.std)
+
+  def grid(self, image_shape: Sequence[int]) -> tuple[int, int]:
+    """Grid rows and columns for ``[H, W, C]`` images; a ValueError naming
+    the fix when the patches do not tile the padded image or the rows cannot
+    hold ``skip`` plus the prediction steps."""
+    h, w = image_shape[0] + 2 * self.pad, image_shape[1] + 2 * self.pad
+    try:
+      gh = grid_size(h, self.patch_size, self.patch_stride)
+      gw = grid_size(w, self.patch_size, self.patch_stride)
+    except ValueError as e:
+      raise ValueError(
+          f"the padded {h}x{w} image ({image_shape[0]}x{image_shape[1]} + 2 * "
+          f"pad {self.pad}) is not tiled by patches of {self.patch_size} at "
+          f"stride {self.patch_stride}: {e} Change --config.cpc.pad, "
+          "patch_size or patch_stride.") from None
+    steps = self.model.num_steps
+    if gh <= self.skip + steps:
+      raise ValueError(
+          f"a grid of {gh} rows cannot hold skip={self.skip} rows plus "
+          f"num_steps={steps} prediction steps (need rows > skip + num_steps):"
+          f" lower --config.cpc.num_steps or --config.cpc.skip, or use "
+          "smaller patches.")
+    return gh, gw
+
+  def init(self, key: jax.Array, image_shape: Sequence[int]) -> TrainState:
     """Parameters and optimizer state for ``[H, W, C]`` images."""
     if len(image_shape) != 3:
       raise ValueError(f"image_shape must be (H, W, C); got {tuple(image_shape)}.")
-    gh, _ = self.grid(image_shape)
-    if gh <= self.skip + self.model.num_steps:
-      raise ValueError(f"a grid of {gh} rows cannot hold skip={self.skip} plus "
-                       f"{self.model.num_steps} prediction steps.")
+    self.grid(image_shape)
     dummy = jnp.zeros((2, *image_shape), jnp.float32)
-    params = jax.jit(
-        lambda k: self.model.init(k, self.patches(dummy))["params"])(key)
-    return CPCState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats={}, opt_state=self.tx.init(params))
+    variables = jax.jit(lambda k: self.model.init(k, self.patches(dummy)))(key)
+    return train_state(variables, self.tx)
 
   def patches(self, images: jax.Array) -> jax.Array:
     """uint8 or [0,1] float ``[B, H, W, C]`` -> normalized patches ``[B, gh,
     gw, p, p, C]``."""
+    self.grid(images.shape[1:])
     x = images.astype(jnp.float32)
     if images.dtype == jnp.uint8:
       x = x / 255.0
@@ -320,11 +389,10 @@ class ImageCPC(_CPCBase):
   def encode(self, variables_or_state, images: jax.Array) -> jax.Array:
     """Frozen features ``[B, F]`` of uint8 or [0,1] float images, pooled over
     the patch grid."""
-    z, c = self.model.apply(_variables(variables_or_state), self.patches(images),
-                            method=type(self.model).encode)
+    z, c = self.representations(variables_or_state, images)
     return _pool(z, c, self.pool, (1, 2))
 
   def representations(self, variables_or_state, images: jax.Array):
     """``(z [B, gh, gw, D], c [B, gh, gw, C])``."""
-    return self.model.apply(_variables(variables_or_state), self.patches(images),
+    return self.model.apply(_params(variables_or_state), self.patches(images),
                             method=type(self.model).encode)

@@ -8,7 +8,7 @@ image; a discriminator ``D`` tells real images from completed ones. Losses
 (``x`` normalized images, ``y = F((1 - M) x + M fill)``, ``D`` a logit):
 
 * reconstruction, with the heavier "overlap" band of the paper
-  (:func:`reconstruction_loss`)::
+  (:func:`ssljax.losses.reconstruction_loss`)::
 
       L_rec = sum(W * (x - y)^2) / (C * sum(M))
 
@@ -19,13 +19,13 @@ image; a discriminator ``D`` tells real images from completed ones. Losses
   their squared error 10x). Normalized by the number of dropped values (hole
   pixels times channels), a mean squared error over the hole;
 
-* adversarial, for ``D`` (:func:`discriminator_loss`; the fake images carry no
-  gradient to ``F``)::
+* adversarial, for ``D`` (:func:`ssljax.losses.discriminator_loss`; the fake
+  images carry no gradient to ``F``)::
 
       L_adv = -E[log D(x) + log(1 - D(x_fake))]
 
 * for ``F`` the non-saturating term ``-E[log D(x_fake)]``
-  (:func:`generator_adversarial_loss`) instead of the paper's minimax
+  (:func:`ssljax.losses.generator_adversarial_loss`) instead of the paper's minimax
   ``E[log(1 - D(x_fake))]`` (the usual GAN practice; it has strong gradients
   while ``D`` wins), and the generator minimizes
   ``rec_weight * L_rec + adv_weight * L_adv_G`` (0.999 and 0.001).
@@ -37,25 +37,34 @@ the paper's ``D`` judges the painted region alone, and the composite keeps
 
 Both networks train in ONE pure step (:meth:`Inpainting.train_step`): their
 gradients come from the same parameters (a simultaneous update), each with
-its own optimizer (Adam, lr 2e-4, beta1 0.5 in the paper)::
+its own optimizer state (Adam, lr 2e-4, beta1 0.5 in the paper)::
 
     method = Inpainting(model=ContextEncoder(get_encoder("small_resnet"),
                                              ConvDecoder()),
                         discriminator=ConvDiscriminator(), tx=optax.adam(2e-4, 0.5))
+    # or: Inpainting.from_config(config, tx=tx, schedule=schedule, data=spec)
     state = method.init(jax.random.key(0), (28, 28, 1))
     step = jax.jit(method.train_step, donate_argnums=0)
     state, metrics = step(state, images_uint8, key)
     feats = method.encode(state, images_uint8)      # the frozen encoder
 
-The decoder starts from the encoder's pooled features (the paper's
-bottleneck is a 4000-d vector too), so ``encode`` is exactly what the
-generator is trained through.
+The networks are in :mod:`ssljax.models.inpainting`, the losses in
+:mod:`ssljax.losses.inpainting`, the masks in :mod:`ssljax.augment.masks`.
+
+Config (``config.method = "inpainting"``): ``encoder``, ``decoder``
+(:class:`~ssljax.models.ConvDecoder` fields), ``discriminator``
+(:class:`~ssljax.models.ConvDiscriminator` fields), ``inpainting`` (the
+fields of :class:`Inpainting`: ``mask``, ``mask_size``, ``coverage``,
+``border``, ``border_weight``, ``rec_weight``, ``adv_weight``, ...), and
+``optimizer``, whose ``b1`` / ``b2`` set Adam's betas (the paper:
+``name="adamw"``, ``weight_decay=0``, ``base_lr=2e-4``, ``b1=0.5``). The
+generator and the discriminator get the same optimizer, each with its own
+state.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,167 +74,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ssljax.augment.masks import (MASK_KINDS, apply_mask, border_weights,
-                                  inpainting_masks)
-from ssljax.augment.ops import to_float
-from ssljax.methods.simclr import (encoder_variables, frozen_features,
-                                   normalize_images)
+from ssljax import losses
+from ssljax.augment import normalize_images, to_float
+from ssljax.augment.masks import MASK_KINDS, apply_mask, inpainting_masks
+from ssljax.config import build, check
+from ssljax.methods.base import (Method, TrainState, apply_gradients,
+                                 build_encoder, compute_dtype,
+                                 encoder_variables, frozen_features, register,
+                                 step_key)
+from ssljax.models import ContextEncoder, ConvDecoder, ConvDiscriminator
 
-__all__ = [
-    "ADVERSARIAL_INPUTS",
-    "ContextEncoder",
-    "ConvDecoder",
-    "ConvDiscriminator",
-    "Inpainting",
-    "InpaintingState",
-    "discriminator_loss",
-    "generator_adversarial_loss",
-    "reconstruction_loss",
-]
+__all__ = ["ADVERSARIAL_INPUTS", "Inpainting", "InpaintingState"]
 
 #: ``Inpainting.adversarial_input`` values.
 ADVERSARIAL_INPUTS = ("composite", "output")
-
-
-# ----------------------------------------------------------------------------
-# losses (pure jnp)
-# ----------------------------------------------------------------------------
-
-
-def reconstruction_loss(target: jax.Array, prediction: jax.Array,
-                        mask: jax.Array, *, border: int = 2,
-                        border_weight: float = 10.0) -> jax.Array:
-  """Masked L2 with the overlap band: ``sum(W (x - y)^2) / (C sum(M))``.
-
-  Args:
-    target: ``x``, ``[B, H, W, C]``.
-    prediction: ``y``, ``[B, H, W, C]``.
-    mask: ``M``, ``[B, H, W, 1]``, 1 in the hole.
-    border, border_weight: the band of :func:`ssljax.augment.masks.border_weights`.
-
-  Returns:
-    scalar float32 (0 for an empty mask).
-  """
-  if target.shape != prediction.shape or target.ndim != 4:
-    raise ValueError(f"target {target.shape} and prediction {prediction.shape} "
-                     "must both be [B, H, W, C].")
-  if mask.shape != (*target.shape[:3], 1):
-    raise ValueError(f"mask must be [B, H, W, 1] = {(*target.shape[:3], 1)}; "
-                     f"got {mask.shape}.")
-  w = border_weights(mask, border=border, weight=border_weight)
-  err = (target.astype(jnp.float32) - prediction.astype(jnp.float32)) ** 2
-  count = target.shape[-1] * jnp.sum(mask.astype(jnp.float32))
-  return jnp.sum(w * err) / jnp.maximum(count, 1.0)
-
-
-def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array
-                       ) -> jax.Array:
-  """``-E[log D(x)] - E[log(1 - D(x_fake))]``, ``D = sigmoid(logit)``.
-
-  Args:
-    real_logits, fake_logits: ``[B]`` discriminator logits.
-  """
-  if real_logits.ndim != 1 or fake_logits.ndim != 1:
-    raise ValueError(f"logits must be [B]; got {real_logits.shape} and "
-                     f"{fake_logits.shape}.")
-  real_logits = real_logits.astype(jnp.float32)
-  fake_logits = fake_logits.astype(jnp.float32)
-  # -log sigmoid(r) = softplus(-r);  -log(1 - sigmoid(f)) = softplus(f)
-  return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(
-      jax.nn.softplus(fake_logits))
-
-
-def generator_adversarial_loss(fake_logits: jax.Array) -> jax.Array:
-  """The non-saturating generator term ``-E[log D(x_fake)]`` (``[B]`` logits)."""
-  if fake_logits.ndim != 1:
-    raise ValueError(f"logits must be [B]; got {fake_logits.shape}.")
-  return jnp.mean(jax.nn.softplus(-fake_logits.astype(jnp.float32)))
-
-
-# ----------------------------------------------------------------------------
-# networks
-# ----------------------------------------------------------------------------
-
-
-class ConvDecoder(nn.Module):
-  """Pooled features ``[B, F]`` -> an image ``[B, H, W, C]`` (linear output,
-  normalized pixel units).
-
-  ``Dense`` to a ``ceil(H / 2^n) x ceil(W / 2^n) x widths[0]`` map (BN,
-  ReLU), then ``n = len(widths) - 1`` stride-2 upsampling layers (BN, ReLU),
-  a 3x3 convolution to ``C`` channels, cropped to ``H x W``. Each
-  upsampling layer is a sub-pixel convolution (Shi et al. 2016): a 3x3
-  convolution to ``4 w`` channels, then depth-to-space 2x2 - a stride-2
-  transposed convolution (6x6 kernel) in another parametrization, whose
-  gradient XLA:CPU computes about 6x faster than that of ``nn.ConvTranspose``
-  (4.3 s vs 0.7 s for this decoder's forward + backward, batch 64, 28x28).
-  """
-  widths: Sequence[int] = (128, 64, 32)
-  bn_momentum: float = 0.9
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, features, out_shape: Sequence[int], train: bool = True):
-    if features.ndim != 2:
-      raise ValueError(f"ConvDecoder expects features [B, F]; got "
-                       f"{features.shape}.")
-    if len(self.widths) < 1:
-      raise ValueError("ConvDecoder needs at least one width.")
-    height, width, channels = (int(s) for s in out_shape)
-    up = 2 ** (len(self.widths) - 1)
-    h0, w0 = math.ceil(height / up), math.ceil(width / up)
-    norm = lambda: nn.BatchNorm(use_running_average=not train,  # noqa: E731
-                                momentum=self.bn_momentum, dtype=self.dtype)
-    x = nn.Dense(h0 * w0 * self.widths[0], use_bias=False,
-                 dtype=self.dtype)(features)
-    x = x.reshape(features.shape[0], h0, w0, self.widths[0])
-    x = nn.relu(norm()(x))
-    for w in self.widths[1:]:
-      x = nn.Conv(4 * w, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
-      b, h, wd, _ = x.shape
-      x = x.reshape(b, h, wd, 2, 2, w).transpose(0, 1, 3, 2, 4, 5)
-      x = x.reshape(b, 2 * h, 2 * wd, w)
-      x = nn.relu(norm()(x))
-    x = nn.Conv(channels, (3, 3), padding=1, dtype=self.dtype)(x)
-    return x[:, :height, :width].astype(jnp.float32)
-
-
-class ContextEncoder(nn.Module):
-  """The generator: ``decoder(encoder(x))``; ``encode`` is the encoder alone
-  (what evaluation probes)."""
-  encoder: nn.Module
-  decoder: nn.Module
-
-  def __call__(self, x, train: bool = True):
-    return self.decoder(self.encoder(x, train=train), x.shape[1:], train=train)
-
-  def encode(self, x, train: bool = False):
-    return self.encoder(x, train=train)
-
-
-class ConvDiscriminator(nn.Module):
-  """A small DCGAN-like discriminator without normalization layers:
-  stride-2 4x4 convolutions with leaky ReLU (0.2), then a linear logit.
-  ``[B, H, W, C]`` -> ``[B]`` float32 logits."""
-  widths: Sequence[int] = (32, 64, 128)
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    del train  # no BatchNorm / dropout
-    if x.ndim != 4:
-      raise ValueError(f"ConvDiscriminator expects [B, H, W, C]; got {x.shape}.")
-    x = x.astype(self.dtype)
-    for w in self.widths:
-      x = nn.leaky_relu(nn.Conv(w, (4, 4), strides=(2, 2), padding="SAME",
-                                dtype=self.dtype)(x), 0.2)
-    x = nn.Dense(1, dtype=self.dtype)(x.reshape(x.shape[0], -1))
-    return x[:, 0].astype(jnp.float32)
-
-
-# ----------------------------------------------------------------------------
-# the method
-# ----------------------------------------------------------------------------
 
 
 @flax.struct.dataclass
@@ -244,16 +106,17 @@ class InpaintingState:
   disc_opt_state: Any
 
 
+@register("inpainting")
 @dataclasses.dataclass(frozen=True)
-class Inpainting:
+class Inpainting(Method):
   """Context encoder: masked L2 + adversarial loss, generator and
   discriminator trained in one step.
 
   Attributes:
-    model: the generator, a :class:`ContextEncoder` (or any module with
-      ``__call__(x, train) -> image`` and ``encode(x, train)``).
+    model: the generator, a :class:`~ssljax.models.ContextEncoder` (or any
+      module with ``__call__(x, train) -> image`` and ``encode(x, train)``).
     discriminator: a module ``(x, train) -> [B]`` logits without BatchNorm
-      statistics (e.g. :class:`ConvDiscriminator`).
+      statistics (e.g. :class:`~ssljax.models.ConvDiscriminator`).
     tx: the generator's optimizer (the paper: Adam 2e-4, beta1 0.5).
     disc_tx: the discriminator's (default: the same transformation as ``tx``,
       with its own state).
@@ -292,14 +155,44 @@ class Inpainting:
   schedule: Callable[[jax.Array], jax.Array] | None = None
 
   def __post_init__(self):
-    if self.mask not in MASK_KINDS:
-      raise ValueError(f"mask must be one of {MASK_KINDS}; got {self.mask!r}.")
-    if self.adversarial_input not in ADVERSARIAL_INPUTS:
-      raise ValueError(f"adversarial_input must be one of "
-                       f"{ADVERSARIAL_INPUTS}; got {self.adversarial_input!r}.")
-    if self.border < 0 or self.border_weight < 0:
-      raise ValueError(f"border ({self.border}) and border_weight "
-                       f"({self.border_weight}) must be >= 0.")
+    fraction = lambda v: 0.0 < v <= 1.0  # noqa: E731
+    check(self,
+          ("mask", lambda m: m in MASK_KINDS,
+           f"must be one of {MASK_KINDS} (the paper: 'center')"),
+          ("mask_size", fraction, "the centre hole's side as a fraction of "
+           "the image side: in (0, 1], e.g. 0.5 (the paper)"),
+          ("coverage", fraction, "the fraction the random masks drop: in "
+           "(0, 1], e.g. 0.25 (the paper)"),
+          ("num_blocks", lambda n: isinstance(n, int) and n >= 1,
+           "candidate rectangles of the random_blocks mask: an integer >= 1"),
+          ("block_size_range", lambda r: len(r) == 2
+           and 0.0 < r[0] <= r[1] <= 1.0,
+           "(min, max) block side as a fraction of the image side, "
+           "0 < min <= max <= 1, e.g. (0.15, 0.35)"),
+          ("region_grid", lambda g: isinstance(g, int) and g >= 2,
+           "side of the random_regions noise lattice: an integer >= 2"),
+          ("border", lambda b: isinstance(b, int) and b >= 0,
+           "width of the heavier band inside the hole: an integer >= 0 "
+           "(0: none), e.g. 2"),
+          ("border_weight", lambda w: w >= 0, "must be >= 0 (the paper: 10)"),
+          ("rec_weight", lambda w: w >= 0, "must be >= 0 (the paper: 0.999)"),
+          ("adv_weight", lambda w: w >= 0, "must be >= 0 (the paper: 0.001)"),
+          ("adversarial_input", lambda a: a in ADVERSARIAL_INPUTS,
+           f"must be one of {ADVERSARIAL_INPUTS}"))
+
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    """Sections ``encoder``, ``decoder``, ``discriminator``, ``inpainting``
+    (``compute_dtype`` sets the networks' dtype)."""
+    dtype = compute_dtype(config)
+    model = ContextEncoder(
+        encoder=build_encoder(config),
+        decoder=build(ConvDecoder, config.get("decoder"), dtype=dtype))
+    discriminator = build(ConvDiscriminator, config.get("discriminator"),
+                          dtype=dtype)
+    return build(cls, config.get("inpainting"), model=model,
+                 discriminator=discriminator, tx=tx, disc_tx=None,
+                 schedule=schedule, mean=data.mean, std=data.std)
 
   @property
   def _disc_tx(self) -> optax.GradientTransformation:
@@ -371,10 +264,10 @@ class Inpainting:
     returns ``(loss, aux)`` with ``aux`` = ``batch_stats``, ``rec_loss``,
     ``g_adv_loss``, ``output`` (``y``) and ``fake`` (D's fake input)."""
     y, new_stats = self.generate(params, batch_stats, masked, train=True)
-    rec = reconstruction_loss(x, y, mask, border=self.border,
-                              border_weight=self.border_weight)
+    rec = losses.reconstruction_loss(x, y, mask, border=self.border,
+                                     border_weight=self.border_weight)
     fake = self.fake_images(x, mask, y)
-    g_adv = generator_adversarial_loss(
+    g_adv = losses.generator_adversarial_loss(
         self.discriminator.apply({"params": disc_params}, fake, train=True))
     loss = self.rec_weight * rec + self.adv_weight * g_adv
     return loss, {"batch_stats": new_stats, "rec_loss": rec,
@@ -388,7 +281,7 @@ class Inpainting:
     logits = self.discriminator.apply({"params": disc_params},
                                       jnp.concatenate([x, fake]), train=True)
     real_logits, fake_logits = jnp.split(logits, 2)
-    loss = discriminator_loss(real_logits, fake_logits)
+    loss = losses.discriminator_loss(real_logits, fake_logits)
     return loss, {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
                   "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
 
@@ -408,26 +301,28 @@ class Inpainting:
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
       raise ValueError(f"images must be a batch [N, H, W, C] with C in {{1, 3}}; "
                        f"got {images.shape}.")
-    x, mask, masked = self.inputs(images, jax.random.fold_in(key, state.step))
+    x, mask, masked = self.inputs(images, step_key(key, state))
     (g_loss, aux), g_grads = jax.value_and_grad(
         self.generator_loss, has_aux=True)(
             state.params, state.batch_stats, state.disc_params, x, mask, masked)
     (d_loss, d_aux), d_grads = jax.value_and_grad(
         self.discriminator_loss, has_aux=True)(state.disc_params, x, aux["fake"])
-    updates, opt_state = self.tx.update(g_grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    d_updates, d_opt_state = self._disc_tx.update(
-        d_grads, state.disc_opt_state, state.disc_params)
-    disc_params = optax.apply_updates(state.disc_params, d_updates)
     metrics = {"loss": g_loss, "rec_loss": aux["rec_loss"],
                "g_adv_loss": aux["g_adv_loss"], "d_loss": d_loss, **d_aux}
-    if self.schedule is not None:
-      metrics["lr"] = jnp.asarray(self.schedule(state.step), jnp.float32)
-    new_state = state.replace(step=state.step + 1, params=params,
-                              batch_stats=aux["batch_stats"],
-                              opt_state=opt_state, disc_params=disc_params,
-                              disc_opt_state=d_opt_state)
-    return new_state, metrics
+    return apply_gradients(state, g_grads, tx=self.tx, metrics=metrics,
+                           schedule=self.schedule,
+                           batch_stats=aux["batch_stats"],
+                           **self.discriminator_update(state, d_grads))
+
+  def discriminator_update(self, state: InpaintingState, d_grads
+                           ) -> dict[str, Any]:
+    """The discriminator's optimizer update, ``{"disc_params",
+    "disc_opt_state"}``: :func:`~ssljax.methods.base.apply_gradients` on a
+    :class:`TrainState` view of the discriminator's part of ``state``."""
+    view = TrainState(step=state.step, params=state.disc_params,
+                      batch_stats={}, opt_state=state.disc_opt_state)
+    new, _ = apply_gradients(view, d_grads, tx=self._disc_tx, metrics={})
+    return {"disc_params": new.params, "disc_opt_state": new.opt_state}
 
   # -- evaluation --------------------------------------------------------------
 

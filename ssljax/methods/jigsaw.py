@@ -8,9 +8,14 @@ shuffled by one permutation of a fixed set chosen for maximal Hamming distance
 features are concatenated in puzzle order and a classifier predicts the
 permutation's index. Metric ``jigsaw_acc``.
 
-    perms = permutation_set(100)                       # [100, 9]
     model = TileClassifier(encoder, ProjectionMLP(out_dim=100, hidden_dim=512))
-    method = Jigsaw(model=model, tx=..., permutations=perms, cell=9, tile=7)
+    method = Jigsaw(model=model, tx=..., num_permutations=100, cell=9, tile=7)
+    # the set: method.permutations == permutation_set(100, grid=3, seed=0)
+
+Config (``config.method = "jigsaw"``): ``encoder``, ``head`` (without
+``out_dim``: ``num_permutations``), ``jigsaw`` (the fields of
+:class:`Jigsaw`: ``num_permutations``, ``permutation_seed``, ``grid``,
+``cell``, ``tile``, ``size``, ``normalize``, ``eps``).
 """
 
 from __future__ import annotations
@@ -26,13 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssljax.augment import jigsaw_batch
-from ssljax.methods.pretext import PretextMethod, PretextState, TileClassifier
-from ssljax.methods.simclr import normalize_images
+from ssljax.config import build
+from ssljax.methods.base import register
+from ssljax.methods.pretext import TilePretextMethod, pretext_model
 
-JigsawState = PretextState
-
-__all__ = ["Jigsaw", "JigsawState", "TileClassifier", "hamming_distances",
-           "permutation_set"]
+__all__ = ["Jigsaw", "hamming_distances", "permutation_set"]
 
 #: Largest number of tiles whose permutations are enumerated (10! = 3.6M).
 MAX_TILES = 10
@@ -109,51 +112,80 @@ def permutation_set(num_permutations: int = 100, *, grid: int = 3,
   return np.array(_permutation_set(int(num_permutations), n, int(seed)))
 
 
+#: ``Jigsaw.num_permutations``'s default (the paper's smaller set).
+_DEFAULT_PERMUTATIONS = 100
+
+
+@register("jigsaw")
 @dataclasses.dataclass(frozen=True)
-class Jigsaw(PretextMethod):
+class Jigsaw(TilePretextMethod):
   """Jigsaw puzzle classification over a fixed permutation set.
 
-  Attributes (besides :class:`~ssljax.methods.pretext.PretextMethod`'s):
-    permutations: ``[P, grid * grid]`` (from :func:`permutation_set`); the
-      model's head must output ``P`` logits.
-    grid, cell, tile, size: tile geometry (see
-      :mod:`ssljax.augment.pretext`): a ``grid x grid`` lattice of ``cell``
-      pixel cells, one ``tile x tile`` tile at a random place in each, after
-      resizing the image to ``size`` (None: keep).
-    normalize: normalize every tile on its own (and, at evaluation, every
-      whole image); False uses the dataset ``mean`` / ``std``.
-    eps: variance floor of that normalization.
+  Attributes (besides :class:`~ssljax.methods.pretext.TilePretextMethod`'s
+  tile geometry ``cell``, ``tile``, ``size``, ``normalize``, ``eps``):
+    num_permutations, permutation_seed: the set,
+      ``permutation_set(num_permutations, grid=grid, seed=permutation_seed)``
+      (the paper: 100 or 1000); the model's head outputs that many logits.
+    grid: the puzzle is ``grid x grid`` tiles.
+    permutations: an explicit set ``[P, grid * grid]`` instead (then
+      ``num_permutations = P``); stored as nested tuples.
   """
-  permutations: Sequence[Sequence[int]] = ()
+  num_permutations: int = _DEFAULT_PERMUTATIONS
+  permutation_seed: int = 0
   grid: int = 3
-  cell: int = 9
-  tile: int = 7
-  size: int | None = None
-  normalize: bool = True
-  eps: float = 1e-3
+  permutations: Sequence[Sequence[int]] | None = None
 
   metric_name = "jigsaw_acc"
 
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    """Sections ``encoder``, ``head`` and ``jigsaw``."""
+    section = config.get("jigsaw")
+    num = (section.get("num_permutations", _DEFAULT_PERMUTATIONS)
+           if section is not None else _DEFAULT_PERMUTATIONS)
+    model = pretext_model(config, num_classes=num, what="permutations "
+                          "(jigsaw.num_permutations sets it)")
+    return build(cls, section, model=model, tx=tx, schedule=schedule,
+                 mean=data.mean, std=data.std,
+                 image_shape=tuple(data.input_shape))
+
+  @property
+  def lattice(self) -> int:
+    return self.grid if self._grid_ok() else 3
+
+  def _grid_ok(self) -> bool:
+    return (isinstance(self.grid, int) and self.grid >= 1
+            and self.grid * self.grid <= MAX_TILES)
+
+  def task_rules(self) -> tuple:
+    n = self.lattice ** 2
+    total = math.factorial(n)
+    rules = [("grid", self._grid_ok(), f"the puzzle side: grid * grid tiles "
+              f"must lie in [1, {MAX_TILES}] (the paper: 3)")]
+    if self.permutations is None:
+      rules.append(("num_permutations", lambda p: not self._grid_ok() or (
+          isinstance(p, int) and 1 <= p <= total),
+                    f"must lie in [1, {n}! = {total}] (the paper: 100 or "
+                    "1000)"))
+    else:
+      rules.append(("permutations", lambda p: _is_permutation_set(p, n),
+                    f"must be a non-empty [P, grid*grid={n}] array whose "
+                    f"every row is a permutation of 0..{n - 1}"))
+    return tuple(rules)
+
   def __post_init__(self):
-    perms = np.asarray(self.permutations)
-    n = self.grid * self.grid
-    if perms.ndim != 2 or perms.shape[1] != n or len(perms) == 0:
-      raise ValueError(f"permutations must be [P, grid*grid={n}]; got shape "
-                       f"{perms.shape}.")
-    if not (np.sort(perms, axis=1) == np.arange(n)).all():
-      raise ValueError("every row of permutations must be a permutation of "
-                       f"0..{n - 1}.")
-    # Store as nested tuples: hashable and immutable.
+    super().__post_init__()
+    perms = (permutation_set(self.num_permutations, grid=self.grid,
+                             seed=self.permutation_seed)
+             if self.permutations is None else np.asarray(self.permutations))
+    # Nested tuples: hashable and immutable.
     object.__setattr__(self, "permutations",
                        tuple(tuple(int(v) for v in p) for p in perms))
+    object.__setattr__(self, "num_permutations", len(perms))
 
   @property
   def num_classes(self) -> int:
-    return len(self.permutations)
-
-  @property
-  def per_image_norm(self) -> bool:
-    return self.normalize
+    return self.num_permutations
 
   def task(self, images: jax.Array, key: jax.Array):
     """``(shuffled tiles [B, grid*grid, tile, tile, C], labels [B])``."""
@@ -161,6 +193,11 @@ class Jigsaw(PretextMethod):
         key, images, jnp.asarray(self.permutations, jnp.int32), grid=self.grid,
         cell=self.cell, tile=self.tile, size=self.size,
         normalize=self.normalize, eps=self.eps)
-    if not self.normalize:
-      tiles = normalize_images(tiles, self.mean, self.std)
-    return tiles, labels
+    return self.tiles_for_encoder(tiles), labels
+
+
+def _is_permutation_set(perms, n: int) -> bool:
+  perms = np.asarray(perms)
+  return (perms.ndim == 2 and perms.shape[1] == n and len(perms) > 0
+          and bool((np.sort(perms, axis=1) == np.arange(n)).all()))
+

@@ -16,6 +16,7 @@ Per step, in the order of the paper's Algorithm 1 and the official code:
 Functional shape::
 
     method = MoCo(model=EncoderWithHead(...), tx=..., queue_size=4096, batch_size=256)
+    # or: MoCo.from_config(config, tx=tx, schedule=schedule, data=spec)
     state = method.init(jax.random.key(0), image_shape=(28, 28, 1))
     step = jax.jit(method.train_step, donate_argnums=0)
     state, metrics = step(state, images_uint8, data_key)
@@ -41,10 +42,17 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from ssljax import losses
-from ssljax.augment import simclr_views
-from ssljax.methods.ema import ema_update
-from ssljax.methods.simclr import frozen_features, normalize_images
+from ssljax.augment import normalized_views
+from ssljax.config import build, check
+from ssljax.methods.base import (Method, apply_gradients, build_encoder,
+                                 build_head, frozen_features, register,
+                                 step_key)
+from ssljax.methods.ema import ema_update, momentum_schedule
+from ssljax.methods.simclr import augment_from_config, view_size
+from ssljax.models import EncoderWithHead
 from ssljax.parallel.mesh import DATA_AXIS, replicate
+
+MOMENTUM_SCHEDULES = ("constant", "cosine")
 
 
 @flax.struct.dataclass
@@ -68,19 +76,23 @@ class MoCoState:
   queue_ptr: jax.Array
 
 
+def queue_size_message(queue_size: int, batch_size: int) -> str:
+  """Why ``queue_size`` does not fit ``batch_size``, and what would."""
+  lower = (queue_size // batch_size) * batch_size
+  options = sorted({max(lower, batch_size), lower + batch_size})
+  return (f"MoCo queue size K={queue_size} is not divisible by the global "
+          f"batch size {batch_size}: every step enqueues one whole global batch "
+          f"of keys, so K must be a multiple of {batch_size}. Use e.g. K="
+          f"{' or K='.join(map(str, options))} (--config.moco.queue_size=...), "
+          f"or a global batch size that divides {queue_size}.")
+
+
 def check_queue_divides(queue_size: int, batch_size: int) -> None:
   """Raise a ValueError unless the queue holds a whole number of global batches."""
   if batch_size < 1:
     raise ValueError(f"global batch size must be >= 1; got {batch_size}.")
   if queue_size < 1 or queue_size % batch_size:
-    lower = (queue_size // batch_size) * batch_size
-    options = sorted({max(lower, batch_size), lower + batch_size})
-    raise ValueError(
-        f"MoCo queue size K={queue_size} is not divisible by the global batch "
-        f"size {batch_size}: every step enqueues one whole global batch of keys, "
-        f"so K must be a multiple of {batch_size}. Use e.g. K="
-        f"{' or K='.join(map(str, options))} (--config.moco.queue_size=...), or "
-        f"a global batch size that divides {queue_size}.")
+    raise ValueError(queue_size_message(queue_size, batch_size))
 
 
 def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array
@@ -110,6 +122,35 @@ def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array
   new_queue = lax.dynamic_update_slice(
       queue, replicate(keys).astype(queue.dtype), (ptr, jnp.zeros_like(ptr)))
   return new_queue, (ptr + n) % k
+
+
+def order_after(x: jax.Array, *trees) -> jax.Array:
+  """``x`` (unchanged in value), made to depend on every leaf of ``trees``.
+
+  For writing into a donated buffer in place. XLA updates a donated array in
+  place with ``dynamic_update_slice`` only when the write is ordered after
+  every read of the old value; otherwise it copies the whole array (MoCo's
+  ``[K, D]`` queue: twice per step on XLA:CPU with JAX 0.10, measured in
+  ``benchmarks/moco_queue.py``, checked in ``tests/test_moco.py``). An
+  ``optimization_barrier`` does not establish that order there; a data
+  dependency does: ``enqueue(queue, ptr, order_after(keys, grads, metrics))``
+  writes only once the loss, its gradient and the queue statistics (every
+  read of the old queue) exist. Harmless elsewhere: it adds one scalar per
+  leaf.
+
+  The dependency is ``x + 0 * sum(one element of each leaf)``: ``0 * y`` is
+  not folded for floats, and non-finite values are zeroed first so a NaN
+  cannot reach ``x`` through this path.
+  """
+  return x + _zero_after(*trees).astype(x.dtype)
+
+
+def _zero_after(*trees) -> jax.Array:
+  """A float32 0 computed from one element of every leaf of ``trees``
+  (:func:`order_after`)."""
+  total = sum(jnp.ravel(leaf)[0].astype(jnp.float32)
+              for leaf in jax.tree.leaves(trees))
+  return 0.0 * jnp.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def shuffled_group_apply(fn: Callable, variables: Any, x: jax.Array,
@@ -187,8 +228,26 @@ def _axis_size(mesh, axis_name: str) -> int:
   return int(mesh.shape[axis_name])
 
 
+def _temperature_ok(t) -> bool:
+  return t > 0
+
+
+_TEMPERATURE_MESSAGE = ("must be > 0 (the logits are divided by it); e.g. 0.2 "
+                        "(MoCo v2), 0.07 (v1), 0.1 (CIFAR recipe)")
+
+
 @dataclasses.dataclass(frozen=True)
-class MoCo:
+class _TopLevel:
+  """The top-level config keys MoCo reads besides its ``moco`` section."""
+  temperature: float = 0.07
+
+  def __post_init__(self):
+    check(self, ("temperature", _temperature_ok, _TEMPERATURE_MESSAGE))
+
+
+@register("moco")
+@dataclasses.dataclass(frozen=True)
+class MoCo(Method):
   """MoCo v1/v2: its static parts (model, optimizer, hyperparameters).
 
   Attributes:
@@ -198,16 +257,20 @@ class MoCo:
     queue_size: K, the number of negative keys (65536 ImageNet, 4096 CIFAR);
       a multiple of the global batch size.
     temperature: T (0.07 v1, 0.2 v2, 0.1 CIFAR recipe).
-    momentum: the key encoder's m, a float (0.999; 0.99 CIFAR) or a schedule
-      ``step -> m`` (e.g. :func:`ssljax.methods.ema.momentum_schedule`).
+    momentum: the key encoder's m, a float in [0, 1] (0.999; 0.99 CIFAR) or
+      a schedule ``step -> m``.
+    momentum_schedule: for a float ``momentum``: ``"constant"``, or
+      ``"cosine"`` (m rises to 1 over ``total_steps``,
+      :func:`ssljax.methods.ema.momentum_schedule`; BYOL / MoCo v3).
     shuffle_bn: shuffle the key batch before the key forward; with several
       devices the key encoder's BatchNorm then uses per-device statistics over
       the shuffled batch. ``False``: global-batch BN, no shuffle.
     bn_splits: on one device with ``shuffle_bn``, the number of BatchNorm
       sub-batches of the shuffled key batch (8 in the MoCo CIFAR recipe; 1 =
       global BN). Ignored when the mesh has several devices.
-    batch_size: the global batch size, to check K at :meth:`init` (optional;
-      the train step checks it again from the batch shape).
+    batch_size: the global batch size, to check K (optional; the train step
+      checks it again from the batch shape).
+    total_steps: the run's length, for ``momentum_schedule="cosine"``.
     augment: keyword arguments of ``ssljax.augment.simclr_view``.
     mean, std: per-channel input normalization applied after augmentation.
     schedule: the learning-rate schedule, only to report ``lr`` in metrics.
@@ -217,41 +280,67 @@ class MoCo:
   queue_size: int = 65536
   temperature: float = 0.07
   momentum: float | Callable[[jax.Array], jax.Array] = 0.999
+  momentum_schedule: str = "constant"
   shuffle_bn: bool = True
   bn_splits: int = 1
   batch_size: int | None = None
+  total_steps: int = 0
   augment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   mean: Sequence[float] = (0.0,)
   std: Sequence[float] = (1.0,)
   schedule: Callable[[jax.Array], jax.Array] | None = None
 
+  def __post_init__(self):
+    b = self.batch_size
+    check(self,
+          ("temperature", _temperature_ok, _TEMPERATURE_MESSAGE),
+          ("queue_size", lambda k: k >= 1 and (not b or k % b == 0),
+           queue_size_message(self.queue_size, b) if b else
+           "must be >= 1; e.g. 4096"),
+          ("momentum", lambda m: callable(m) or 0.0 <= m <= 1.0,
+           "the key encoder's m must lie in [0, 1] (theta_k <- m theta_k + "
+           "(1 - m) theta_q); e.g. 0.99 (CIFAR) or 0.999 (ImageNet)"),
+          ("momentum_schedule", lambda s: s in MOMENTUM_SCHEDULES and (
+              s == "constant" or callable(self.momentum)
+              or self.total_steps >= 1),
+           f"one of {MOMENTUM_SCHEDULES} ('cosine' needs the run's length)"),
+          ("bn_splits", lambda s: s >= 1 and (
+              not b or not self.shuffle_bn or b % s == 0),
+           f"BatchNorm sub-batches of the shuffled keys on one device: an "
+           f"integer >= 1 that divides the batch size {b}; e.g. 8 (MoCo "
+           "CIFAR recipe) or 1 (global BN)"))
+
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    """Keys: ``temperature``; ``moco`` (``queue_size``, ``momentum``,
+    ``momentum_schedule``, ``shuffle_bn``, ``bn_splits``); ``encoder``,
+    ``head``, ``augment`` (``simclr_view`` arguments), ``compute_dtype``.
+    The global batch size is ``data.batch_size``."""
+    model = EncoderWithHead(encoder=build_encoder(config),
+                            head=build_head(config))
+    top = build(_TopLevel, config)
+    return build(cls, config.get("moco"), model=model, tx=tx,
+                 schedule=schedule, temperature=top.temperature,
+                 batch_size=data.batch_size or None,
+                 total_steps=data.num_steps, mean=data.mean, std=data.std,
+                 augment=augment_from_config(config))
+
   def momentum_at(self, step: jax.Array) -> jax.Array:
     """The key-encoder momentum m used at ``step``."""
     if callable(self.momentum):
       return jnp.asarray(self.momentum(step), jnp.float32)
+    if self.momentum_schedule == "cosine":
+      return momentum_schedule(float(self.momentum), self.total_steps)(step)
     return jnp.asarray(self.momentum, jnp.float32)
-
-  def _view_size(self, image_shape):
-    size = self.augment.get("size") or tuple(image_shape[:2])
-    return (size, size) if isinstance(size, int) else tuple(size)
 
   def init(self, key: jax.Array, image_shape: Sequence[int]) -> MoCoState:
     """Query/key encoders (equal at init), optimizer state and a random
     L2-normalized queue for ``[H, W, C]`` images."""
     if len(image_shape) != 3:
       raise ValueError(f"image_shape must be (H, W, C); got {tuple(image_shape)}.")
-    if self.batch_size is not None:
-      check_queue_divides(self.queue_size, self.batch_size)
-    elif self.queue_size < 1:
-      raise ValueError(f"queue_size must be >= 1; got {self.queue_size}.")
-    if not callable(self.momentum) and not 0.0 <= self.momentum <= 1.0:
-      raise ValueError(f"momentum must lie in [0, 1]; got {self.momentum}.")
-    if self.bn_splits < 1:
-      raise ValueError(f"bn_splits must be >= 1; got {self.bn_splits}.")
-    dummy = jnp.zeros((2, *self._view_size(image_shape), image_shape[2]),
-                      jnp.float32)
+    dummy = jnp.zeros((2, *view_size(self.augment, image_shape),
+                       image_shape[2]), jnp.float32)
     param_key, queue_key = jax.random.split(key)
-
     variables = jax.jit(lambda k: self.model.init(k, dummy, train=True))(
         param_key)
     (_, z), _ = jax.eval_shape(lambda v: self.model.apply(
@@ -268,9 +357,8 @@ class MoCo:
 
   def views(self, images: jax.Array, key: jax.Array):
     """Query and key views ``[B, h, w, C]`` (normalized) of a uint8 batch."""
-    v1, v2 = simclr_views(key, images, **self.augment)
-    return (normalize_images(v1, self.mean, self.std),
-            normalize_images(v2, self.mean, self.std))
+    return normalized_views(key, images, mean=self.mean, std=self.std,
+                            **self.augment)
 
   def _apply_train(self, variables, x):
     (_, z), updates = self.model.apply(variables, x, train=True,
@@ -315,7 +403,7 @@ class MoCo:
     n = images.shape[0]
     k = state.queue.shape[0]
     check_queue_divides(k, n)
-    view_key, shuffle_key = jax.random.split(jax.random.fold_in(key, state.step))
+    view_key, shuffle_key = jax.random.split(step_key(key, state))
     xq, xk = self.views(images, view_key)
     # 1. momentum update of the key encoder (before the key forward).
     m = self.momentum_at(state.step)
@@ -323,53 +411,29 @@ class MoCo:
     # 2. keys, no gradient.
     keys, key_batch_stats = self.keys(key_params, state.key_batch_stats, xk,
                                       shuffle_key)
-    # 3. loss against the queue as it was before this step; query update.
+    # 3. loss against the queue as it was before this step.
     (loss, (batch_stats, q)), grads = jax.value_and_grad(
         self.loss, has_aux=True)(state.params, state.batch_stats, xq, keys,
                                  state.queue)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss,
                "mi_bound": losses.mutual_information_lower_bound(loss, k + 1),
                **queue_similarity_stats(q, keys, state.queue),
                "momentum": m}
-    if self.schedule is not None:
-      metrics["lr"] = jnp.asarray(self.schedule(state.step), jnp.float32)
-    # 4. enqueue the keys of this step (dequeue the oldest batch), after every
-    # read of the old queue (see _zero_after): a donated queue is then
-    # updated in place, not copied.
-    keys = keys + _zero_after(jax.tree.leaves(params)[0], metrics)
-    queue, ptr = enqueue(state.queue, state.queue_ptr, keys)
-    new_state = state.replace(step=state.step + 1, params=params,
-                              batch_stats=batch_stats, opt_state=opt_state,
-                              key_params=key_params,
-                              key_batch_stats=key_batch_stats,
-                              queue=queue, queue_ptr=ptr)
-    return new_state, metrics
+    # 4. enqueue this step's keys (the oldest batch leaves), after every read
+    # of the old queue (order_after: the donated queue is written in place).
+    queue, ptr = enqueue(state.queue, state.queue_ptr,
+                         order_after(keys, grads, metrics))
+    return apply_gradients(state, grads, tx=self.tx, metrics=metrics,
+                           schedule=self.schedule, batch_stats=batch_stats,
+                           key_params=key_params,
+                           key_batch_stats=key_batch_stats, queue=queue,
+                           queue_ptr=ptr)
 
   def encode(self, variables_or_state, images: jax.Array) -> jax.Array:
     """Frozen query-encoder features ``[N, F]`` of uint8 or [0,1] float images
     (BatchNorm in inference mode, running statistics)."""
     return frozen_features(self.model, self.mean, self.std, variables_or_state,
                            images)
-
-
-def _zero_after(*trees) -> jax.Array:
-  """A float32 0 computed from one element of every leaf of ``trees``.
-
-  ``keys + _zero_after(new_params, metrics)`` makes the enqueue data-dependent
-  on the loss, its gradient and the queue statistics, i.e. on every read of
-  the old queue. XLA writes a donated buffer in place with
-  ``dynamic_update_slice`` only when the write is ordered after all reads of
-  the old value; otherwise it copies the whole ``[K, D]`` queue (twice, on
-  XLA:CPU with JAX 0.10). An ``optimization_barrier`` does not establish that
-  order there; a data dependency does. ``0 * x`` is not folded for floats,
-  and non-finite values are zeroed first so a NaN cannot reach the queue
-  through this path.
-  """
-  total = sum(jnp.ravel(leaf)[0].astype(jnp.float32)
-              for leaf in jax.tree.leaves(trees))
-  return 0.0 * jnp.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def queue_similarity_stats(q: jax.Array, keys: jax.Array, queue: jax.Array

@@ -11,6 +11,7 @@ protocol (``ssljax.eval.linear``) stays the figure to report.
 
     method = OnlineProbe(SimCLR(...), num_classes=10)     # or config:
     # c.online_probe = ml_collections.ConfigDict(dict(lr=0.1))
+    # (OnlineProbe.from_config(config, method=method, data=spec))
     state = method.init(key, image_shape)
     state, metrics = jax.jit(method.train_step, donate_argnums=0)(
         state, {"image": images, "label": labels}, key)
@@ -30,11 +31,14 @@ evaluation protocol and the monitors work on it unchanged.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from ssljax.config import ConfigReader, build, check
+from ssljax.methods.base import Method
 
 _INNER_FIELDS = ("params", "batch_stats", "step")
 
@@ -87,10 +91,11 @@ def probe_loss(probe, features, labels):
 
 
 @dataclasses.dataclass(frozen=True)
-class OnlineProbe:
+class OnlineProbe(Method):
   """Wrap ``method`` (anything with ``init``, ``train_step(state, images,
   key)`` and ``encode(state, images) -> [B, F]``) with an online linear probe.
 
+  Not registered: it wraps a registered method (``config.online_probe``).
   Its ``train_step(state, batch, key)`` takes the batch dict ``{"image",
   "label"}`` (``takes_labels``: the training loop passes it whole). Every
   other attribute is the wrapped method's.
@@ -106,17 +111,37 @@ class OnlineProbe:
   momentum: float = 0.9
   weight_decay: float = 0.0
 
-  takes_labels = True
+  takes_labels: ClassVar[bool] = True
 
   def __post_init__(self):
     for name in ("init", "train_step", "encode"):
       if not callable(getattr(self.method, name, None)):
         raise TypeError(f"OnlineProbe needs a method with {name}(); "
                         f"{type(self.method).__name__} has none.")
-    if self.num_classes < 2:
-      raise ValueError(f"num_classes must be >= 2; got {self.num_classes}.")
-    if not self.lr > 0:
-      raise ValueError(f"online probe lr must be > 0; got {self.lr}.")
+    check(self,
+          ("num_classes", lambda n: isinstance(n, int) and n >= 2,
+           "classes of the labels: an integer >= 2 (default: the dataset's; "
+           "set it for a dataset without known classes)"),
+          ("lr", lambda v: v > 0, "the probe's SGD learning rate: > 0; e.g. "
+           "0.1"),
+          ("momentum", lambda v: v is None or 0.0 <= v < 1.0,
+           "SGD momentum in [0, 1); e.g. 0.9 (0: none)"),
+          ("weight_decay", lambda v: v >= 0, "must be >= 0; e.g. 0 or 1e-4"))
+
+  @classmethod
+  def from_config(cls, config, *, method, data, **unused):
+    """``method`` with the probe of ``config.online_probe`` (keys ``lr``,
+    ``momentum``, ``weight_decay``, ``num_classes``: default
+    ``data.num_classes``)."""
+    del unused
+    section = config.get("online_probe") or ConfigReader({})
+    return build(cls, section, method=method,
+                 num_classes=section.get("num_classes") or data.num_classes)
+
+  @property
+  def name(self) -> str:
+    """The wrapped method's registered name."""
+    return getattr(self.method, "name", type(self.method).__name__)
 
   def __getattr__(self, name):
     # Only reached when normal lookup fails: the wrapped method's attributes

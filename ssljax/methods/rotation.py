@@ -10,6 +10,10 @@ classifier predicts which one, a 4-way softmax cross-entropy. Metric
                       tx=optax.sgd(0.1, momentum=0.9))
     state = method.init(jax.random.key(0), (28, 28, 1))
     state, metrics = jax.jit(method.train_step)(state, images_uint8, key)
+
+Config (``config.method = "rotation"``): ``encoder``, ``head`` (without
+``out_dim``: 4), ``augment`` (:func:`ssljax.augment.simclr_view` arguments
+applied before rotating; empty: none).
 """
 
 from __future__ import annotations
@@ -20,15 +24,16 @@ from typing import Any
 
 import jax
 
-from ssljax.augment import batch_apply, rotations, simclr_view, to_float
-from ssljax.methods.pretext import PretextMethod, PretextState, TileClassifier
-from ssljax.methods.simclr import normalize_images
+from ssljax.augment import (batch_apply, normalize_images, rotations,
+                            simclr_view, to_float)
+from ssljax.config import build, kwargs_for
+from ssljax.methods.base import register
+from ssljax.methods.pretext import PretextMethod, pretext_model
 
-RotationState = PretextState
-
-__all__ = ["Rotation", "RotationState", "TileClassifier"]
+__all__ = ["Rotation"]
 
 
+@register("rotation")
 @dataclasses.dataclass(frozen=True)
 class Rotation(PretextMethod):
   """RotNet: 4-way rotation classification.
@@ -42,6 +47,15 @@ class Rotation(PretextMethod):
 
   metric_name = "rotation_acc"
   num_classes = 4
+
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    """Sections ``encoder``, ``head`` and ``augment``."""
+    model = pretext_model(config, num_classes=cls.num_classes,
+                          what="rotations")
+    return build(cls, config, model=model, tx=tx, schedule=schedule,
+                 mean=data.mean, std=data.std,
+                 augment=kwargs_for(simclr_view, config.get("augment")))
 
   def task(self, images: jax.Array, key: jax.Array):
     """``(rotated [4B, 1, H, W, C], labels [4B])`` of a uint8 batch

@@ -5,6 +5,7 @@ batch.
 Functional shape::
 
     method = SimCLR(model=EncoderWithHead(...), tx=optax..., schedule=...)
+    # or: SimCLR.from_config(config, tx=tx, schedule=schedule, data=spec)
     state = method.init(jax.random.key(0), image_shape=(28, 28, 1))
     step = jax.jit(method.train_step, donate_argnums=0)
     state, metrics = step(state, images_uint8, data_key)
@@ -20,35 +21,34 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from ssljax import losses
-from ssljax.augment import simclr_views, to_float
+from ssljax.augment import normalized_views, simclr_view
+from ssljax.config import build, check, kwargs_for
+from ssljax.methods.base import (Method, TrainState, build_encoder, build_head,
+                                 frozen_features, loss_step, register,
+                                 step_key, train_state)
+from ssljax.models import EncoderWithHead
 
 
-@flax.struct.dataclass
-class SimCLRState:
-  """Everything that changes during SimCLR training (a pytree)."""
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
+def view_size(augment: Mapping[str, Any], image_shape: Sequence[int]):
+  """The ``(h, w)`` of the views ``simclr_view(**augment)`` makes."""
+  size = augment.get("size") or tuple(image_shape[:2])
+  return (size, size) if isinstance(size, int) else tuple(size)
 
 
-def normalize_images(x: jax.Array, mean: Sequence[float], std: Sequence[float]
-                     ) -> jax.Array:
-  """``(x - mean) / std`` per channel, for float images in [0, 1]."""
-  mean = jnp.asarray(mean, jnp.float32)
-  std = jnp.asarray(std, jnp.float32)
-  return (x - mean) / std
+def augment_from_config(config) -> dict[str, Any]:
+  """``config.augment``: keyword arguments of ``ssljax.augment.simclr_view``."""
+  return kwargs_for(simclr_view, config.get("augment"))
 
 
+@register("simclr")
 @dataclasses.dataclass(frozen=True)
-class SimCLR:
+class SimCLR(Method):
   """SimCLR: its static parts (model, optimizer, hyperparameters).
 
   Attributes:
@@ -58,9 +58,9 @@ class SimCLR:
     augment: keyword arguments of ``ssljax.augment.simclr_view``.
     mean, std: per-channel input normalization applied after augmentation.
     schedule: the learning-rate schedule, only to report ``lr`` in metrics.
-    loss_block_size: ``None``: dense NT-Xent; an int: the memory-bounded
-      blockwise NT-Xent (``ssljax.losses.nt_xent(block_size=...)``), for
-      batches whose ``[2N, 2N]`` logits do not fit.
+    loss_block_size: ``None`` or 0: dense NT-Xent; an int: the
+      memory-bounded blockwise NT-Xent (``ssljax.losses.nt_xent(block_size=
+      ...)``), for batches whose ``[2N, 2N]`` logits do not fit.
   """
   model: nn.Module
   tx: optax.GradientTransformation
@@ -71,24 +71,36 @@ class SimCLR:
   schedule: Callable[[jax.Array], jax.Array] | None = None
   loss_block_size: int | None = None
 
-  def init(self, key: jax.Array, image_shape: Sequence[int]) -> SimCLRState:
+  def __post_init__(self):
+    check(self,
+          ("temperature", lambda t: t > 0,
+           "must be > 0 (the logits are divided by it); e.g. 0.1"),
+          ("loss_block_size", lambda b: b is None or b >= 0,
+           "0 or None computes the full 2N x 2N logits; else a block size"))
+
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    """Keys: ``temperature``, ``loss_block_size``, ``encoder``, ``head``,
+    ``augment`` (``simclr_view`` arguments), ``compute_dtype``."""
+    model = EncoderWithHead(encoder=build_encoder(config),
+                            head=build_head(config))
+    return build(cls, config, model=model, tx=tx, schedule=schedule,
+                 mean=data.mean, std=data.std,
+                 augment=augment_from_config(config))
+
+  def init(self, key: jax.Array, image_shape: Sequence[int]) -> TrainState:
     """Parameters, BN statistics and optimizer state for ``[H, W, C]`` images."""
     if len(image_shape) != 3:
       raise ValueError(f"image_shape must be (H, W, C); got {tuple(image_shape)}.")
-    size = self.augment.get("size") or tuple(image_shape[:2])
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    dummy = jnp.zeros((2, *size, image_shape[2]), jnp.float32)
+    dummy = jnp.zeros((2, *view_size(self.augment, image_shape),
+                       image_shape[2]), jnp.float32)
     variables = jax.jit(lambda k: self.model.init(k, dummy, train=True))(key)
-    params = variables["params"]
-    return SimCLRState(step=jnp.zeros((), jnp.int32), params=params,
-                       batch_stats=variables.get("batch_stats", {}),
-                       opt_state=self.tx.init(params))
+    return train_state(variables, self.tx)
 
   def views(self, images: jax.Array, key: jax.Array):
     """Two normalized views ``[B, h, w, C]`` of a uint8 batch."""
-    v1, v2 = simclr_views(key, images, **self.augment)
-    return (normalize_images(v1, self.mean, self.std),
-            normalize_images(v2, self.mean, self.std))
+    return normalized_views(key, images, mean=self.mean, std=self.std,
+                            **self.augment)
 
   def loss(self, params, batch_stats, v1: jax.Array, v2: jax.Array):
     """NT-Xent of the two views; both views go through one forward pass so
@@ -99,11 +111,11 @@ class SimCLR:
         jnp.concatenate([v1, v2], axis=0), train=True, mutable=["batch_stats"])
     z1, z2 = z[:n].astype(jnp.float32), z[n:].astype(jnp.float32)
     loss = losses.nt_xent(z1, z2, temperature=self.temperature,
-                          block_size=self.loss_block_size)
-    return loss, (updates["batch_stats"], z1, z2)
+                          block_size=self.loss_block_size or None)
+    return loss, (updates["batch_stats"], (z1, z2))
 
-  def train_step(self, state: SimCLRState, images: jax.Array, key: jax.Array
-                 ) -> tuple[SimCLRState, dict[str, jax.Array]]:
+  def train_step(self, state: TrainState, images: jax.Array, key: jax.Array
+                 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SimCLR step on a global uint8 batch ``[N, H, W, C]``.
 
     Pure: jit it with ``donate_argnums=0``. ``key`` is the run's data key;
@@ -112,45 +124,17 @@ class SimCLR:
     if images.ndim != 4:
       raise ValueError(f"images must be a batch [N, H, W, C]; got {images.shape}.")
     n = images.shape[0]
-    v1, v2 = self.views(images, jax.random.fold_in(key, state.step))
-    (loss, (batch_stats, z1, z2)), grads = jax.value_and_grad(
-        self.loss, has_aux=True)(state.params, state.batch_stats, v1, v2)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss,
-               "mi_bound": losses.mutual_information_lower_bound(loss, 2 * n - 1),
-               **similarity_stats(z1, z2)}
-    if self.schedule is not None:
-      metrics["lr"] = jnp.asarray(self.schedule(state.step), jnp.float32)
-    new_state = state.replace(step=state.step + 1, params=params,
-                              batch_stats=batch_stats, opt_state=opt_state)
-    return new_state, metrics
+    v1, v2 = self.views(images, step_key(key, state))
+    return loss_step(self, state, v1, v2, metrics=lambda loss, z: {
+        "loss": loss,
+        "mi_bound": losses.mutual_information_lower_bound(loss, 2 * n - 1),
+        **similarity_stats(*z)})
 
   def encode(self, variables_or_state, images: jax.Array) -> jax.Array:
     """Frozen-encoder features ``[N, F]`` of uint8 or [0,1] float images
     (BatchNorm in inference mode, running statistics)."""
     return frozen_features(self.model, self.mean, self.std, variables_or_state,
                            images)
-
-
-def encoder_variables(variables_or_state) -> dict:
-  """Flax variables (``params``, ``batch_stats``) of a method State, or the
-  variables dict itself."""
-  if isinstance(variables_or_state, Mapping):
-    return variables_or_state
-  return {"params": variables_or_state.params,
-          "batch_stats": variables_or_state.batch_stats}
-
-
-def frozen_features(model: nn.Module, mean: Sequence[float],
-                    std: Sequence[float], variables_or_state,
-                    images: jax.Array) -> jax.Array:
-  """``model.encode`` features of uint8 or [0,1] float images, normalized with
-  ``mean``/``std``, BatchNorm in inference mode (what every method's
-  ``encode`` does for the evaluation protocol)."""
-  x = normalize_images(to_float(images), mean, std)
-  return model.apply(encoder_variables(variables_or_state), x, train=False,
-                     method=type(model).encode)
 
 
 def similarity_stats(z1: jax.Array, z2: jax.Array) -> dict[str, jax.Array]:

@@ -3,9 +3,10 @@
 colorizing videos", ECCV 2018, arXiv:1806.09594).
 
 A clip is ``R`` reference frames (1 to 3) and a target frame. Each frame's
-lightness ``L`` goes through one shared CNN (:class:`EmbeddingNet`) to
-per-pixel embeddings ``f`` at ``1 / stride`` of the resolution (4 by
-default). The target's colour is predicted by pointing into the references:
+lightness ``L`` goes through one shared CNN (:class:`ssljax.models.
+EmbeddingNet`) to per-pixel embeddings ``f`` at ``1 / stride`` of the
+resolution (4 by default). The target's colour is predicted by pointing into
+the references:
 
     A_ij = exp(f_i . f_j / T) / sum_k exp(f_k . f_j / T)     (i, k: all
                                                                reference pixels)
@@ -16,7 +17,8 @@ average-pooled to the embedding resolution, nearest of ``K = 16`` k-means
 centres fitted on training frames, :func:`fit_color_clusters`) and ``y_j`` a
 distribution over the clusters; the loss is the cross-entropy ``-log
 y_j[c*_j]`` against the target's own cluster ``c*_j``, averaged over target
-pixels. ``T = 1`` in training and ``0.5`` at test time.
+pixels (:func:`ssljax.losses.video_colorization_loss`). ``T = 1`` in
+training and ``0.5`` at test time.
 
 Memory: the dense attention is ``[B, M, N]`` (``M`` target and ``N = R M``
 reference pixels). :func:`attend_blocked` computes it for blocks of
@@ -32,9 +34,18 @@ previous ``num_prev`` frames (their propagated labels), optionally keeping
 only the ``topk`` most similar reference pixels and those within a
 ``radius`` (in embedding cells) of the target pixel.
 
+Training goes through the one loop (``experiments/pretrain.py --config
+experiments/configs/video_colorization.py``) on a clip dataset
+(:func:`ssljax.data.video.load_clips`: uint8 clips ``[N, R + 1, H, W, 3]``);
+from a config: sections ``encoder`` (:class:`~ssljax.models.EmbeddingNet`
+fields) and ``video_colorization`` (this class's fields); the colour
+clusters are fitted on ``data.dataset``'s training frames (a fixed stand-in
+when only checking a config). The evaluation (held-out colorization,
+tracking J) is :mod:`ssljax.eval.video`.
+
 Usage::
 
-    centroids = fit_color_clusters(list(splits.train.values()), stride=4)
+    centroids = fit_color_clusters(list(train.videos.values()), stride=4)
     method = VideoColorization(model=EmbeddingNet(), tx=optax.adam(1e-3),
                                centroids=centroids, block_size=128)
     state = method.init(jax.random.key(0), clips.shape[1:])  # (R+1, H, W, 3)
@@ -48,8 +59,8 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -60,33 +71,34 @@ import optax
 
 from ssljax.augment import to_float
 from ssljax.augment.lab import nearest_ab_bin, rgb_to_lab
-from ssljax.methods.pretext import PretextState
-from ssljax.methods.simclr import encoder_variables
+from ssljax.config import build, check
+from ssljax.config import replace as replace_checked
+from ssljax.losses.colorization import PROB_FLOOR, video_colorization_loss
+from ssljax.methods.base import (Method, TrainState, build_encoder,
+                                 encoder_variables, loss_step, register,
+                                 step_key, train_state)
+from ssljax.models.colorization import EmbeddingNet
 
 __all__ = [
-    "EmbeddingNet",
+    "EMBEDDING_NETS",
     "VideoColorization",
-    "VideoColorizationState",
     "attend",
     "attend_blocked",
     "attend_dense",
     "attention_weights",
     "color_cluster_targets",
-    "colorization_baseline_scores",
     "fit_color_clusters",
     "pool_ab",
     "propagate_labels",
-    "video_colorization_loss",
+    "standin_centroids",
+    "training_frames",
 ]
 
-#: step, params, batch_stats (empty: the network has no BatchNorm),
-#: opt_state.
-VideoColorizationState = PretextState
+#: The per-frame networks by ``config.encoder.name``.
+EMBEDDING_NETS = {"embedding_net": EmbeddingNet}
 
 #: Scale of the network's input: ``(L - 50) / 50``.
 L_CENTER, L_SCALE = 50.0, 50.0
-#: Probabilities are clipped here before the log of the loss.
-PROB_FLOOR = 1e-6
 
 
 # ---------------------------------------------------------------------------
@@ -183,18 +195,6 @@ def attend(f_ref, labels_ref, f_tgt, *, temperature: float = 1.0,
                         block_size=block_size)
 
 
-def video_colorization_loss(probs, targets) -> jax.Array:
-  """Mean cross-entropy ``-log y_j[c*_j]`` of predicted colour distributions
-  ``probs [..., K]`` against integer clusters ``targets [...]``
-  (probabilities floored at :data:`PROB_FLOOR`: a colour no reference pixel
-  has costs ``-log 1e-6 = 13.8``, not infinity)."""
-  if probs.shape[:-1] != targets.shape:
-    raise ValueError(f"probs [..., K] and targets [...] must agree; got "
-                     f"{probs.shape} and {targets.shape}.")
-  p = jnp.take_along_axis(probs, targets[..., None].astype(jnp.int32), -1)
-  return -jnp.mean(jnp.log(jnp.maximum(p[..., 0], PROB_FLOOR)))
-
-
 # ---------------------------------------------------------------------------
 # Colour targets.
 
@@ -248,113 +248,46 @@ def fit_color_clusters(train_videos: Sequence[np.ndarray], *,
   return c[np.lexsort((c[:, 1], c[:, 0]))]
 
 
-def colorization_baseline_scores(clips, centroids, mean_ab, *,
-                                 grid_stride: int = 4
-                                 ) -> dict[str, dict[str, jax.Array]]:
-  """Per-clip scores of colorizing each clip's target (last frame) without a
-  network, for uint8 / [0, 1] RGB clips ``[B, R + 1, H, W, 3]``:
-
-  * ``copy_reference``: the last reference frame's ab at the same pixel
-    (cluster accuracy: its clusters against the target's);
-  * ``copy_reference_quantized``: the same through the clusters (the
-    reference's cluster centres at ``1 / grid_stride``, nearest upsampling);
-  * ``train_mean_color``: ab ``mean_ab`` everywhere (cluster: the centre
-    nearest to it);
-  * ``quantization_floor``: the target's own cluster centres (accuracy 1).
-
-  Returns ``{name: {"cluster_acc": [B], "ab_error": [B]}}``: the fraction of
-  ``H / grid_stride x W / grid_stride`` cells whose cluster is the target's
-  (:func:`color_cluster_targets`), and the mean L2 ab error at ``H x W``.
-  Jittable (``centroids [K, 2]``, ``mean_ab [2]``: arrays)."""
-  lab = _lab(clips)
-  if lab.ndim != 5 or lab.shape[1] < 2:
-    raise ValueError(f"clips must be [B, R + 1 >= 2, H, W, 3]; got "
-                     f"{lab.shape}.")
-  b, _, big_h, big_w, _ = lab.shape
-  c = jnp.asarray(centroids, jnp.float32)
-  mean_ab = jnp.asarray(mean_ab, jnp.float32)
-  cl = color_cluster_targets(lab[:, -2:], c, (big_h // grid_stride,
-                                              big_w // grid_stride))
-  ref_cl, tgt_cl = cl[:, 0], cl[:, 1]                       # [B, h, w]
-  true_ab, ref_ab = lab[:, -1, ..., 1:], lab[:, -2, ..., 1:]
-
-  def up(ab):
-    return jax.image.resize(ab, (b, big_h, big_w, 2), "nearest")
-
-  def err(ab):
-    return jnp.linalg.norm(ab - true_ab, axis=-1).mean((1, 2))
-
-  def acc(pred):
-    return (pred == tgt_cl).astype(jnp.float32).mean((1, 2))
-
-  mean_cluster = jnp.argmin(((c - mean_ab) ** 2).sum(-1))
-  copy_acc = acc(ref_cl)
-  return {
-      "copy_reference": {"cluster_acc": copy_acc, "ab_error": err(ref_ab)},
-      "copy_reference_quantized": {"cluster_acc": copy_acc,
-                                   "ab_error": err(up(c[ref_cl]))},
-      "train_mean_color": {"cluster_acc": acc(mean_cluster),
-                           "ab_error": err(mean_ab)},
-      "quantization_floor": {"cluster_acc": jnp.ones((b,), jnp.float32),
-                             "ab_error": err(up(c[tgt_cl]))},
-  }
+def standin_centroids(num_clusters: int = 16) -> np.ndarray:
+  """``num_clusters`` fixed ab centres (gray and a ring of radius 30): the
+  cheap stand-in for fitted clusters when a config is only checked (no
+  data). float32 ``[K, 2]``."""
+  k = max(int(num_clusters), 2)
+  angle = 2 * np.pi * np.arange(k - 1) / (k - 1)
+  ring = 30.0 * np.stack([np.cos(angle), np.sin(angle)], -1)
+  return np.concatenate([np.zeros((1, 2)), ring]).astype(np.float32)
 
 
-# ---------------------------------------------------------------------------
-# The network.
+def training_frames(dataset) -> list[np.ndarray]:
+  """The training frames of a clip dataset, as a list of uint8 ``[T, H, W,
+  3]``: its ``videos`` (each frame once) when it has them, else every frame
+  of its clips ``images [N, R + 1, H, W, 3]``."""
+  videos = getattr(dataset, "videos", None)
+  if isinstance(videos, Mapping) and videos:
+    return [np.asarray(v) for v in videos.values()]
+  images = np.asarray(dataset.images)
+  return [images.reshape(-1, *images.shape[-3:])]
 
 
-class EmbeddingNet(nn.Module):
-  """A small CNN from gray ``[N, H, W, 1]`` to embeddings ``[N, H / 4, W / 4,
-  embed_dim]``: a 3x3 convolution, then per stage a stride-2 3x3
-  convolution and a 3x3 one, then dilated 3x3 convolutions (dilation 2, 4:
-  a wider receptive field at 1/4 resolution) and a 1x1 projection; GroupNorm
-  and ReLU after every convolution but the last (no BatchNorm: nothing
-  mixes across the batch or the frames of a clip).
+# The clusters of a loaded training set, per (images array, options): the
+# loop builds the method more than once on the same data (checking, then
+# training; restoring for evaluation).
+_CLUSTERS: "weakref.WeakKeyDictionary[np.ndarray, dict]" = (
+    weakref.WeakKeyDictionary())
 
-  Attributes:
-    widths: channels of the stem and of each stride-2 stage (the number of
-      stages sets the stride ``2 ** (len(widths) - 1)``).
-    dilations: dilated convolutions at the last resolution.
-    embed_dim: ``D``.
-    groups: GroupNorm groups.
-  """
-  widths: Sequence[int] = (32, 64, 64)
-  dilations: Sequence[int] = (2, 4)
-  embed_dim: int = 64
-  groups: int = 8
 
-  @property
-  def stride(self) -> int:
-    return 2 ** (len(self.widths) - 1)
-
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    del train                                   # no batch statistics
-    if x.ndim != 4:
-      raise ValueError(f"EmbeddingNet expects [N, H, W, C]; got {x.shape}.")
-    s = self.stride
-    if x.shape[1] % s or x.shape[2] % s:
-      raise ValueError(f"frame size {x.shape[1]}x{x.shape[2]} must be a "
-                       f"multiple of the stride {s}.")
-    # He-normal, untruncated: quick to compile on XLA:CPU.
-    conv = functools.partial(nn.Conv, kernel_init=nn.initializers.variance_scaling(
-        2.0, "fan_in", "normal"))
-
-    def block(y, width, name, **kw):
-      y = conv(width, (3, 3), padding="SAME", name=name, **kw)(y)
-      y = nn.GroupNorm(num_groups=min(self.groups, width), name=name + "_gn")(y)
-      return nn.relu(y)
-
-    y = block(x, self.widths[0], "stem")
-    for i, width in enumerate(self.widths[1:]):
-      y = block(y, width, f"down{i}", strides=2)
-      y = block(y, width, f"conv{i}")
-    for i, d in enumerate(self.dilations):
-      y = block(y, self.widths[-1], f"dilated{i}", kernel_dilation=d)
-    return nn.Conv(self.embed_dim, (1, 1), name="embed",
-                   kernel_init=nn.initializers.variance_scaling(
-                       1.0, "fan_in", "normal"))(y).astype(jnp.float32)
+def _clusters_of(dataset, *, num_clusters: int, stride: int, seed: int
+                 ) -> np.ndarray:
+  key = (int(num_clusters), int(stride), int(seed))
+  try:
+    cache = _CLUSTERS.setdefault(dataset.images, {})
+  except TypeError:                         # not weak-referenceable
+    cache = {}
+  if key not in cache:
+    cache[key] = fit_color_clusters(training_frames(dataset),
+                                    num_clusters=num_clusters, stride=stride,
+                                    seed=seed)
+  return cache[key]
 
 
 # ---------------------------------------------------------------------------
@@ -465,7 +398,8 @@ def _gray_input(lab):
 
 def _variables(variables_or_state) -> dict:
   """Flax variables of a State, of a variables dict, or of bare params."""
-  if isinstance(variables_or_state, dict) and "params" not in variables_or_state:
+  if isinstance(variables_or_state, Mapping) and (
+      "params" not in variables_or_state):
     return {"params": variables_or_state}
   v = dict(encoder_variables(variables_or_state))
   if not v.get("batch_stats"):
@@ -480,21 +414,31 @@ def _as_tuple(x):
   return tuple(map(tuple, a.tolist()))
 
 
+def _crop_ok(c) -> bool:
+  return c is None or (len(c) == 2 and all(
+      isinstance(v, int) and v >= 1 for v in c))
+
+
+@register("video_colorization")
 @dataclasses.dataclass(frozen=True)
-class VideoColorization:
+class VideoColorization(Method):
   """Colorize a target frame by pointing into reference frames (Vondrick et
-  al. 2018); see the module docstring.
+  al. 2018); see the module docstring. The fields after ``tx`` but
+  ``centroids`` are the keys of the config section ``video_colorization``.
 
   Attributes:
-    model: a per-frame embedding network (:class:`EmbeddingNet`):
-      ``apply(vars, gray [N, H, W, 1]) -> [N, H / s, W / s, D]``.
+    model: a per-frame embedding network (:class:`~ssljax.models.
+      EmbeddingNet`): ``apply(vars, gray [N, H, W, 1]) -> [N, H / s, W / s,
+      D]``.
     tx: the optax optimizer.
-    centroids: ``[K, 2]`` ab cluster centres (:func:`fit_color_clusters`);
-      stored as nested tuples (static under jit).
+    centroids: ``[K, 2]`` ab cluster centres (:func:`fit_color_clusters`;
+      ``None``: :func:`standin_centroids` of ``num_clusters``); stored as
+      nested tuples (static under jit).
+    num_clusters: ``K`` (16); set from ``centroids`` when they are given.
     temperature: training softmax temperature (1).
     test_temperature: temperature of :meth:`predict` / :meth:`propagate`
       (0.5).
-    block_size: target pixels per attention block (``None``: dense).
+    block_size: target pixels per attention block (``None`` or 0: dense).
     crop_size: ``(h, w)``: train on one random crop of this size per clip
       (the same window in every frame of the clip); ``None``: whole frames.
     flip: flip whole clips left-right at random in training.
@@ -502,7 +446,8 @@ class VideoColorization:
   """
   model: nn.Module
   tx: optax.GradientTransformation
-  centroids: Any
+  centroids: Any = None
+  num_clusters: int = 16
   temperature: float = 1.0
   test_temperature: float = 0.5
   block_size: int | None = None
@@ -513,21 +458,54 @@ class VideoColorization:
   metric_name = "acc"
 
   def __post_init__(self):
-    object.__setattr__(self, "centroids", _as_tuple(self.centroids))
-    if not (self.temperature > 0 and self.test_temperature > 0):
-      raise ValueError(f"temperatures must be > 0; got {self.temperature} "
-                       f"and {self.test_temperature}.")
-    if self.block_size is not None and self.block_size < 1:
-      raise ValueError(f"block_size must be >= 1 or None; got "
-                       f"{self.block_size}.")
+    if self.centroids is not None:
+      object.__setattr__(self, "centroids", _as_tuple(self.centroids))
+      object.__setattr__(self, "num_clusters", len(self.centroids))
+    if self.crop_size is not None and _crop_ok(tuple(self.crop_size)):
+      object.__setattr__(self, "crop_size", tuple(self.crop_size))
+    if self.block_size == 0:
+      object.__setattr__(self, "block_size", None)
+    check(self,
+          ("num_clusters", lambda k: isinstance(k, int) and k >= 2,
+           "colour clusters: an integer >= 2, e.g. 16 (the paper's)"),
+          ("temperature", lambda t: t > 0,
+           "the training softmax temperature must be > 0, e.g. 1.0"),
+          ("test_temperature", lambda t: t > 0,
+           "the test softmax temperature must be > 0, e.g. 0.5"),
+          ("block_size", lambda b: b is None or (isinstance(b, int) and b >= 1),
+           "target pixels per attention block: an integer >= 1, or 0 / None "
+           "for the dense attention"),
+          ("crop_size", _crop_ok,
+           "(height, width) of the training crops, e.g. (48, 64), or None "
+           "for whole frames"))
+    if self.centroids is None:
+      object.__setattr__(self, "centroids",
+                         _as_tuple(standin_centroids(self.num_clusters)))
+
+  @classmethod
+  def from_config(cls, config, *, tx, schedule, data):
+    """Sections ``encoder`` (``name``: ``"embedding_net"``, and
+    :class:`~ssljax.models.EmbeddingNet`'s fields) and
+    ``video_colorization`` (this class's fields). The ``num_clusters``
+    colour clusters are k-means of ``data.dataset``'s training frames
+    (:func:`training_frames`, seeded with ``config.seed``); a fixed
+    stand-in when ``data.dataset`` is None (checking a config)."""
+    model = build_encoder(config, registry=EMBEDDING_NETS)
+    method = build(cls, config.get("video_colorization"), model=model, tx=tx,
+                   schedule=schedule)
+    if data.dataset is None or not isinstance(method.num_clusters, int):
+      return method
+    images = getattr(data.dataset, "images", None)
+    if images is None or images.ndim != 5 or images.shape[-1] != 3:
+      return method                 # not RGB clips: init / train_step say so
+    centroids = _clusters_of(data.dataset, num_clusters=method.num_clusters,
+                             stride=getattr(model, "stride", 4),
+                             seed=int(config.get("seed", 0) or 0))
+    return replace_checked(method, centroids=centroids)
 
   @property
   def centers(self) -> np.ndarray:
     return np.asarray(self.centroids, np.float32)
-
-  @property
-  def num_clusters(self) -> int:
-    return len(self.centroids)
 
   # -- shapes -----------------------------------------------------------------
 
@@ -538,21 +516,24 @@ class VideoColorization:
                        f"reference frames, then the target); got "
                        f"{clips.shape}.")
 
-  def init(self, key: jax.Array, clip_shape: Sequence[int]
-           ) -> VideoColorizationState:
+  def init(self, key: jax.Array, clip_shape: Sequence[int]) -> TrainState:
     """Parameters and optimizer state for clips of shape ``(R + 1, H, W,
-    3)``."""
+    3)`` (the crops must fit in the frames)."""
     if len(clip_shape) != 4 or clip_shape[0] < 2 or clip_shape[-1] != 3:
-      raise ValueError(f"clip_shape must be (R + 1 >= 2, H, W, 3); got "
+      raise ValueError(f"clip_shape must be (R + 1 >= 2, H, W, 3): clips of "
+                       f"R reference frames and a target (a clip dataset, "
+                       f"e.g. dataset='opencv_videos'); got "
                        f"{tuple(clip_shape)}.")
     h, w = clip_shape[1:3]
+    if self.crop_size is not None:
+      ch, cw = self.crop_size
+      if not (ch <= h and cw <= w):
+        raise ValueError(f"crop_size {self.crop_size} must fit in the frames "
+                         f"{h}x{w}.")
+      h, w = ch, cw
     variables = self.model.init(key, jnp.zeros((1, h, w, 1), jnp.float32),
                                 train=True)
-    params = variables["params"]
-    return VideoColorizationState(
-        step=jnp.zeros((), jnp.int32), params=params,
-        batch_stats=variables.get("batch_stats", {}),
-        opt_state=self.tx.init(params))
+    return train_state(variables, self.tx)
 
   # -- forward ---------------------------------------------------------------
 
@@ -564,6 +545,14 @@ class VideoColorization:
     """Embeddings ``[N, h, w, D]`` of uint8 / [0, 1] RGB (or gray) frames
     ``[N, H, W, C]``."""
     return self._embed(_variables(variables_or_state), _lab(frames))
+
+  def encode(self, variables_or_state, images) -> jax.Array:
+    """Frozen features ``[N, D]``: the embeddings averaged over the frame,
+    of frames ``[N, H, W, C]`` or of the target (last) frames of clips
+    ``[N, R + 1, H, W, C]``."""
+    if images.ndim == 5:
+      images = images[:, -1]
+    return self.embed(variables_or_state, images).mean((1, 2))
 
   def _forward(self, variables, lab, temperature):
     """``(probs [B, M, K], targets [B, M], hw)`` of a Lab clip batch."""
@@ -609,23 +598,16 @@ class VideoColorization:
       lab = jnp.where(flip[:, None, None, None, None], lab[:, :, :, ::-1], lab)
     return lab
 
-  def train_step(self, state: VideoColorizationState, clips: jax.Array,
-                 key: jax.Array) -> tuple[VideoColorizationState, dict]:
+  def train_step(self, state: TrainState, clips: jax.Array,
+                 key: jax.Array) -> tuple[TrainState, dict]:
     """One step on uint8 RGB clips ``[B, R + 1, H, W, 3]`` (target last);
-    pure: jit it with ``donate_argnums=0``. Flips come from ``fold_in(key,
-    state.step)``. Metrics: ``loss``, ``acc`` (target pixels whose most
-    likely cluster is their own), ``lr`` (with a schedule)."""
+    pure: jit it with ``donate_argnums=0``. Crops and flips come from
+    ``fold_in(key, state.step)``. Metrics: ``loss``, ``acc`` (target pixels
+    whose most likely cluster is their own), ``lr`` (with a schedule)."""
     self._check_clips(clips)
-    lab = self._augment(clips, jax.random.fold_in(key, state.step))
-    (loss, (batch_stats, acc)), grads = jax.value_and_grad(
-        self.loss, has_aux=True)(state.params, state.batch_stats, lab)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "acc": acc}
-    if self.schedule is not None:
-      metrics["lr"] = jnp.asarray(self.schedule(state.step), jnp.float32)
-    return state.replace(step=state.step + 1, params=params,
-                         batch_stats=batch_stats, opt_state=opt_state), metrics
+    lab = self._augment(clips, step_key(key, state))
+    return loss_step(self, state, lab,
+                     metrics=lambda loss, acc: {"loss": loss, "acc": acc})
 
   # -- evaluation ------------------------------------------------------------
 
@@ -655,11 +637,12 @@ class VideoColorization:
                   temperature: float | None = None) -> dict[str, jax.Array]:
     """Per-clip scores ``[B]`` of colorizing the targets of ``clips`` at the
     test temperature: ``cluster_acc`` (cells whose most likely cluster is
-    their own), ``loss`` (the cross-entropy of :func:`video_colorization_loss`
-    per clip) and the mean L2 ab error at full resolution, decoding by
-    :meth:`decode_ab` ``mode="mean"`` (``ab_error``) and ``"argmax"``
-    (``ab_error_argmax``). With frames of one size, the means over clips
-    are the pooled means over pixels."""
+    their own), ``loss`` (the cross-entropy of
+    :func:`ssljax.losses.video_colorization_loss` per clip) and the mean L2
+    ab error at full resolution, decoding by :meth:`decode_ab`
+    ``mode="mean"`` (``ab_error``) and ``"argmax"`` (``ab_error_argmax``).
+    With frames of one size, the means over clips are the pooled means over
+    pixels."""
     out = self.predict(variables_or_state, clips, temperature=temperature)
     probs, targets = out["probs"], out["targets"]
     true_ab = _lab(clips)[:, -1, ..., 1:]

@@ -26,6 +26,20 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssljax.config import check
+
+__all__ = ["CausalConvEncoder", "GRUContext", "GRID_CONTEXTS", "ImageCPCModel",
+           "PATCH_ENCODERS", "PatchEncoder", "RowCausalContext",
+           "RowCausalConv", "SEQUENCE_CONTEXTS", "SEQUENCE_ENCODERS",
+           "SequenceCPCModel", "StepPredictors", "extract_patches",
+           "grid_size"]
+
+
+def _check_num_steps(module) -> None:
+  check(module, ("num_steps", lambda k: isinstance(k, int) and k >= 1,
+                 "prediction steps K: an integer >= 1; e.g. 12 (CPC audio) "
+                 "or 3 (CPC v2 image grids)"))
+
 # ---------------------------------------------------------------------------
 # Shared: one linear predictor per step.
 
@@ -68,6 +82,18 @@ class CausalConvEncoder(nn.Module):
   strides: Sequence[int] = (5, 4, 2, 2, 2)
   use_norm: bool = True
 
+  def __post_init__(self):
+    super().__post_init__()
+    same = len(self.features) == len(self.kernels) == len(self.strides)
+    check(self,
+          ("kernels", same, f"features {tuple(self.features)}, kernels "
+           f"{tuple(self.kernels)} and strides {tuple(self.strides)} must have "
+           "the same length (one per layer)"),
+          ("kernels", lambda ks: all(k >= s for k, s in zip(ks, self.strides)),
+           f"every kernel must be >= its stride {tuple(self.strides)}, or the "
+           "layer skips inputs; e.g. (10, 8, 4, 4, 4) for strides "
+           "(5, 4, 2, 2, 2)"))
+
   @property
   def downsample(self) -> int:
     out = 1
@@ -78,10 +104,6 @@ class CausalConvEncoder(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     del train
-    if not len(self.features) == len(self.kernels) == len(self.strides):
-      raise ValueError(f"features {tuple(self.features)}, kernels "
-                       f"{tuple(self.kernels)} and strides {tuple(self.strides)} "
-                       "must have the same length.")
     if x.ndim == 2:
       x = x[..., None]
     if x.ndim != 3:
@@ -89,10 +111,10 @@ class CausalConvEncoder(nn.Module):
                        f"{x.shape}.")
     if x.shape[1] % self.downsample:
       raise ValueError(f"sequence length {x.shape[1]} must be a multiple of the "
-                       f"total stride {self.downsample}.")
+                       f"encoder's total stride {self.downsample} (the product "
+                       f"of strides {tuple(self.strides)}): change the clip "
+                       "length or the strides.")
     for i, (f, k, s) in enumerate(zip(self.features, self.kernels, self.strides)):
-      if k < s:
-        raise ValueError(f"layer {i}: kernel {k} < stride {s} would skip inputs.")
       x = jnp.pad(x, ((0, 0), (k - s, 0), (0, 0)))
       x = nn.Conv(f, (k,), strides=(s,), padding="VALID", name=f"conv{i}")(x)
       if self.use_norm:
@@ -116,6 +138,10 @@ class SequenceCPCModel(nn.Module):
   encoder: nn.Module
   context: nn.Module
   num_steps: int = 12
+
+  def __post_init__(self):
+    super().__post_init__()
+    _check_num_steps(self)
 
   def setup(self):
     self.predictors = StepPredictors(self.num_steps, self._z_features())
@@ -257,6 +283,10 @@ class ImageCPCModel(nn.Module):
   context: nn.Module
   num_steps: int = 3
 
+  def __post_init__(self):
+    super().__post_init__()
+    _check_num_steps(self)
+
   def setup(self):
     self.predictors = StepPredictors(self.num_steps, int(self.encoder.features))
 
@@ -276,3 +306,16 @@ class ImageCPCModel(nn.Module):
 
   def context_from_z(self, z):
     return self.context(z)
+
+
+# ---------------------------------------------------------------------------
+# By ``config.encoder.name`` / ``config.context.name``.
+
+#: Sequence encoders (g_enc) of ``SequenceCPC``.
+SEQUENCE_ENCODERS = {"causal_conv": CausalConvEncoder}
+#: Sequence context networks (g_ar) of ``SequenceCPC``.
+SEQUENCE_CONTEXTS = {"gru": GRUContext}
+#: Patch encoders of ``ImageCPC``.
+PATCH_ENCODERS = {"patch_encoder": PatchEncoder}
+#: Row-causal grid context networks of ``ImageCPC``.
+GRID_CONTEXTS = {"row_causal": RowCausalContext}

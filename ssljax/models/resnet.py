@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
-from jax import lax
 
-from ssljax.models.conv import conv_cpu, conv_matmul_wgrad, conv_onednn
+from ssljax.models.conv import get_conv_impl
 
 ModuleDef = Any
-
-#: ``ResNet.conv_impl`` choices.
-CONV_IMPLS = {"xla": lax.conv_general_dilated, "matmul": conv_matmul_wgrad,
-              "cpu": conv_cpu, "onednn": conv_onednn}
 
 
 class BasicBlock(nn.Module):
@@ -88,14 +83,14 @@ class ResNet(nn.Module):
       halves the resolution early, which makes 28x28 CPU runs several times
       cheaper: XLA:CPU's weight-gradient convolutions are slow at full
       resolution).
-    conv_impl: ``"xla"`` (``lax.conv_general_dilated``), ``"matmul"``
-      (:func:`ssljax.models.conv.conv_matmul_wgrad`: the same forward pass,
-      weight gradients as matrix products) or ``"cpu"``
-      (:func:`ssljax.models.conv.conv_cpu`: per layer the formulation XLA:CPU
-      runs fastest) or ``"onednn"`` (:func:`ssljax.models.conv.conv_onednn`:
-      layers with at most 64 output channels on oneDNN through XLA custom
-      calls, the rest as ``"cpu"``; CPU only, single device). All give the
-      same values up to float rounding.
+    conv_impl: the convolution: a name in the registry
+      :data:`ssljax.models.conv.CONV_IMPLS` (``"xla"``:
+      ``lax.conv_general_dilated``; ``import ssljax.cpu`` adds the faster
+      XLA:CPU ones ``"matmul"``, ``"cpu"`` and ``"onednn"``), ``"auto"``
+      (``"xla"`` on GPU/TPU, the fastest registered one on CPU:
+      :func:`ssljax.models.conv.resolve_conv_impl`), or a function with
+      ``lax.conv_general_dilated``'s signature. All give the same values up
+      to float rounding.
     out_width: if set, a final 1x1 convolution + BN + ReLU to this many
       channels before the pooling (the "head convolution" of MobileNet and
       EfficientNet): wider features for a fraction of the cost of a wider
@@ -109,7 +104,7 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
   first_stage_stride: int = 1
-  conv_impl: str = "xla"
+  conv_impl: str | Callable = "xla"
   out_width: int | None = None
 
   @property
@@ -130,11 +125,8 @@ class ResNet(nn.Module):
     if self.out_width is not None and self.out_width < 0:
       raise ValueError(f"out_width must be >= 0 (0 or None: no head "
                        f"convolution); got {self.out_width}.")
-    if self.conv_impl not in CONV_IMPLS:
-      raise ValueError(f"conv_impl must be one of {sorted(CONV_IMPLS)}; got "
-                       f"{self.conv_impl!r}.")
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
-                             conv_general_dilated=CONV_IMPLS[self.conv_impl],
+                             conv_general_dilated=get_conv_impl(self.conv_impl),
                              kernel_init=nn.initializers.variance_scaling(
                                  2.0, "fan_out", "normal"))
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,

@@ -51,6 +51,8 @@ from collections.abc import Mapping, Sequence
 
 import jax
 
+from ssljax.parallel.mesh import data_sharding
+
 __all__ = [
     "DistributedInfo",
     "maybe_initialize_distributed",
@@ -223,8 +225,6 @@ def process_rows(mesh, global_batch: int,
                  process_index: int | None = None) -> list[int]:
   """Global batch rows held by ``process_index``'s devices when a batch of
   ``global_batch`` rows is sharded over ``mesh``'s ``data`` axis (sorted)."""
-  # pylint: disable-next=import-outside-toplevel
-  from ssljax.parallel.mesh import data_sharding
   pi = jax.process_index() if process_index is None else process_index
   rows = set()
   for device, index in data_sharding(mesh, 1).devices_indices_map(

@@ -17,7 +17,13 @@ import jax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-DATA_AXIS = "data"
+# The losses (the bottom layer) own the axis name and the gather; they are
+# re-exported here for every other user of the mesh.
+from ssljax.losses._sharding import DATA_AXIS, replicate
+from ssljax.losses._sharding import spec_of as _spec
+
+__all__ = ["DATA_AXIS", "check_batch_divides", "data_sharding", "like_batch",
+           "make_data_mesh", "replicate", "replicated_sharding"]
 
 
 def make_data_mesh(devices: Sequence[jax.Device] | None = None, *,
@@ -58,19 +64,6 @@ def check_batch_divides(batch_size: int, mesh_or_count) -> None:
         f"{max(lower, count)} or {lower + count} (--config.batch_size=...).")
 
 
-def _spec(x) -> P | None:
-  """The explicit PartitionSpec of a traced or concrete array, if any."""
-  try:
-    sharding = jax.typeof(x).sharding
-  except Exception:  # pragma: no cover - very old JAX
-    return None
-  if sharding is None or getattr(sharding, "mesh", None) is None:
-    return None
-  if sharding.mesh.empty:
-    return None
-  return sharding.spec
-
-
 def like_batch(x: jax.Array, batch: jax.Array) -> jax.Array:
   """Give ``x`` (leading axis = batch) the batch sharding of ``batch``.
 
@@ -82,11 +75,3 @@ def like_batch(x: jax.Array, batch: jax.Array) -> jax.Array:
   if _spec(x) is not None and len(_spec(x)) and _spec(x)[0] == spec[0]:
     return x
   return jax.reshard(x, P(spec[0], *([None] * (x.ndim - 1))))
-
-
-def replicate(x: jax.Array) -> jax.Array:
-  """All-gather a (possibly batch-sharded) array so every device holds it all."""
-  spec = _spec(x)
-  if spec is None or all(s is None for s in spec):
-    return x
-  return jax.reshard(x, P())

@@ -1,194 +1,280 @@
-"""Build a method (model + optimizer + schedule) from an ml_collections config."""
+"""Build a run from its config: the loop's settings, the optimizer, the method.
+
+Every config key is read through a :class:`ssljax.config.ConfigReader` by the
+dataclass or function that uses it (:class:`RunConfig` for the loop's
+top-level keys, :class:`~ssljax.train.optim.OptimizerConfig` for
+``optimizer``, the method's ``from_config`` for the rest), so
+:func:`build_method` reports every problem at once and a key nobody reads is
+an error (``ssljax.train.validate``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import jax.numpy as jnp
-import optax
+import dataclasses
+import importlib.util
+import math
+import os
 
 from ssljax import data as data_lib
-from ssljax.methods import MoCo, SimCLR, momentum_schedule
-from ssljax.models import EncoderWithHead, ProjectionMLP, get_encoder
-from ssljax.train.optim import (make_optimizer, scale_learning_rate,
-                                warmup_cosine_schedule)
+from ssljax.config import ConfigError, ConfigReader, build, check
+from ssljax.methods import DataSpec, OnlineProbe, get_method
+from ssljax.train.optim import OptimizerConfig
+
+NONFINITE_MODES = ("stop", "skip")
+DATA_SOURCES = ("auto", "local", "tfds")
 
 
-def _plain(d) -> dict[str, Any]:
-  """A ConfigDict (or dict) as a plain dict with tuples for lists."""
-  d = d.to_dict() if hasattr(d, "to_dict") else dict(d)
-  return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+def _known_info(name: str):
+  """The built-in facts of dataset ``name`` (no TFDS lookup), or None."""
+  return data_lib.sources.KNOWN_DATASETS.get(name)
+
+
+def _pos_int(x) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """The top-level keys the training loop reads.
+
+  ``num_steps > 0`` overrides ``num_epochs``; ``input_mean`` / ``input_std``
+  (per channel, [0, 1] units) override the dataset's statistics;
+  ``nonfinite``: ``"stop"`` or ``"skip"`` (``ssljax.train.loop``).
+  """
+  method: str
+  dataset: str
+  batch_size: int
+  seed: int = 0
+  num_epochs: float = 0.0
+  num_steps: int = 0
+  data_dir: str = ""
+  data_source: str = "auto"
+  log_every: int = 20
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  nonfinite: str = "stop"
+  input_mean: tuple[float, ...] | None = None
+  input_std: tuple[float, ...] | None = None
+
+  def __post_init__(self):
+    stats_ok = (self.input_mean is None) == (self.input_std is None) and (
+        self.input_mean is None or (len(self.input_mean) == len(self.input_std)
+                                    and min(self.input_std) > 0))
+    check(self,
+          ("batch_size", _pos_int, "must be an integer >= 1"),
+          ("seed", lambda s: isinstance(s, int) and s >= 0,
+           "must be an integer >= 0"),
+          ("num_steps", lambda s: isinstance(s, int) and s >= 0,
+           "must be an integer >= 0 (0: train for num_epochs)"),
+          ("num_epochs", lambda e: self.num_steps > 0 or (
+              math.isfinite(e) and e > 0),
+           "must be > 0 when num_steps is 0"),
+          ("log_every", _pos_int, "must be an integer >= 1"),
+          ("checkpoint_every", _pos_int, "steps between checkpoints: an "
+           "integer >= 1"),
+          ("keep_checkpoints", _pos_int, "must be an integer >= 1"),
+          ("nonfinite", lambda m: m in NONFINITE_MODES,
+           f"must be one of {NONFINITE_MODES}"),
+          ("data_source", lambda s: s in DATA_SOURCES,
+           f"must be one of {DATA_SOURCES}"),
+          ("input_std", stats_ok, "input_mean and input_std go together: one "
+           "value > 0 per channel in each, or neither"))
+
+  @classmethod
+  def from_config(cls, config) -> "RunConfig":
+    reader = config if isinstance(config, ConfigReader) else ConfigReader(config)
+    for key in ("method", "dataset", "batch_size"):
+      if key not in reader:
+        reader.problem(key, None, f"required (--config.{key}=...)")
+    return build(cls, reader, **{k: reader.get(k, d) for k, d in (
+        ("method", ""), ("dataset", ""), ("batch_size", 1))})
+
+  def total_steps(self, num_examples: int) -> int:
+    """``num_steps`` if > 0, else ``num_epochs * floor(N / batch_size)``."""
+    if self.num_steps:
+      return int(self.num_steps)
+    per_epoch = num_examples // self.batch_size
+    if per_epoch == 0:
+      raise ValueError(f"batch_size {self.batch_size} is larger than the "
+                       f"dataset ({num_examples} examples).")
+    return int(round(self.num_epochs * per_epoch))
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorConfig:
+  """``config.monitor``: the online kNN monitor (``ssljax.eval.monitor``),
+  every ``every`` steps (0: off) on ``num_train`` bank / ``num_test`` query
+  images, weighted kNN with ``k`` neighbours at temperature ``t``."""
+  every: int = 0
+  num_train: int = 5000
+  num_test: int = 1000
+  k: int = 200
+  t: float = 0.1
+  batch_size: int = 1000
+
+  def __post_init__(self):
+    check(self,
+          ("every", lambda e: isinstance(e, int) and e >= 0,
+           "steps between kNN evaluations: an integer >= 0 (0: off)"),
+          ("num_train", _pos_int, "must be an integer >= 1"),
+          ("num_test", _pos_int, "must be an integer >= 1"),
+          ("k", lambda k: _pos_int(k) and k <= self.num_train,
+           "neighbours: an integer in [1, num_train]"),
+          ("t", lambda t: t > 0, "must be > 0"),
+          ("batch_size", _pos_int, "must be an integer >= 1"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """``config.eval``: the frozen-encoder evaluation of a run
+  (``ssljax.eval.protocol``): weighted kNN (``knn_k``, ``knn_t``), the linear
+  probe (``linear_*``; a tuple of weight decays is a grid searched on a
+  held-out part of the training split), the feature batch size, and the
+  options of the CPC and pretext evaluations."""
+  knn_k: int = 200
+  knn_t: float = 0.1
+  linear_epochs: int = 100
+  linear_lr: float = 0.5
+  linear_weight_decay: float | tuple[float, ...] = (1e-5, 1e-4, 1e-3)
+  linear_batch_size: int = 1024
+  feature_batch_size: int = 1000
+  linear_solver: str = "sgd"
+  linear_l2: float | None = None
+  pools: tuple[str, ...] | None = None
+  step_accuracy_batches: int = 8
+  probe_train_examples: int = 0
+  probe_test_examples: int = 0
+
+  def __post_init__(self):
+    wd = self.linear_weight_decay
+    wd = wd if isinstance(wd, tuple) else (wd,)
+    check(self,
+          ("knn_k", _pos_int, "must be an integer >= 1"),
+          ("knn_t", lambda t: t > 0, "must be > 0"),
+          ("linear_epochs", _pos_int, "must be an integer >= 1"),
+          ("linear_lr", lambda v: v > 0, "must be > 0"),
+          ("linear_weight_decay", bool(wd) and all(v >= 0 for v in wd),
+           "a weight decay >= 0 or a non-empty grid, e.g. (1e-5, 1e-4, 1e-3)"),
+          ("linear_batch_size", _pos_int, "must be an integer >= 1"),
+          ("feature_batch_size", _pos_int, "must be an integer >= 1"),
+          ("linear_solver", lambda v: v in ("sgd", "lbfgs"),
+           "'sgd' or 'lbfgs'"),
+          ("linear_l2", lambda v: v is None or v >= 0, "must be >= 0"),
+          ("step_accuracy_batches", _pos_int, "must be an integer >= 1"),
+          ("probe_train_examples", lambda v: v >= 0, "must be >= 0 (0: all)"),
+          ("probe_test_examples", lambda v: v >= 0, "must be >= 0 (0: all)"))
+
+  @classmethod
+  def from_config(cls, config) -> "EvalConfig":
+    reader = config if isinstance(config, ConfigReader) else ConfigReader(config)
+    return build(cls, reader.get("eval"))
 
 
 def total_steps(config, num_examples: int) -> int:
-  """``config.num_steps`` if set (> 0), else epochs * floor(N / batch)."""
-  if config.get("num_steps"):
-    return int(config.num_steps)
-  per_epoch = num_examples // config.batch_size
-  if per_epoch == 0:
-    raise ValueError(f"batch_size {config.batch_size} is larger than the "
-                     f"dataset ({num_examples} examples).")
-  return int(round(config.num_epochs * per_epoch))
+  """The run's number of steps (:meth:`RunConfig.total_steps`)."""
+  return RunConfig.from_config(config).total_steps(num_examples)
 
 
-def input_stats(config):
-  """Per-channel (mean, std) for input normalization."""
-  if config.get("input_mean") is not None:
-    return tuple(config.input_mean), tuple(config.input_std)
-  info = data_lib.info(config.dataset)
-  if info.mean is None:
-    return (0.5,), (0.5,)
-  return tuple(info.mean), tuple(info.std)
-
-
-def compute_dtype(config):
-  """``config.compute_dtype`` ("float32" default, or "bfloat16"): the dtype of
-  activations and matmuls; parameters, BN statistics and losses stay float32."""
-  name = config.get("compute_dtype", "float32") or "float32"
-  if name not in ("float32", "bfloat16", "float16"):
-    raise ValueError(f"compute_dtype must be 'float32', 'bfloat16' or "
-                     f"'float16'; got {name!r}.")
-  return jnp.dtype(name)
-
-
-def build_encoder(config):
-  enc = _plain(config.encoder)
-  name = enc.pop("name")
-  if "dtype" not in enc and compute_dtype(config) != jnp.float32:
-    enc["dtype"] = compute_dtype(config)
-  return get_encoder(name, **enc)
-
-
-def build_method(config, num_examples: int):
-  """The method object of ``config.method`` and its total step count."""
-  steps = total_steps(config, num_examples)
-  opt = config.optimizer
-  peak = scale_learning_rate(opt.base_lr, config.batch_size, opt.lr_scaling)
-  steps_per_epoch = max(1, num_examples // config.batch_size)
-  warmup = int(round(opt.warmup_epochs * steps_per_epoch))
-  warmup = min(warmup, steps)
-  if opt.get("schedule", "cosine") == "step":
-    # MoCo v1: lr x decay_factor at each of decay_epochs (120 and 160 of 200).
-    if warmup:
-      raise ValueError("optimizer.schedule='step' has no warm-up; set "
-                       "optimizer.warmup_epochs=0.")
-    factor = opt.get("decay_factor", 0.1)
-    schedule = optax.piecewise_constant_schedule(
-        peak, {int(round(e * steps_per_epoch)): factor
-               for e in opt.decay_epochs})
-  elif opt.get("schedule", "cosine") == "cosine":
-    schedule = warmup_cosine_schedule(peak, steps, warmup)
+def data_spec(run: RunConfig, *, num_examples: int, input_shape,
+              dtype: str = "uint8", num_classes: int | None = None,
+              num_steps: int = 0, dataset=None) -> DataSpec:
+  """What the method is told about its data: shape, size, classes and the
+  normalization (``input_mean`` / ``input_std``, else the dataset's known
+  statistics, else 0.5 / 0.5)."""
+  known = _known_info(run.dataset)
+  if run.input_mean is not None and run.input_std is not None:
+    mean, std = tuple(run.input_mean), tuple(run.input_std)
+  elif known is not None and known.mean is not None:
+    mean, std = tuple(known.mean), tuple(known.std)
   else:
-    raise ValueError(f"optimizer.schedule must be 'cosine' or 'step'; got "
-                     f"{opt.schedule!r}.")
-  tx = make_optimizer(opt.name, schedule, weight_decay=opt.weight_decay,
-                      momentum=opt.get("momentum", 0.9),
-                      trust_coefficient=opt.get("trust_coefficient", 1e-3))
-  if config.method in ("cpc_sequence", "cpc_image"):
-    from ssljax.train.build_cpc import build_cpc  # pylint: disable=import-outside-toplevel
-    return with_online_probe(config, build_cpc(config, tx, schedule)), steps
-  if config.method in ("colorization", "splitbrain"):
-    # Lab input scaled inside the method: no input_mean / input_std.
-    from ssljax.methods.colorization import build_colorization  # pylint: disable=import-outside-toplevel
-    return with_online_probe(
-        config, build_colorization(config, tx, schedule, build_encoder)), steps
-  mean, std = input_stats(config)
-  if config.method == "simclr":
-    head = {"dtype": compute_dtype(config), **_plain(config.head)}
-    model = EncoderWithHead(encoder=build_encoder(config),
-                            head=ProjectionMLP(**head))
-    method = SimCLR(model=model, tx=tx, temperature=config.temperature,
-                    augment=_plain(config.augment), mean=mean, std=std,
-                    schedule=schedule,
-                    loss_block_size=config.get("loss_block_size") or None)
-  elif config.method == "moco":
-    method = _build_moco(config, tx, schedule, steps, mean, std)
-  elif config.method in ("rotation", "jigsaw", "relpos"):
-    method = _build_pretext(config, tx, schedule, mean, std)
-  elif config.method == "inpainting":
-    from ssljax.train.build_inpainting import build_inpainting  # pylint: disable=import-outside-toplevel
-    method = build_inpainting(config, schedule, mean, std)
+    mean, std = (0.5,), (0.5,)
+  if num_classes is None:
+    num_classes = known.num_classes if known is not None else 0
+  return DataSpec(name=run.dataset, num_examples=int(num_examples),
+                  input_shape=tuple(input_shape), dtype=str(dtype), mean=mean,
+                  std=std, num_classes=int(num_classes),
+                  batch_size=run.batch_size, num_steps=int(num_steps),
+                  dataset=dataset)
+
+
+def dataset_spec(config, dataset) -> DataSpec:
+  """:func:`data_spec` of a loaded dataset (images or sequences)."""
+  run = RunConfig.from_config(config)
+  shape = getattr(dataset, "image_shape", None) or dataset.input_shape
+  array = getattr(dataset, "images", None)
+  if array is None:
+    array = dataset.inputs
+  return data_spec(run, num_examples=len(dataset), input_shape=shape,
+                   dtype=str(array.dtype),
+                   num_classes=getattr(dataset, "num_classes", None),
+                   num_steps=run.total_steps(len(dataset)), dataset=dataset)
+
+
+def build_method(config, num_examples_or_data, *, input_shape=None):
+  """``(method, total_steps)`` of ``config``.
+
+  ``num_examples_or_data``: a :class:`DataSpec`, a loaded dataset, or the
+  number of training examples (the input shape then comes from
+  ``input_shape`` or the dataset's known facts). Raises one
+  :class:`ssljax.config.ConfigError` listing every value problem (unknown
+  keys are ``ssljax.train.validate``'s: other code, such as the
+  evaluation, reads parts of a config too).
+  """
+  reader = config if isinstance(config, ConfigReader) else ConfigReader(config)
+  _, method, spec = build_run(reader, num_examples_or_data,
+                              input_shape=input_shape)
+  if reader.problems:
+    raise ConfigError(reader.problems)
+  return method, spec.num_steps
+
+
+def build_run(reader: ConfigReader, data, *, input_shape=None):
+  """``(RunConfig, method, DataSpec)`` of the config behind ``reader``,
+  without raising for config problems: they stay on ``reader``
+  (``reader.all_problems()``); ``method`` is None when no method could be
+  built."""
+  run = RunConfig.from_config(reader)
+  options = data_lib.DATA_OPTIONS.get(run.dataset)
+  if options is not None:               # its config.data section
+    options = build(options, reader.get("data"))
+  if isinstance(data, DataSpec):
+    spec = data
+  elif hasattr(data, "__len__") and not isinstance(data, int):
+    spec = dataset_spec(reader, data)
+  elif options is not None:
+    spec = data_spec(run, num_examples=options.num_examples("train"),
+                     input_shape=options.input_shape, dtype=options.dtype,
+                     num_classes=options.num_classes)
   else:
-    raise ValueError(f"unknown method {config.method!r}; available: 'simclr', "
-                     "'moco', 'rotation', 'jigsaw', 'relpos', 'inpainting', "
-                     "'cpc_sequence', 'cpc_image', 'colorization', "
-                     "'splitbrain'.")
-  return with_online_probe(config, method), steps
-
-
-def with_online_probe(config, method):
-  """``method`` wrapped in :class:`~ssljax.methods.online_probe.OnlineProbe`
-  when ``config.online_probe`` is set (keys ``lr``, ``momentum``,
-  ``weight_decay``, ``num_classes``: default the dataset's)."""
-  probe = config.get("online_probe")
-  if not probe:
-    return method
-  # pylint: disable-next=import-outside-toplevel
-  from ssljax.methods.online_probe import OnlineProbe
-  probe = _plain(probe)
-  num_classes = probe.pop("num_classes", None) or data_lib.info(
-      config.dataset).num_classes
-  return OnlineProbe(method, num_classes=int(num_classes), **probe)
-
-
-def _build_moco(config, tx, schedule, steps, mean, std):
-  moco = config.moco
-  model = EncoderWithHead(encoder=build_encoder(config),
-                          head=ProjectionMLP(**_plain(config.head)))
-  kind = moco.get("momentum_schedule", "constant")
-  if kind == "constant":
-    momentum = float(moco.momentum)
-  elif kind == "cosine":
-    momentum = momentum_schedule(float(moco.momentum), steps)
-  else:
-    raise ValueError(f"moco.momentum_schedule must be 'constant' or 'cosine'; "
-                     f"got {kind!r}.")
-  return MoCo(model=model, tx=tx, queue_size=int(moco.queue_size),
-              temperature=config.temperature, momentum=momentum,
-              shuffle_bn=bool(moco.get("shuffle_bn", True)),
-              bn_splits=int(moco.get("bn_splits", 1)),
-              batch_size=int(config.batch_size), augment=_plain(config.augment),
-              mean=mean, std=std, schedule=schedule)
-
-
-def _build_pretext(config, tx, schedule, mean, std):
-  """Rotation / jigsaw / relative position: a TileClassifier (shared encoder,
-  head ``ProjectionMLP(**config.head)`` with ``out_dim`` = the task's number
-  of classes) and the task's geometry from ``config.<method>``."""
-  # pylint: disable=import-outside-toplevel
-  from ssljax.methods import (Jigsaw, RelativePosition, Rotation,
-                              TileClassifier, permutation_set)
-  from ssljax.methods.relpos import PAIR_GROUPS
-  head = {"dtype": compute_dtype(config),
-          **{k: v for k, v in _plain(config.head).items() if k != "out_dim"}}
-  common = dict(tx=tx, mean=mean, std=std, schedule=schedule)
-  encoder = build_encoder(config)
-  if config.method == "rotation":
-    model = TileClassifier(encoder=encoder,
-                           head=ProjectionMLP(out_dim=4, **head))
-    return Rotation(model=model, augment=_plain(config.get("augment") or {}),
-                    **common)
-  task = _plain(config[config.method])
-  size = task.pop("size", None) or None
-  if config.method == "jigsaw":
-    perms = permutation_set(int(task.pop("num_permutations", 100)),
-                            grid=int(task.get("grid", 3)),
-                            seed=int(task.pop("permutation_seed", 0)))
-    model = TileClassifier(encoder=encoder,
-                           head=ProjectionMLP(out_dim=len(perms), **head))
-    return Jigsaw(model=model, permutations=perms, size=size, **task, **common)
-  all_neighbors = bool(task.pop("all_neighbors", True))
-  model = TileClassifier(encoder=encoder, head=ProjectionMLP(out_dim=8, **head),
-                         groups=PAIR_GROUPS if all_neighbors else None)
-  return RelativePosition(model=model, size=size, all_neighbors=all_neighbors,
-                          **task, **common)
+    if input_shape is None:
+      known = _known_info(run.dataset)
+      input_shape = known.image_shape if known is not None else (32, 32, 3)
+    spec = data_spec(run, num_examples=int(data), input_shape=input_shape)
+  try:
+    steps = run.total_steps(spec.num_examples)
+  except ValueError:       # batch > dataset: CROSS_FIELD_RULES report it
+    steps = 1
+  spec = dataclasses.replace(spec, num_steps=steps)
+  optimizer = build(OptimizerConfig, reader.get("optimizer"))
+  tx, schedule = optimizer.make(steps=steps, batch_size=run.batch_size,
+                                num_examples=spec.num_examples)
+  try:
+    cls = get_method(run.method)
+  except ValueError as e:
+    reader.problem("method", run.method, str(e))
+    return run, None, spec
+  method = cls.from_config(reader, tx=tx, schedule=schedule, data=spec)
+  # Sections the loop and the evaluation read (checked with the rest).
+  build(MonitorConfig, reader.get("monitor"))
+  EvalConfig.from_config(reader)
+  if reader.get("online_probe"):
+    method = OnlineProbe.from_config(reader, method=method, data=spec)
+  return run, method, spec
 
 
 def load_config_file(path: str):
   """``get_config()`` of a config file (for notebooks; the launchers use
   ``ml_collections.config_flags``)."""
-  import importlib.util
-  import os
   spec = importlib.util.spec_from_file_location(
       os.path.splitext(os.path.basename(path))[0], path)
   if spec is None or spec.loader is None:

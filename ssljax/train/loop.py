@@ -40,9 +40,10 @@ before every checkpoint save. ``config.nonfinite``:
   ``step`` advances; a select inside the jitted step) and ``skipped_steps``
   (cumulative, kept across resumes) is logged.
 
-With ``config.monitor.every > 0`` a weighted-kNN accuracy of the frozen encoder
-on a small labelled subset (``ssljax.eval.monitor.KNNMonitor``) is logged as
-``knn_acc`` every ``every`` steps and at the last step.
+A monitor (``monitor=``, e.g. the weighted-kNN accuracy of
+``ssljax.eval.monitor.KNNMonitor`` that ``experiments/pretrain.py`` passes
+when ``config.monitor.every > 0``) is called every ``every`` steps and at the
+last step; its scalars (``knn_acc``) are logged.
 """
 
 from __future__ import annotations
@@ -67,13 +68,13 @@ from tqdm.auto import tqdm
 
 from ssljax import data as data_lib
 from ssljax.parallel import check_batch_divides, make_data_mesh, replicated_sharding
-from ssljax.train.build import build_method
+from ssljax.train.build import NONFINITE_MODES, RunConfig
 from ssljax.train.checkpoint import CheckpointError, Checkpointer, CheckpointWarning
 from ssljax.train.logging import MetricWriter
-from ssljax.train.validate import validate_config, validate_images
+from ssljax.train.start import (CONFIG_FILE, checkpoint_dir, init_state,
+                                load_dataset, save_config)
+from ssljax.train.validate import checked_run, validate_config, validate_images
 
-CONFIG_FILE = "config.json"
-NONFINITE_MODES = ("stop", "skip")
 # Top-level config keys that do not change the training trajectory: they may
 # differ between a run and its resumption.
 RESUME_IGNORED_KEYS = ("log_every", "checkpoint_every", "keep_checkpoints",
@@ -125,31 +126,6 @@ class ConfigMismatchError(ValueError):
   def __init__(self, message: str, differences: list[tuple[str, Any, Any]]):
     self.differences = differences
     super().__init__(message)
-
-
-def load_dataset(config, split: str = "train"):
-  return data_lib.load(config.dataset, split, data_dir=config.get("data_dir") or None,
-                       source=config.get("data_source", "auto"))
-
-
-def save_config(config, workdir: str) -> None:
-  """Write ``workdir/config.json`` atomically."""
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, CONFIG_FILE)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(config.to_json(indent=2))
-  os.replace(tmp, path)
-
-
-def load_config(workdir: str):
-  import ml_collections
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: is {workdir} the --workdir of a "
-                            "pretrain.py run?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
 
 
 def config_to_dict(config) -> dict:
@@ -217,33 +193,7 @@ def data_position(config, dataset, step: int) -> dict:
 
 
 def nonfinite_mode(config) -> str:
-  mode = config.get("nonfinite", "stop") or "stop"
-  if mode not in NONFINITE_MODES:
-    raise ValueError(f"config.nonfinite must be one of {NONFINITE_MODES}; "
-                     f"got {mode!r}.")
-  return mode
-
-
-def init_state(method, config, image_shape, mesh):
-  init_key, data_key = jax.random.split(jax.random.key(config.seed))
-  state = method.init(init_key, image_shape)
-  return jax.device_put(state, replicated_sharding(mesh)), data_key
-
-
-def make_monitor(config, train, *, mesh=None, test=None):
-  """The kNN monitor of ``config.monitor`` (``None`` when it is off).
-
-  Bank images come from ``train``; queries from ``test`` (held-out images,
-  e.g. the test split), or when ``test`` is None from other images of
-  ``train``.
-  """
-  mon = config.get("monitor")
-  if not mon or not mon.get("every"):
-    return None
-  # The monitor is evaluation code (ssljax.eval sits above ssljax.train); it is
-  # imported here, lazily, so that a config alone turns it on for any method.
-  from ssljax.eval.monitor import KNNMonitor  # pylint: disable=import-outside-toplevel
-  return KNNMonitor.from_config(config, train, test, mesh=mesh)
+  return RunConfig.from_config(config).nonfinite
 
 
 # ---------------------------------------------------------------------------
@@ -388,9 +338,10 @@ def pretrain(config, workdir: str, *, resume: bool | str = False,
     dataset: an ``ArrayDataset`` to use instead of ``config.dataset``.
     progress: show a progress bar.
     monitor: ``monitor(method, state) -> dict`` of scalars, called when
-      ``monitor.due(step, last_step)``; default :func:`make_monitor` (from
-      ``config.monitor``; with ``dataset`` given, its queries are other images
-      of ``dataset``).
+      ``monitor.due(step, last_step)``; or a factory ``monitor(train_dataset,
+      mesh)`` returning one (or None), called once the data is loaded
+      (``experiments/pretrain.py`` passes the kNN monitor of
+      ``config.monitor`` this way).
     handle_signals: catch SIGTERM/SIGINT (main thread only): finish the step,
       save, flush and raise :class:`Preempted`.
 
@@ -402,13 +353,13 @@ def pretrain(config, workdir: str, *, resume: bool | str = False,
   """
   if resume not in (False, True, "auto"):
     raise ValueError(f"resume must be False, True or 'auto'; got {resume!r}.")
-  # Every config problem at once, before any data is read or code compiled.
-  validate_config(config, check_dataset=dataset is None,
-                  num_examples=len(dataset) if dataset is not None else None)
+  # Every config problem at once, before any data is read or code compiled
+  # (the train step is traced on the real data's shapes in _pretrain).
+  validate_config(config, dataset=dataset, check_shapes=False)
   nonfinite = nonfinite_mode(config)
   mesh = make_data_mesh()
   check_batch_divides(config.batch_size, mesh)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
+  ckpt = Checkpointer(checkpoint_dir(workdir),
                       max_to_keep=config.get("keep_checkpoints", 3),
                       every=config.checkpoint_every)
   try:
@@ -442,17 +393,14 @@ def pretrain(config, workdir: str, *, resume: bool | str = False,
 def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
               dataset, progress, monitor, handle_signals):
   ds = dataset if dataset is not None else load_dataset(config)
-  if hasattr(ds, "images"):
+  if hasattr(ds, "images") and ds.images.ndim == 4:
     validate_images(ds.images[:1], name=f"dataset {config.dataset!r} images")
-    input_shape = ds.image_shape
-  else:  # a sequence dataset (``inputs``, ``input_shape``), e.g. spoken words
-    input_shape = ds.input_shape
-  method, steps = build_method(config, len(ds))
+  # Every check again, now with the train step traced on this data's batches.
+  method, spec = checked_run(config, ds)
+  input_shape, steps = spec.input_shape, spec.num_steps
   proc0 = jax.process_index() == 0
-  if monitor is None and config.get("monitor") and config.monitor.get("every"):
-    monitor = make_monitor(config, ds, mesh=mesh,
-                           test=None if dataset is not None
-                           else load_dataset(config, "test"))
+  if monitor is not None and not hasattr(monitor, "due"):
+    monitor = monitor(ds, mesh)      # a factory
 
   state, data_key = init_state(method, config, input_shape, mesh)
   start, skipped = 0, 0
@@ -498,7 +446,7 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
                   CheckpointWarning, stacklevel=3)
   end = steps if stop_at is None else min(steps, stop_at)
 
-  takes_labels = bool(getattr(method, "takes_labels", False))
+  takes_labels = method.takes_labels
   step_fn = jax.jit(guarded_train_step(method.train_step, nonfinite),
                     donate_argnums=0)
   guard = jax.device_put(np.array([skipped, -1, -1], np.int32),

@@ -9,12 +9,19 @@ epochs then cosine decay without restarts; learning rate ``0.3 * B / 256``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import optax
+
+from ssljax.config import check
+
+OPTIMIZERS = ("lars", "sgd", "adamw")
+SCHEDULES = ("cosine", "step")
+LR_SCALING = ("linear", "sqrt", "none")
 
 
 def scale_learning_rate(base_lr: float, batch_size: int, rule: str = "linear"
@@ -91,3 +98,65 @@ def make_optimizer(name: str, learning_rate: float | optax.Schedule, *,
     return optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay,
                        mask=mask)
   raise ValueError(f"optimizer must be 'lars', 'sgd' or 'adamw'; got {name!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """``config.optimizer``: the optimizer and its learning-rate schedule.
+
+  ``base_lr`` is scaled by ``lr_scaling`` (:func:`scale_learning_rate`);
+  ``schedule="cosine"``: linear warm-up for ``warmup_epochs`` then cosine
+  decay to 0; ``"step"``: constant, times ``decay_factor`` at each of
+  ``decay_epochs`` (MoCo v1; no warm-up). ``momentum`` / ``trust_coefficient``
+  (LARS, SGD) and ``b1`` / ``b2`` (Adam) go to :func:`make_optimizer`.
+  """
+  name: str = "lars"
+  base_lr: float = 0.3
+  lr_scaling: str = "linear"
+  weight_decay: float = 0.0
+  warmup_epochs: float = 0.0
+  momentum: float = 0.9
+  trust_coefficient: float = 1e-3
+  schedule: str = "cosine"
+  decay_epochs: tuple[float, ...] = ()
+  decay_factor: float = 0.1
+  b1: float = 0.9
+  b2: float = 0.999
+
+  def __post_init__(self):
+    num = lambda lo, hi=math.inf: (lambda v: lo <= v <= hi)
+    check(self,
+          ("name", lambda n: n in OPTIMIZERS, f"must be one of {OPTIMIZERS}"),
+          ("base_lr", num(0.0), "a learning rate is >= 0, e.g. 0.3"),
+          ("lr_scaling", lambda r: r in LR_SCALING,
+           f"must be one of {LR_SCALING}"),
+          ("weight_decay", num(0.0), "must be >= 0 (0.0 for none)"),
+          ("warmup_epochs", lambda w: w >= 0 and (
+              w == 0 or self.schedule != "step"),
+           "must be >= 0, and 0 with schedule 'step' (it has no warm-up)"),
+          ("momentum", num(0.0, 1.0), "must lie in [0, 1]"),
+          ("trust_coefficient", lambda t: t > 0, "must be > 0 (LARS eeta)"),
+          ("schedule", lambda s: s in SCHEDULES, f"must be one of {SCHEDULES}"),
+          ("decay_epochs", lambda d: all(e >= 0 for e in d),
+           "epochs where the lr drops, e.g. (120, 160)"),
+          ("decay_factor", lambda f: f > 0, "must be > 0"),
+          ("b1", lambda b: 0 <= b < 1, "Adam's decay rates lie in [0, 1)"),
+          ("b2", lambda b: 0 <= b < 1, "Adam's decay rates lie in [0, 1)"))
+
+  def make(self, *, steps: int, batch_size: int, num_examples: int
+           ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """``(tx, schedule)`` for a run of ``steps`` steps of ``batch_size``."""
+    peak = scale_learning_rate(self.base_lr, batch_size, self.lr_scaling)
+    per_epoch = max(1, num_examples // batch_size)
+    if self.schedule == "step":
+      schedule = optax.piecewise_constant_schedule(
+          peak, {int(round(e * per_epoch)): self.decay_factor
+                 for e in self.decay_epochs})
+    else:
+      warmup = min(int(round(self.warmup_epochs * per_epoch)), steps)
+      schedule = warmup_cosine_schedule(peak, max(steps, 1), warmup)
+    tx = make_optimizer(self.name, schedule, weight_decay=self.weight_decay,
+                        momentum=self.momentum,
+                        trust_coefficient=self.trust_coefficient, b1=self.b1,
+                        b2=self.b2)
+    return tx, schedule

@@ -1,4 +1,5 @@
-"""oneDNN convolutions as XLA custom calls (``ResNet(conv_impl="onednn")``).
+"""oneDNN convolutions as XLA custom calls (``ResNet(conv_impl="onednn")``, the
+CPU choice of ``conv_impl="auto"``).
 
 Why. XLA:CPU's own convolution kernels (Eigen) and YNNPACK's are 1.5-3x
 slower than oneDNN, the library behind PyTorch's CPU convolutions, on the
@@ -14,18 +15,19 @@ the step are unchanged.
 Build. The handlers are compiled on first use (a few seconds with ``g++``;
 ``CXX`` overrides the compiler) against the headers of ``jaxlib``
 (``jax.ffi.include_dir()``) and of oneDNN from the pip packages
-``onednn-cpu-gomp`` / ``onednn-devel-cpu-gomp`` (installed with ssljax on
+``onednn-cpu-gomp`` / ``onednn-devel-cpu-gomp`` (the ``ssljax[cpu]`` extra on
 x86-64 Linux; oneDNN 3.2, GNU OpenMP threads), into ``_build/`` next to this
 file, named by a hash of the source, the compiler flags and the jaxlib
-version. ``python -m ssljax.kernels.onednn`` builds it ahead of time
+version. ``python -m ssljax.cpu.onednn`` builds it ahead of time
 (``scripts/setup.sh`` does) and prints where.
 
 Availability. :func:`available` says whether the kernels could be built and
-loaded; :func:`unavailable_reason` says why not. ``conv_impl="onednn"``
-falls back to ``conv_impl="cpu"`` with one warning when they are not
-(another OS or CPU, no compiler), and to XLA's own convolution on GPU/TPU
-backends. Only the plain case goes to oneDNN (float32, NHWC/HWIO, no
-dilation, one feature group); everything else takes the fallback.
+loaded; :func:`unavailable_reason` says why not. Where they are not
+(another OS or CPU, no compiler) ``conv_impl="auto"`` picks ``"cpu"``, and an
+explicit ``conv_impl="onednn"`` falls back to ``"cpu"`` with one warning; on
+GPU/TPU backends it is XLA's own convolution. Only the plain case goes to
+oneDNN (float32, NHWC/HWIO, no dilation, one feature group); everything else
+takes the fallback.
 
 Sharding. A custom call is opaque to XLA's SPMD partitioner, which
 replicates its operands: under a batch-sharded ``jit`` on several CPU
@@ -45,7 +47,6 @@ import sys
 import sysconfig
 import tempfile
 import threading
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -60,10 +61,10 @@ TARGETS = {"SsljaxConvFwd": "ssljax_onednn_conv_fwd",
            "SsljaxConvBwdData": "ssljax_onednn_conv_bwd_data",
            "SsljaxConvBwdWeights": "ssljax_onednn_conv_bwd_weights"}
 CXXFLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-w")
-INSTALL_HINT = ("install oneDNN with `pip install onednn-cpu-gomp "
-                "onednn-devel-cpu-gomp` (part of ssljax's requirements on "
-                "x86-64 Linux; `bash scripts/setup.sh` does it) and a C++ "
-                "compiler (`apt-get install g++`)")
+INSTALL_HINT = ("install oneDNN with `pip install 'ssljax[cpu]'` (the pip "
+                "packages onednn-cpu-gomp and onednn-devel-cpu-gomp, x86-64 "
+                "Linux; `bash scripts/setup.sh` does it) and a C++ compiler "
+                "(`apt-get install g++`)")
 
 _lock = threading.Lock()
 _state: dict = {}
@@ -135,7 +136,7 @@ def build(force: bool = False, verbose: bool = False) -> Path:
          str(SOURCE), "-o", tmp, "-L", str(lib), "-l:libdnnl.so.3",
          f"-Wl,-rpath,{lib}"]
   if verbose:
-    print("[ssljax.kernels.onednn] " + " ".join(cmd), flush=True)
+    print("[ssljax.cpu.onednn] " + " ".join(cmd), flush=True)
   try:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
   except OSError as e:
@@ -309,9 +310,9 @@ def main(argv=None) -> int:
     path = build(force=args.force, verbose=True)
     _load()
   except OneDNNUnavailable as e:
-    print(f"[ssljax.kernels.onednn] not available: {e}", flush=True)
+    print(f"[ssljax.cpu.onednn] not available: {e}", flush=True)
     return 1 if args.check else 0
-  print(f"[ssljax.kernels.onednn] oneDNN {'.'.join(map(str, onednn_version()))} "
+  print(f"[ssljax.cpu.onednn] oneDNN {'.'.join(map(str, onednn_version()))} "
         f"kernels: {path}", flush=True)
   return 0
 

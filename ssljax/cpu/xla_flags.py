@@ -14,7 +14,8 @@ YNNPACK off altogether was slower.
 How. :func:`apply_cpu_xla_flags` appends :data:`CPU_XLA_FLAGS` to the
 ``XLA_FLAGS`` environment variable, which XLA reads when JAX first creates a
 backend; the entry points (``experiments/*.py``, ``benchmarks/*.py``) call it
-first. It leaves ``XLA_FLAGS`` alone when:
+first, through their start-up line ``import ssljax.cpu.startup``. It leaves
+``XLA_FLAGS`` alone when:
 
 * ``SSLJAX_XLA_CPU_FLAGS=off``;
 * ``XLA_FLAGS`` already chooses ``xla_cpu_experimental_ynn_fusion_type``
@@ -24,7 +25,7 @@ first. It leaves ``XLA_FLAGS`` alone when:
 
 The flag only concerns the CPU backend; GPU and TPU runs are unaffected. In a
 notebook, call it before the first JAX computation, or start Jupyter with
-``eval "$(python -m ssljax.xla_cpu)"`` (prints the ``export`` line).
+``eval "$(python -m ssljax.cpu.xla_flags)"`` (prints the ``export`` line).
 
 Standard library only, so it can run before JAX is imported.
 """
@@ -95,8 +96,8 @@ def apply_cpu_xla_flags() -> bool:
   if flags is None:
     return False
   if _backend_started():
-    warnings.warn("ssljax.xla_cpu.apply_cpu_xla_flags() was called after JAX "
-                  "started a backend; it has no effect in this process. Call "
+    warnings.warn("ssljax.cpu.xla_flags.apply_cpu_xla_flags() was called after "
+                  "JAX started a backend; it has no effect in this process. Call "
                   "it before the first JAX computation.", stacklevel=2)
     return False
   os.environ["XLA_FLAGS"] = flags

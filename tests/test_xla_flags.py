@@ -1,4 +1,4 @@
-"""ssljax/xla_cpu.py: the XLA_FLAGS it sets, when it leaves them alone, and
+"""ssljax/cpu/xla_flags.py: the XLA_FLAGS it sets, when it leaves them alone, and
 (in fresh processes) that the flag really moves convolutions off YNNPACK
 while dots stay on it, with the same values."""
 
@@ -10,37 +10,37 @@ import textwrap
 
 import pytest
 
-from ssljax import xla_cpu
+from ssljax.cpu import xla_flags
 
-FLAG = xla_cpu.CPU_XLA_FLAGS[0]
+FLAG = xla_flags.CPU_XLA_FLAGS[0]
 
 
 def test_flags_appended_or_left_alone():
   new = (0, 10, 2)
-  assert xla_cpu.cpu_xla_flags({}, new) == FLAG
-  assert xla_cpu.cpu_xla_flags(
+  assert xla_flags.cpu_xla_flags({}, new) == FLAG
+  assert xla_flags.cpu_xla_flags(
       {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}, new) == (
           "--xla_force_host_platform_device_count=8 " + FLAG)
   for off in ("off", "OFF", "0", "false"):
-    assert xla_cpu.cpu_xla_flags({xla_cpu.ENV_CHOICE: off}, new) is None
+    assert xla_flags.cpu_xla_flags({xla_flags.ENV_CHOICE: off}, new) is None
   # the user's own YNNPACK choice wins
-  assert xla_cpu.cpu_xla_flags(
+  assert xla_flags.cpu_xla_flags(
       {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}, new) is None
   # jaxlib too old to know the flag, or missing
-  assert xla_cpu.cpu_xla_flags({}, (0, 9, 9)) is None
-  assert xla_cpu.cpu_xla_flags({}, None) is None
+  assert xla_flags.cpu_xla_flags({}, (0, 9, 9)) is None
+  assert xla_flags.cpu_xla_flags({}, None) is None
   # the installed jaxlib is read when no version is given
-  installed = xla_cpu._jaxlib_version()  # pylint: disable=protected-access
+  installed = xla_flags._jaxlib_version()  # pylint: disable=protected-access
   assert installed >= (0, 7)
-  assert (xla_cpu.cpu_xla_flags({}) is not None) == (installed[:2] >= xla_cpu.MIN_JAXLIB)
-  assert xla_cpu.shell_exports({xla_cpu.ENV_CHOICE: "off"}) == ""
-  assert xla_cpu.shell_exports({"XLA_FLAGS": "-a"}) in (
+  assert (xla_flags.cpu_xla_flags({}) is not None) == (installed[:2] >= xla_flags.MIN_JAXLIB)
+  assert xla_flags.shell_exports({xla_flags.ENV_CHOICE: "off"}) == ""
+  assert xla_flags.shell_exports({"XLA_FLAGS": "-a"}) in (
       "", f"export XLA_FLAGS='-a {FLAG}'")
 
 
 CHILD = textwrap.dedent("""
     import json, re, sys, warnings
-    from ssljax.xla_cpu import apply_cpu_xla_flags
+    from ssljax.cpu.xla_flags import apply_cpu_xla_flags
     changed = apply_cpu_xla_flags()
     import jax, jax.numpy as jnp, numpy as np
     from jax import lax
@@ -69,7 +69,7 @@ LATE = textwrap.dedent("""
     import json, os, warnings
     import jax.numpy as jnp
     jnp.ones(1).block_until_ready()          # the backend exists now
-    from ssljax.xla_cpu import apply_cpu_xla_flags
+    from ssljax.cpu.xla_flags import apply_cpu_xla_flags
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter("always")
       changed = apply_cpu_xla_flags()
@@ -80,16 +80,16 @@ LATE = textwrap.dedent("""
 
 def _child(code=CHILD, **env):
   base = {k: v for k, v in os.environ.items()
-          if k not in ("XLA_FLAGS", xla_cpu.ENV_CHOICE)}
+          if k not in ("XLA_FLAGS", xla_flags.ENV_CHOICE)}
   out = subprocess.run([sys.executable, "-c", code], env={**base, **env},
                        capture_output=True, text=True, timeout=300, check=True)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(xla_cpu.cpu_xla_flags({}) is None,
+@pytest.mark.skipif(xla_flags.cpu_xla_flags({}) is None,
                     reason="this jaxlib predates the flag; nothing is set")
 def test_flag_moves_convolutions_off_ynnpack():
-  on, off = _child(), _child(**{xla_cpu.ENV_CHOICE: "off"})
+  on, off = _child(), _child(**{xla_flags.ENV_CHOICE: "off"})
   assert on["changed"] and not off["changed"]
   # jaxlib's default puts this convolution on YNNPACK; the flag takes it off,
   # and leaves the matrix products there
@@ -101,7 +101,7 @@ def test_flag_moves_convolutions_off_ynnpack():
   assert err < 1e-4 * max(abs(b) for b in off["y"])
 
 
-@pytest.mark.skipif(xla_cpu.cpu_xla_flags({}) is None,
+@pytest.mark.skipif(xla_flags.cpu_xla_flags({}) is None,
                     reason="this jaxlib predates the flag; nothing is set")
 def test_too_late_warns_and_changes_nothing():
   late = _child(LATE)

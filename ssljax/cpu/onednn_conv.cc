@@ -1,7 +1,7 @@
 // 2-D convolutions on oneDNN, as XLA FFI custom calls for JAX on the CPU.
 //
 // Three handlers, one per pass of an NHWC / HWIO float32 convolution without
-// dilation or feature groups (ssljax/kernels/onednn.py wraps them in a
+// dilation or feature groups (ssljax/cpu/onednn.py wraps them in a
 // jax.custom_vjp):
 //   ssljax_conv_fwd(x[N,H,W,C], w[KH,KW,C,O])       -> y[N,OH,OW,O]
 //   ssljax_conv_bwd_data(g[N,OH,OW,O], w)           -> dx[N,H,W,C]

@@ -13,8 +13,9 @@ side-by-side benchmarks run both frameworks in one process, under one
 allocator.
 
 How. The allocator has to be in place before the process starts, so the entry
-points (``experiments/pretrain.py``, ``experiments/linear_eval.py``, the
-benchmarks) call :func:`reexec_with_fast_malloc` first: if a known allocator
+points (``experiments/*.py``, ``benchmarks/*.py``) call
+:func:`reexec_with_fast_malloc` first, through their start-up line
+``import ssljax.cpu.startup`` (:mod:`ssljax.cpu.startup`): if a known allocator
 library is installed and not yet loaded, the script re-executes itself once
 with ``LD_PRELOAD`` set (same PID, same arguments). ``scripts/setup.sh``
 installs Debian's ``libtcmalloc-minimal4`` where ``apt-get`` exists.
@@ -27,7 +28,7 @@ Control it with the environment variable ``SSLJAX_MALLOC``:
 * a path to a shared library: preload that one (an error if it is missing).
 
 In a notebook, start Jupyter with the library preloaded:
-``eval "$(python -m ssljax.malloc)"; jupyter lab`` (the command prints the
+``eval "$(python -m ssljax.cpu.malloc)"; jupyter lab`` (the command prints the
 ``export`` lines, nothing when no library is found).
 
 This module only uses the standard library, so it can run before JAX is
@@ -153,8 +154,8 @@ def reexec_with_fast_malloc(argv: Optional[Sequence[str]] = None) -> None:
 
 def shell_exports(env: Optional[Mapping[str, str]] = None) -> str:
   """``export`` lines that preload the allocator in a shell (empty when
-  :func:`find_fast_malloc` finds none). ``python -m ssljax.malloc`` prints
-  them: ``eval "$(python -m ssljax.malloc)"; jupyter lab``."""
+  :func:`find_fast_malloc` finds none). ``python -m ssljax.cpu.malloc`` prints
+  them: ``eval "$(python -m ssljax.cpu.malloc)"; jupyter lab``."""
   import shlex  # pylint: disable=import-outside-toplevel
   env = os.environ if env is None else env
   library = find_fast_malloc(env.get(ENV_CHOICE, "auto"))
