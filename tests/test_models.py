@@ -84,7 +84,7 @@ def test_out_width_adds_a_1x1_head_convolution_before_the_pooling():
   np.testing.assert_allclose(np.asarray(out), y.mean(axis=(1, 2)), rtol=1e-4,
                              atol=1e-5)
   assert out.shape == (3, 24)
-  with pytest.raises(ValueError, match="out_width must be >= 0"):
+  with pytest.raises(ValueError, match=r"out_width = -1: must be >= 0"):
     SmallResNet(widths=(4, 8, 16), out_width=-1).init(jax.random.key(0), x)
 
 

@@ -233,7 +233,10 @@ def build_encoder(config: ConfigReader, registry: Mapping[str, type] = ENCODERS,
     hint = difflib.get_close_matches(str(name), list(registry), n=1)
     section.problem("name", name, (f"did you mean {hint[0]!r}? " if hint
                                    else "") + f"choose one of {list(registry)}")
-    name = next(iter(registry))
+    # Go on with the first encoder and its defaults: the other keys of the
+    # section belong to the unknown name, so they are not checked.
+    section.to_dict()
+    section, name = ConfigReader({}), next(iter(registry))
   cls = registry[name]
   if "dtype" not in section and "dtype" in field_names(cls):
     dtype = compute_dtype(config)

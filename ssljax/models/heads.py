@@ -7,6 +7,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssljax.config import check
+
 
 class ProjectionMLP(nn.Module):
   """SimCLR's projection head g(.) (Chen et al. 2020, sec. 2.1; v2 appendix).
@@ -25,12 +27,19 @@ class ProjectionMLP(nn.Module):
   bn_momentum: float = 0.9
   dtype: Any = jnp.float32
 
+  def __post_init__(self):
+    check(self,
+          ("out_dim", lambda v: v >= 1, "an integer >= 1"),
+          ("hidden_dim", lambda v: v is None or v >= 0,
+           "an integer >= 0 (0 or None: the encoder width)"),
+          ("num_layers", lambda v: v >= 1, "an integer >= 1 (1: linear)"),
+          ("bn_momentum", lambda v: 0 <= v <= 1, "must lie in [0, 1]"))
+    super().__post_init__()
+
   @nn.compact
   def __call__(self, h, train: bool = True):
     if h.ndim != 2:
       raise ValueError(f"ProjectionMLP expects features [B, F]; got {h.shape}.")
-    if self.num_layers < 1:
-      raise ValueError(f"num_layers must be >= 1; got {self.num_layers}.")
     hidden = self.hidden_dim or h.shape[-1]
     norm = lambda **kw: nn.BatchNorm(use_running_average=not train,
                                      momentum=self.bn_momentum, dtype=self.dtype,

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssljax.config import check
 from ssljax.models.conv import get_conv_impl
 
 ModuleDef = Any
@@ -107,6 +108,24 @@ class ResNet(nn.Module):
   conv_impl: str | Callable = "xla"
   out_width: int | None = None
 
+  def __post_init__(self):
+    positive = lambda xs: all(isinstance(v, int) and v >= 1 for v in xs)
+    check(self,
+          ("stage_sizes", lambda s: len(s) >= 1 and positive(s),
+           "blocks per stage: a tuple of integers >= 1"),
+          ("widths", lambda w: w is None or (
+              len(w) == len(self.stage_sizes) and positive(w)),
+           f"filters per stage: {len(self.stage_sizes)} integers >= 1, one "
+           "per stage (stage_sizes)"),
+          ("stem", lambda v: v in ("cifar", "imagenet"),
+           "'cifar' or 'imagenet'"),
+          ("stem_width", lambda v: v is None or v >= 1, "an integer >= 1"),
+          ("bn_momentum", lambda v: 0 <= v <= 1, "must lie in [0, 1]"),
+          ("first_stage_stride", lambda v: v >= 1, "an integer >= 1"),
+          ("out_width", lambda v: v is None or v >= 0,
+           "must be >= 0 (0 or None: no head convolution)"))
+    super().__post_init__()
+
   @property
   def features(self) -> int:
     if self.out_width:
@@ -119,12 +138,6 @@ class ResNet(nn.Module):
     if x.ndim != 4:
       raise ValueError(f"ResNet expects images [B, H, W, C]; got {x.shape}.")
     widths = self.widths or [64 * 2**i for i in range(len(self.stage_sizes))]
-    if len(widths) != len(self.stage_sizes):
-      raise ValueError(f"widths {tuple(widths)} and stage_sizes "
-                       f"{tuple(self.stage_sizes)} must have the same length.")
-    if self.out_width is not None and self.out_width < 0:
-      raise ValueError(f"out_width must be >= 0 (0 or None: no head "
-                       f"convolution); got {self.out_width}.")
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
                              conv_general_dilated=get_conv_impl(self.conv_impl),
                              kernel_init=nn.initializers.variance_scaling(
