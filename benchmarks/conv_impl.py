@@ -34,7 +34,7 @@ import numpy as np
 
 from _machine import cpu_model, malloc_name  # noqa: E402  pylint: disable=wrong-import-position
 
-import ssljax.cpu  # noqa: E402,F401  (registers the CPU convolutions)
+import ssljax.cpu.conv  # noqa: E402,F401  (registers the CPU convolutions)
 from ssljax.train.build import build_method  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

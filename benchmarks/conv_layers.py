@@ -43,7 +43,7 @@ from jax import lax
 
 from _machine import cpu_model, malloc_name, write_result  # noqa: E402  pylint: disable=wrong-import-position
 
-import ssljax.cpu  # noqa: E402,F401  (registers the CPU convolutions)
+import ssljax.cpu.conv  # noqa: E402,F401  (registers the CPU convolutions)
 from ssljax.models.conv import CONV_IMPLS  # noqa: E402
 from ssljax.train.build import build_method, load_config_file  # noqa: E402
 

@@ -70,7 +70,7 @@ import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import ssljax  # noqa: E402
-import ssljax.cpu  # noqa: E402,F401  (registers the CPU convolutions)
+import ssljax.cpu.conv  # noqa: E402,F401  (registers the CPU convolutions)
 import ssljax.train.build  # noqa: E402
 from ssljax.train.optim import make_optimizer  # noqa: E402
 

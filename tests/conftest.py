@@ -22,4 +22,4 @@ jax.config.update("jax_num_cpu_devices", 8)
 
 # The opt-in CPU layer, as the experiments/ and benchmarks/ scripts load it:
 # the shipped configs' conv_impl="auto" then runs what they run on this CPU.
-import ssljax.cpu  # noqa: E402,F401  pylint: disable=wrong-import-position
+import ssljax.cpu.conv  # noqa: E402,F401  pylint: disable=wrong-import-position

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-import ssljax.cpu  # noqa: F401  (registers matmul, cpu, onednn)
+import ssljax.cpu.conv  # noqa: F401  (registers matmul, cpu, onednn)
 from ssljax.cpu import conv as cpu_conv
 from ssljax.cpu import onednn
 from ssljax.models import SmallResNet
@@ -56,7 +56,7 @@ def test_auto_on_cpu_is_the_best_registered_available_one(monkeypatch):
 def test_auto_without_the_cpu_layer_is_xla(monkeypatch, clean_registry):
   monkeypatch.setattr(registry, "platform", lambda: "cpu")
   assert registry.resolve_conv_impl("auto") == "xla"
-  with pytest.raises(ValueError, match=r"\['auto', 'xla'\]; got 'onednn'.*import ssljax.cpu"):
+  with pytest.raises(ValueError, match=r"\['auto', 'xla'\]; got 'onednn'.*import ssljax.cpu.conv"):
     registry.resolve_conv_impl("onednn")
 
 

@@ -207,9 +207,29 @@ def test_startup_line_does_all_three(tmp_path):
   ready = lines[-1]
   assert ready[2] == libm and ready[3] == "1"
   assert ready[4] == str(expected_flags is not None)
-  assert ready[5] == "False"                  # JAX not imported by the start-up
+  # JAX comes in with the CPU convolutions, after the re-exec and the flags
+  # (the modules before that are standard library only: test below).
+  assert ready[5] == "True"
   assert ready[6] == "cpu,matmul,onednn,xla"
   assert ready[7] == (expected_flags or "-")
   lines = run({malloc.ENV_CHOICE: "off", xla_flags.ENV_CHOICE: "off"})
   assert [l[0] for l in lines] == ["start", "ready"]
-  assert lines[-1][2:] == ["-", "-", "False", "False", "cpu,matmul,onednn,xla", "-"]
+  assert lines[-1][2:] == ["-", "-", "False", "True", "cpu,matmul,onednn,xla", "-"]
+
+
+def test_startup_runs_standard_library_only_before_the_reexec():
+  """What ``import ssljax.cpu.startup`` runs before it re-executes the
+  process (the package ``__init__``, ``malloc``, ``xla_flags``) imports only
+  the standard library at module level, so no second of JAX import is wasted
+  per re-exec."""
+  import ast  # pylint: disable=import-outside-toplevel
+  root = os.path.join(os.path.dirname(__file__), "..", "ssljax", "cpu")
+  for name in ("__init__.py", "malloc.py", "xla_flags.py"):
+    tree = ast.parse(open(os.path.join(root, name), encoding="utf-8").read())
+    top = tree.body                  # what runs on import (module level)
+    mods = {a.name.split(".")[0] for n in top
+            if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module.split(".")[0] for n in top
+             if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    mods -= {"ssljax", "__future__"}
+    assert mods <= set(sys.stdlib_module_names), (name, mods)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from helpers import load_module
 
-import ssljax.cpu  # noqa: F401  (registers the CPU convolutions)
+import ssljax.cpu.conv  # noqa: F401  (registers the CPU convolutions)
 from ssljax.models.conv import resolve_conv_impl
 from ssljax.train.build import build_method, load_config_file
 

@@ -13,18 +13,18 @@ Importing this module (once per process) does, in this order:
    XLA:CPU flags to ``XLA_FLAGS`` (``SSLJAX_XLA_CPU_FLAGS=off`` keeps jaxlib's
    defaults);
 
-and, as any import of :mod:`ssljax.cpu` does, registers the CPU convolutions
-(``"matmul"``, ``"cpu"``, ``"onednn"``) that ``conv_impl="auto"`` chooses from
-on the CPU platform. All of it only matters on CPU: GPU/TPU runs are
+and then imports :mod:`ssljax.cpu.conv`, which registers the CPU
+convolutions (``"matmul"``, ``"cpu"``, ``"onednn"``) that ``conv_impl="auto"``
+chooses from on the CPU platform. All of it only matters on CPU: GPU/TPU runs are
 unchanged. The re-exec must come first: it replaces the process, and the
-flags are set in the new one. Neither this module nor ``ssljax.cpu``'s
-``__init__`` imports JAX, so the re-exec happens before JAX is loaded.
+flags are set in the new one. Neither ``ssljax.cpu``'s ``__init__`` nor this
+module imports JAX before that, so the re-exec happens before JAX is loaded.
 
 The ``__name__`` guard matters: scripts are also imported by tests and other
 scripts, whose process must not be re-executed. In a notebook, start Jupyter
 with ``eval "$(python -m ssljax.cpu.malloc)"; eval "$(python -m
-ssljax.cpu.xla_flags)"; jupyter lab`` and ``import ssljax.cpu`` for the
-convolutions. Standard library only.
+ssljax.cpu.xla_flags)"; jupyter lab`` and ``import ssljax.cpu.conv`` for the
+convolutions.
 """
 
 from __future__ import annotations
@@ -42,3 +42,6 @@ def prepare() -> bool:
 
 #: Whether the start-up changed ``XLA_FLAGS`` in this process.
 XLA_FLAGS_CHANGED = prepare()
+
+# After the re-exec and the flags: register the CPU convolutions (imports JAX).
+from ssljax.cpu import conv  # noqa: E402,F401  pylint: disable=wrong-import-position

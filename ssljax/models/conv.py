@@ -4,7 +4,7 @@
 signature (what ``flax.linen.Conv(conv_general_dilated=...)`` takes). ssljax
 ships ``"xla"`` (``lax.conv_general_dilated``: cuDNN on GPU, XLA's own on
 TPU and CPU); optional layers add theirs with :func:`register_conv_impl`.
-The opt-in CPU layer does (``import ssljax.cpu``, which the entry points'
+The opt-in CPU layer does (``import ssljax.cpu.conv``, which the entry points'
 start-up line does): ``"matmul"``, ``"cpu"`` and ``"onednn"``, faster on
 XLA:CPU and the same values up to float rounding.
 
@@ -84,7 +84,7 @@ def resolve_conv_impl(name: str) -> str:
     raise ValueError(
         f"conv_impl must be one of {conv_impl_names()}; got {name!r}. (The CPU "
         f"implementations 'matmul', 'cpu' and 'onednn' are registered by "
-        f"`import ssljax.cpu`, which the experiments/ and benchmarks/ scripts do.)")
+        f"`import ssljax.cpu.conv`, which the experiments/ and benchmarks/ scripts do.)")
   return name
 
 

@@ -86,7 +86,7 @@ class ResNet(nn.Module):
       resolution).
     conv_impl: the convolution: a name in the registry
       :data:`ssljax.models.conv.CONV_IMPLS` (``"xla"``:
-      ``lax.conv_general_dilated``; ``import ssljax.cpu`` adds the faster
+      ``lax.conv_general_dilated``; ``import ssljax.cpu.conv`` adds the faster
       XLA:CPU ones ``"matmul"``, ``"cpu"`` and ``"onednn"``), ``"auto"``
       (``"xla"`` on GPU/TPU, the fastest registered one on CPU:
       :func:`ssljax.models.conv.resolve_conv_impl`), or a function with
