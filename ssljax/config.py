@@ -25,7 +25,7 @@ import difflib
 import functools
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["ConfigError", "ConfigReader", "FieldError", "Problem", "build",
@@ -273,27 +273,38 @@ def replace(obj, **changes):
     return out
 
 
-def build(cls: Callable, section: ConfigReader | None, **fixed):
+def build(cls: Callable, section: ConfigReader | None, *,
+          top: Sequence[str] = (), config: ConfigReader | None = None,
+          **fixed):
   """``cls(**fixed, **<section's keys that are cls fields>)``.
 
+  ``top``: fields read from ``config`` (the top level) instead of
+  ``section`` (e.g. MoCo's ``temperature`` beside its ``moco`` section).
   Problems raised by the constructor (:class:`FieldError` from
   :func:`check`, or any ``ValueError`` / ``TypeError``) are recorded on the
-  reader, each under its dotted key with a ``--config...`` fix, and ``cls``
-  is built again from ``fixed`` and its defaults so that the rest of the
-  config is still checked; :meth:`ConfigReader.raise_problems` reports them.
+  reader the field came from, each under its dotted key with a
+  ``--config...`` fix, and ``cls`` is built again from ``fixed`` and its
+  defaults so that the rest of the config is still checked;
+  :meth:`ConfigReader.raise_problems` reports them.
   """
   if section is None:
     section = ConfigReader({})
   elif not isinstance(section, ConfigReader):
     section = ConfigReader(section)
-  kwargs = kwargs_for(cls, section, exclude=fixed)
+  kwargs = kwargs_for(cls, section, exclude=(*fixed, *top))
+  readers = dict.fromkeys(kwargs, section)
+  for name in top:
+    value = config.get(name, _MISSING)
+    if value is not _MISSING:
+      kwargs[name], readers[name] = value, config
   try:
     return cls(**fixed, **kwargs)
   except FieldError as e:
     bad = {field for field, _, _ in e.errors}
     for field, value, message in e.errors:
-      section.problem(field, value, f"{message} (--config.{section.prefix}"
-                      f"{field}=...)")
+      where = readers.get(field, section)
+      where.problem(field, value, f"{message} (--config.{where.prefix}"
+                    f"{field}=...)")
   except (ValueError, TypeError) as e:
     bad = set(kwargs)
     section.problem(next(iter(bad)) if len(bad) == 1 else "",

@@ -236,15 +236,6 @@ _TEMPERATURE_MESSAGE = ("must be > 0 (the logits are divided by it); e.g. 0.2 "
                         "(MoCo v2), 0.07 (v1), 0.1 (CIFAR recipe)")
 
 
-@dataclasses.dataclass(frozen=True)
-class _TopLevel:
-  """The top-level config keys MoCo reads besides its ``moco`` section."""
-  temperature: float = 0.07
-
-  def __post_init__(self):
-    check(self, ("temperature", _temperature_ok, _TEMPERATURE_MESSAGE))
-
-
 @register("moco")
 @dataclasses.dataclass(frozen=True)
 class MoCo(Method):
@@ -318,9 +309,8 @@ class MoCo(Method):
     The global batch size is ``data.batch_size``."""
     model = EncoderWithHead(encoder=build_encoder(config),
                             head=build_head(config))
-    top = build(_TopLevel, config)
-    return build(cls, config.get("moco"), model=model, tx=tx,
-                 schedule=schedule, temperature=top.temperature,
+    return build(cls, config.get("moco"), top=("temperature",), config=config,
+                 model=model, tx=tx, schedule=schedule,
                  batch_size=data.batch_size or None,
                  total_steps=data.num_steps, mean=data.mean, std=data.std,
                  augment=augment_from_config(config))
