@@ -17,6 +17,7 @@ from ssljax.losses import classification_metrics
 from ssljax.methods import (Jigsaw, RelativePosition, Rotation, TrainState,
                             get_method)
 from ssljax.methods.jigsaw import hamming_distances, permutation_set
+from ssljax.augment.pretext import tile_gaps
 from ssljax.methods.relpos import PAIR_GROUPS
 from ssljax.models import ProjectionMLP, SmallResNet, TileClassifier
 from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding
@@ -118,6 +119,92 @@ def test_permutation_set_is_reproducible_and_seeded():
   assert permutation_set(20, seed=0)[0, 0] != 99
 
 
+def _reference_algorithm1(num, n, seed):
+  """Noroozi & Favaro's Algorithm 1 as the paper states it, in plain Python:
+  P-bar = all n! permutations (lexicographic), j = a random start (the
+  highest of ``default_rng(seed).permutation(n!)``, as documented); repeat:
+  move P-bar[j] into P, D-bar_k = sum over P of Hamming(P_i, P-bar_k),
+  j = argmax_k D-bar_k (the first maximum)."""
+  p_bar = list(itertools.permutations(range(n)))
+  priority = list(np.random.default_rng(seed).permutation(len(p_bar)))
+  j = priority.index(max(priority))
+  chosen = []
+  for _ in range(num):
+    chosen.append(p_bar.pop(j))
+    d_bar = [sum(sum(a != b for a, b in zip(p, cand)) for p in chosen)
+             for cand in p_bar]
+    j = 0
+    for k in range(len(d_bar)):
+      if d_bar[k] > d_bar[j]:
+        j = k
+  return np.array(chosen)
+
+
+@pytest.mark.parametrize("num,seed", [(1, 0), (6, 0), (6, 3), (24, 1)])
+def test_algorithm1_matches_the_papers_description_on_2x2(num, seed):
+  got = permutation_set(num, grid=2, seed=seed, selection="max_avg")
+  np.testing.assert_array_equal(got, _reference_algorithm1(num, 4, seed))
+  # Both criteria start from the same seeded permutation.
+  np.testing.assert_array_equal(got[0], permutation_set(1, grid=2, seed=seed)[0])
+
+
+def test_algorithm1_3x3_is_greedy_in_the_summed_distance():
+  """Against all 9! candidates: each chosen permutation has the largest
+  summed Hamming distance to its predecessors of all the candidates not
+  chosen yet, and is the first such in lexicographic order."""
+  perms = permutation_set(100, selection="max_avg")
+  assert perms.shape == (100, 9) and perms.dtype == np.int32
+  assert (np.sort(perms, axis=1) == np.arange(9)).all()
+  assert len({tuple(p) for p in perms}) == 100
+  cands = np.array(list(itertools.permutations(range(9))), np.int8)
+  index = {tuple(c): i for i, c in enumerate(cands.tolist())}
+  sum_d = np.zeros(len(cands), np.int64)
+  taken = np.zeros(len(cands), bool)
+  for i in range(25):
+    j = index[tuple(perms[i])]
+    assert not taken[j]
+    if i:
+      free = np.where(taken, -1, sum_d)
+      assert sum_d[j] == free.max(), i
+      assert j == np.flatnonzero(free == free.max())[0], i
+    taken[j] = True
+    sum_d += (cands != perms[i]).sum(1)
+
+
+@pytest.mark.parametrize("selection", ["max_min", "max_avg"])
+def test_permutation_set_properties_per_selection(selection):
+  a = permutation_set(30, seed=2, selection=selection)
+  assert a.shape == (30, 9) and len({tuple(p) for p in a}) == 30
+  np.testing.assert_array_equal(
+      a, permutation_set(30, seed=2, selection=selection))
+  assert not np.array_equal(a, permutation_set(30, seed=5,
+                                               selection=selection))
+  np.testing.assert_array_equal(
+      permutation_set(12, seed=2, selection=selection), a[:12])
+  full = permutation_set(24, grid=2, selection=selection)    # all 4! of them
+  assert len({tuple(p) for p in full}) == 24
+
+
+def test_max_min_versus_algorithm1_on_3x3_100():
+  """"max_min" has the larger minimum pairwise distance (6 vs 2). The mean
+  pairwise distance is the same for both: both reach its upper bound, every
+  position showing every tile 11 or 12 times in the 100 rows."""
+  stats = {}
+  for selection in ("max_min", "max_avg"):
+    perms = permutation_set(100, selection=selection)
+    d = hamming_distances(perms, perms)[~np.eye(100, dtype=bool)]
+    stats[selection] = (int(d.min()), int(d.sum()))
+  pairs = 100 * 99
+  # sum over ordered pairs <= 9 positions x (pairs - sum_v c_v (c_v - 1)),
+  # c = eight 11s and one 12.
+  bound = 9 * (pairs - (8 * 11 * 10 + 12 * 11))
+  assert stats["max_min"][0] >= stats["max_avg"][0], stats
+  assert (stats["max_min"][0], stats["max_avg"][0]) == (6, 2), stats
+  assert stats["max_avg"][1] >= stats["max_min"][1], stats
+  assert stats["max_avg"][1] == stats["max_min"][1] == bound, stats
+  assert bound / pairs == pytest.approx(8.08)
+
+
 def test_permutation_set_bad_arguments():
   with pytest.raises(ValueError, match="num_permutations"):
     permutation_set(25, grid=2)
@@ -125,6 +212,8 @@ def test_permutation_set_bad_arguments():
     permutation_set(0)
   with pytest.raises(ValueError, match="grid"):
     permutation_set(10, grid=4)
+  with pytest.raises(ValueError, match="selection"):
+    permutation_set(10, selection="max_sum")
 
 
 # ----------------------------------------------------------------------------
@@ -186,6 +275,124 @@ def test_tile_geometry_errors():
     augment.sample_tile_offsets(jax.random.key(0), 8, 8, grid=3, cell=3, tile=2)
   with pytest.raises(ValueError, match="must not exceed"):
     augment.sample_tile_offsets(jax.random.key(0), 12, 12, grid=3, cell=3, tile=4)
+
+
+def _offsets_before_min_gap(key, height, width, *, grid, cell, tile):
+  """``sample_tile_offsets`` as it was before ``min_gap`` (frozen copy)."""
+  n = grid * grid
+  u = jax.random.uniform(key, (2 + 2 * n,), dtype=jnp.float32)
+  span = jnp.array([height - grid * cell, width - grid * cell], jnp.float32)
+  origin = jnp.floor(u[:2] * (span + 1)).astype(jnp.int32)
+  origin = jnp.minimum(origin, span.astype(jnp.int32))
+  jitter = jnp.floor(u[2:].reshape(n, 2) * (cell - tile + 1)).astype(jnp.int32)
+  jitter = jnp.minimum(jitter, cell - tile)
+  rows, cols = np.divmod(np.arange(n), grid)
+  cells = jnp.asarray(np.stack([rows, cols], axis=1) * cell, jnp.int32)
+  return origin[None, :] + cells + jitter
+
+
+@pytest.mark.parametrize("h,grid,cell,tile", [(32, 3, 10, 8), (17, 3, 5, 3),
+                                              (12, 2, 6, 6)])
+def test_min_gap_zero_keeps_the_old_draws_bit_identical(h, grid, cell, tile):
+  keys = jax.random.split(jax.random.key(7), 500)
+  new = jax.jit(jax.vmap(lambda k: augment.sample_tile_offsets(
+      k, h, h, grid=grid, cell=cell, tile=tile)))(keys)
+  zero = jax.jit(jax.vmap(lambda k: augment.sample_tile_offsets(
+      k, h, h, grid=grid, cell=cell, tile=tile, min_gap=0)))(keys)
+  old = jax.jit(jax.vmap(lambda k: _offsets_before_min_gap(
+      k, h, h, grid=grid, cell=cell, tile=tile)))(keys)
+  np.testing.assert_array_equal(new, old)
+  np.testing.assert_array_equal(zero, old)
+
+
+def test_shipped_geometry_gap_statistics():
+  """cell 10, tile 8, min_gap 0 (the shipped configs): neighbouring gaps
+  0..4 px, triangular, 1/9 touching, mean 2 px (a quarter of a tile)."""
+  keys = jax.random.split(jax.random.key(0), 4000)
+  o = jax.jit(jax.vmap(lambda k: augment.sample_tile_offsets(
+      k, 32, 32, grid=3, cell=10, tile=8)))(keys)
+  h, v = tile_gaps(o, grid=3, tile=8)
+  assert h.shape == (4000, 3, 2) and v.shape == (4000, 2, 3)
+  gaps = np.concatenate([np.ravel(h), np.ravel(v)])
+  freq = np.bincount(gaps, minlength=5) / gaps.size
+  np.testing.assert_allclose(freq, np.array([1, 2, 3, 2, 1]) / 9, atol=0.01)
+  assert abs(gaps.mean() - 2.0) < 0.03
+
+
+@pytest.mark.parametrize("grid,cell,tile,min_gap", [
+    (3, 10, 8, 1), (3, 10, 8, 2), (3, 12, 8, 3), (3, 14, 8, 4), (2, 9, 4, 5)])
+def test_min_gap_holds_for_every_neighbouring_pair(grid, cell, tile, min_gap):
+  side = grid * cell + 3
+  keys = jax.random.split(jax.random.key(min_gap), 3000)
+  o = np.asarray(jax.jit(jax.vmap(lambda k: augment.sample_tile_offsets(
+      k, side, side, grid=grid, cell=cell, tile=tile, min_gap=min_gap)))(keys))
+  h, v = tile_gaps(o, grid=grid, tile=tile)
+  gaps = np.concatenate([np.ravel(h), np.ravel(v)])
+  free = cell - tile - min_gap
+  assert gaps.min() == min_gap, gaps.min()
+  assert gaps.max() == min_gap + 2 * free, gaps.max()        # the range is used
+  assert abs(gaps.mean() - (cell - tile)) < 0.1
+  # every tile inside the image, every jitter in the same range in each cell
+  assert o.min() >= 0 and o.max() <= side - tile
+  cells = np.stack(np.divmod(np.arange(grid * grid), grid), 1) * cell
+  rel = o - cells
+  jitter = rel - rel.min(axis=1, keepdims=True)
+  assert jitter.max() <= free
+
+
+def _coordinate_images(n, side):
+  """uint8 images whose pixel (r, c) is (r, c, 0)."""
+  r, c = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+  image = np.stack([r, c, np.zeros_like(r)], -1).astype(np.uint8)
+  return np.broadcast_to(image, (n, side, side, 3))
+
+
+def _tile_corners(tiles):
+  """(row, column) of each tile of a coordinate image, from its top-left
+  pixel: ``[..., 2]``."""
+  return np.rint(np.asarray(tiles)[..., 0, 0, :2] * 255).astype(int)
+
+
+def test_min_gap_reaches_the_tiles_of_both_methods():
+  """Through ``Jigsaw.task`` and ``RelativePosition.task`` (jit; the batch
+  vmapped): the tiles' own pixels show no neighbouring pair closer than
+  min_gap."""
+  images = _coordinate_images(64, 38)
+  common = dict(model=None, tx=None, cell=12, tile=8, min_gap=3,
+                normalize=False, mean=(0.0,), std=(1.0,))
+  jig = Jigsaw(num_permutations=10, **common)
+  rel = RelativePosition(**common)
+  seen = set()
+  for s in range(5):
+    tiles, labels = jax.jit(jig.task)(images, jax.random.key(s))
+    perms = np.asarray(jig.permutations)[np.asarray(labels)]
+    shown = _tile_corners(tiles)                               # [B, 9, 2]
+    corners = np.empty_like(shown)
+    np.put_along_axis(corners, perms[..., None], shown, axis=1)  # unshuffle
+    tiles, _ = jax.jit(rel.task)(images, jax.random.key(s))
+    for corner in (corners, _tile_corners(tiles)):
+      h, v = tile_gaps(corner, grid=3, tile=8)
+      gaps = np.concatenate([np.ravel(h), np.ravel(v)])
+      assert gaps.min() >= 3 and gaps.max() <= 5, (gaps.min(), gaps.max())
+      seen.update(gaps.tolist())
+  assert seen == {3, 4, 5}         # 2 * (12 - 8) - 3 = 5
+
+
+def test_min_gap_errors():
+  with pytest.raises(ValueError, match="min_gap"):
+    augment.sample_tile_offsets(jax.random.key(0), 32, 32, grid=3, cell=10,
+                                tile=8, min_gap=3)
+  with pytest.raises(ValueError, match="min_gap"):
+    augment.sample_tile_offsets(jax.random.key(0), 32, 32, grid=3, cell=10,
+                                tile=8, min_gap=-1)
+  for bad in (3, -1, 1.5):
+    with pytest.raises(ValueError, match="min_gap"):
+      RelativePosition(model=None, tx=None, cell=10, tile=8, min_gap=bad)
+  with pytest.raises(ValueError, match="at most 2"):
+    Jigsaw(model=None, tx=None, num_permutations=2, cell=10, tile=8,
+           min_gap=3)
+  assert RelativePosition(model=None, tx=None, cell=10, tile=8,
+                          min_gap=2).min_gap == 2
 
 
 def test_normalize_tiles_per_tile_against_numpy():
@@ -499,6 +706,18 @@ def test_jigsaw_permutations_from_num_permutations_and_seed():
   assert explicit.permutations == m.permutations
 
 
+def test_jigsaw_selection_field():
+  m = Jigsaw(model=None, tx=None, num_permutations=6, permutation_seed=3,
+             selection="max_avg", grid=2, cell=4, tile=3)
+  np.testing.assert_array_equal(m.permutations, permutation_set(
+      6, grid=2, seed=3, selection="max_avg"))
+  assert Jigsaw(model=None, tx=None, num_permutations=6, grid=2, cell=4,
+                tile=3).selection == "max_min"
+  with pytest.raises(ValueError, match="max_avg"):
+    Jigsaw(model=None, tx=None, num_permutations=6, grid=2, cell=4, tile=3,
+           selection="average")
+
+
 def test_geometry_mistakes_fail_the_trace_without_an_image_shape():
   """A method made without ``image_shape`` finds a lattice that does not
   fit when its step is traced (what ``validate`` does)."""
@@ -549,9 +768,25 @@ def test_shipped_configs_keep_their_task_values():
   assert (jig.grid, jig.size, jig.cell, jig.tile, jig.normalize, jig.eps) == (
       3, 32, 10, 8, True, 1e-3)
   np.testing.assert_array_equal(jig.permutations, permutation_set(100, seed=0))
+  assert (jig.selection, jig.min_gap) == ("max_min", 0)
   rel = build_method(load_config("relpos"), 60000)[0]
   assert (rel.size, rel.cell, rel.tile, rel.all_neighbors) == (32, 10, 8, True)
+  assert rel.min_gap == 0
   assert rel.model.groups == PAIR_GROUPS
+
+
+def test_config_keys_selection_and_min_gap():
+  config = load_config("jigsaw")
+  config.jigsaw.selection = "max_avg"
+  config.jigsaw.min_gap = 2
+  assert config_problems(config, device_count=1) == []
+  jig = build_method(config, 60000)[0]
+  assert (jig.selection, jig.min_gap) == ("max_avg", 2)
+  np.testing.assert_array_equal(jig.permutations,
+                                permutation_set(100, selection="max_avg"))
+  config = load_config("relpos")
+  config.relpos.min_gap = 1
+  assert build_method(config, 60000)[0].min_gap == 1
 
 
 @pytest.mark.parametrize("name,section,key,value,fragments", [
@@ -560,6 +795,9 @@ def test_shipped_configs_keep_their_task_values():
     ("jigsaw", "jigsaw", "num_permutations", 400000, ("9! = 362880",)),
     ("relpos", "relpos", "size", None, ("28x28",)),     # the images themselves
     ("relpos", "relpos", "eps", 0.0, ("> 0",)),
+    ("relpos", "relpos", "min_gap", 3, ("tile + min_gap <= cell", "at most 2")),
+    ("jigsaw", "jigsaw", "min_gap", -1, ("at most 2",)),
+    ("jigsaw", "jigsaw", "selection", "sum", ("max_min", "max_avg")),
     ("rotation", "head", "out_dim", 10, ("number of classes", "4 rotations")),
 ])
 def test_bad_value_is_reported_at_its_dotted_key(name, section, key, value,

@@ -21,8 +21,14 @@ last, C = 1 or 3.
 Tile geometry (all static, in pixels, after an optional resize to ``size``)::
 
     region = grid * cell          # the lattice, at a random offset in the image
-    tile <= cell                  # each tile at a random offset in its cell
-    gap between neighbouring tiles: 0 .. 2 * (cell - tile)
+    tile + min_gap <= cell        # each tile at a random offset in its cell:
+    offset in [min_gap // 2, cell - tile - ceil(min_gap / 2)]   (every cell)
+    gap between horizontally / vertically neighbouring tiles:
+        min_gap .. 2 * (cell - tile) - min_gap, mean cell - tile
+
+(:func:`tile_gaps` measures them.) With ``min_gap = 0`` the gaps are
+triangular on ``0 .. 2 * (cell - tile)``: a fraction ``1 / (cell - tile +
+1)^2`` of neighbouring pairs touch (e.g. cell 10, tile 8: 1/9).
 
 Noroozi & Favaro: 225 x 225 crop, 75 x 75 cells, 64 x 64 tiles. Doersch et al.:
 96 x 96 patches, a gap of about half a patch, jitter up to 7 pixels.
@@ -86,12 +92,17 @@ def rotations(images) -> tuple[jax.Array, jax.Array]:
 # ----------------------------------------------------------------------------
 
 
-def _check_geometry(height: int, width: int, grid: int, cell: int, tile: int):
+def _check_geometry(height: int, width: int, grid: int, cell: int, tile: int,
+                    min_gap: int = 0):
   if grid < 1 or cell < 1 or tile < 1:
     raise ValueError(f"grid, cell and tile must be positive; got grid={grid}, "
                      f"cell={cell}, tile={tile}.")
   if tile > cell:
     raise ValueError(f"tile ({tile}) must not exceed cell ({cell}).")
+  if min_gap < 0 or tile + min_gap > cell:
+    raise ValueError(f"min_gap must lie in [0, cell - tile = {cell - tile}] "
+                     f"(tile + min_gap <= cell); got min_gap={min_gap} with "
+                     f"cell={cell}, tile={tile}.")
   if grid * cell > min(height, width):
     raise ValueError(f"a {grid}x{grid} lattice of {cell}-pixel cells "
                      f"({grid * cell} pixels) does not fit in a {height}x{width} "
@@ -99,28 +110,54 @@ def _check_geometry(height: int, width: int, grid: int, cell: int, tile: int):
 
 
 def sample_tile_offsets(key, height: int, width: int, *, grid: int = 3,
-                        cell: int, tile: int) -> jax.Array:
+                        cell: int, tile: int, min_gap: int = 0) -> jax.Array:
   """Random top-left corners ``[grid * grid, 2]`` (row, column) of the tiles.
 
   The ``grid * cell`` lattice sits at a uniform random integer offset inside
   the ``height x width`` image; tile ``r * grid + c`` (raster order) sits at a
-  uniform random integer offset in ``[0, cell - tile]`` (per axis) inside cell
-  ``(r, c)``. One PRNG call draws everything.
+  uniform random integer offset in ``[lo, lo + cell - tile - min_gap]`` with
+  ``lo = min_gap // 2`` (per axis) inside cell ``(r, c)``: the same range in
+  every cell, so horizontally and vertically neighbouring tiles are at least
+  ``min_gap`` pixels apart (and so are any two tiles in different rows /
+  columns, along that axis). ``min_gap = 0`` gives offsets in ``[0, cell -
+  tile]``, the same draws bit for bit as before ``min_gap`` existed. One
+  PRNG call draws everything.
 
   Returns:
     int32 ``[grid * grid, 2]``.
   """
-  _check_geometry(height, width, grid, cell, tile)
+  _check_geometry(height, width, grid, cell, tile, min_gap)
   n = grid * grid
   u = jax.random.uniform(key, (2 + 2 * n,), dtype=jnp.float32)
   span = jnp.array([height - grid * cell, width - grid * cell], jnp.float32)
   origin = jnp.floor(u[:2] * (span + 1)).astype(jnp.int32)          # [2]
   origin = jnp.minimum(origin, span.astype(jnp.int32))
-  jitter = jnp.floor(u[2:].reshape(n, 2) * (cell - tile + 1)).astype(jnp.int32)
-  jitter = jnp.minimum(jitter, cell - tile)
+  free = cell - tile - min_gap                  # the jitter range of a tile
+  jitter = jnp.floor(u[2:].reshape(n, 2) * (free + 1)).astype(jnp.int32)
+  jitter = jnp.minimum(jitter, free)
+  if min_gap // 2:
+    jitter = jitter + min_gap // 2
   rows, cols = np.divmod(np.arange(n), grid)
   cells = jnp.asarray(np.stack([rows, cols], axis=1) * cell, jnp.int32)
   return origin[None, :] + cells + jitter
+
+
+def tile_gaps(offsets, *, grid: int = 3, tile: int) -> tuple[jax.Array,
+                                                            jax.Array]:
+  """Gaps in pixels between neighbouring tiles at ``offsets [..., grid *
+  grid, 2]`` (from :func:`sample_tile_offsets`; raster order).
+
+  Returns:
+    ``(horizontal [..., grid, grid - 1], vertical [..., grid - 1, grid])``:
+    ``horizontal[r, c]`` = column of tile ``(r, c + 1)`` minus the end column
+    of tile ``(r, c)`` (0: they touch), ``vertical[r, c]`` likewise between
+    rows ``r`` and ``r + 1`` of column ``c``.
+  """
+  o = jnp.asarray(offsets)
+  o = o.reshape(*o.shape[:-2], grid, grid, 2)
+  horizontal = o[..., :, 1:, 1] - o[..., :, :-1, 1] - tile
+  vertical = o[..., 1:, :, 0] - o[..., :-1, :, 0] - tile
+  return horizontal, vertical
 
 
 def extract_tiles(image, offsets, *, tile: int) -> jax.Array:
@@ -192,7 +229,8 @@ def _resize(image, size):
 
 
 def random_grid_tiles(key, image, *, grid: int = 3, cell: int, tile: int,
-                      size: int | Sequence[int] | None = None) -> jax.Array:
+                      size: int | Sequence[int] | None = None,
+                      min_gap: int = 0) -> jax.Array:
   """All ``grid * grid`` tiles of one image, with random gaps and jitter.
 
   The image (float in [0, 1]; uint8 is converted) is first resized
@@ -205,13 +243,14 @@ def random_grid_tiles(key, image, *, grid: int = 3, cell: int, tile: int,
   ops._check_image(image)
   image = _resize(ops.to_float(image), size)
   offsets = sample_tile_offsets(key, image.shape[0], image.shape[1], grid=grid,
-                                cell=cell, tile=tile)
+                                cell=cell, tile=tile, min_gap=min_gap)
   return extract_tiles(image, offsets, tile=tile)
 
 
 def random_jigsaw(key, image, permutations, *, grid: int = 3, cell: int,
                   tile: int, size=None, normalize: bool = True,
-                  eps: float = 1e-3) -> tuple[jax.Array, jax.Array]:
+                  eps: float = 1e-3, min_gap: int = 0
+                  ) -> tuple[jax.Array, jax.Array]:
   """One jigsaw puzzle of one image.
 
   Tiles (:func:`random_grid_tiles`), each normalized on its own when
@@ -233,7 +272,7 @@ def random_jigsaw(key, image, permutations, *, grid: int = 3, cell: int,
                      f"shape {permutations.shape}.")
   k_tiles, k_label = jax.random.split(key)
   tiles = random_grid_tiles(k_tiles, image, grid=grid, cell=cell, tile=tile,
-                            size=size)
+                            size=size, min_gap=min_gap)
   if normalize:
     tiles = normalize_tiles(tiles, eps=eps)
   label = jax.random.randint(k_label, (), 0, permutations.shape[0], jnp.int32)
@@ -252,8 +291,8 @@ def jigsaw_batch(key, images, permutations, **kwargs):
 
 
 def random_patch_pair(key, image, *, cell: int, tile: int, size=None,
-                      normalize: bool = True, eps: float = 1e-3
-                      ) -> tuple[jax.Array, jax.Array]:
+                      normalize: bool = True, eps: float = 1e-3,
+                      min_gap: int = 0) -> tuple[jax.Array, jax.Array]:
   """One relative-position example (Doersch et al. 2015): the centre tile of a
   jittered ``3 x 3`` lattice and a uniformly chosen neighbour.
 
@@ -263,7 +302,7 @@ def random_patch_pair(key, image, *, cell: int, tile: int, size=None,
   """
   k_tiles, k_label = jax.random.split(key)
   tiles = random_grid_tiles(k_tiles, image, grid=3, cell=cell, tile=tile,
-                            size=size)
+                            size=size, min_gap=min_gap)
   if normalize:
     tiles = normalize_tiles(tiles, eps=eps)
   label = jax.random.randint(k_label, (), 0, 8, jnp.int32)
@@ -274,7 +313,7 @@ def random_patch_pair(key, image, *, cell: int, tile: int, size=None,
 
 def relative_position_batch(key, images, *, cell: int, tile: int, size=None,
                             normalize: bool = True, eps: float = 1e-3,
-                            all_neighbors: bool = True):
+                            all_neighbors: bool = True, min_gap: int = 0):
   """Relative-position examples for a batch ``[B, H, W, C]``.
 
   With ``all_neighbors`` every image gives all 8 (centre, neighbour) pairs of
@@ -287,10 +326,12 @@ def relative_position_batch(key, images, *, cell: int, tile: int, size=None,
   ops._check_batch(images)
   if not all_neighbors:
     return ops.batch_apply(random_patch_pair, key, images, cell=cell, tile=tile,
-                           size=size, normalize=normalize, eps=eps)
+                           size=size, normalize=normalize, eps=eps,
+                           min_gap=min_gap)
 
   def one(k, x):
-    tiles = random_grid_tiles(k, x, grid=3, cell=cell, tile=tile, size=size)
+    tiles = random_grid_tiles(k, x, grid=3, cell=cell, tile=tile, size=size,
+                              min_gap=min_gap)
     return normalize_tiles(tiles, eps=eps) if normalize else tiles
 
   tiles = ops.batch_apply(one, key, images)

@@ -143,6 +143,10 @@ def _size_hw(size) -> tuple[int, int] | None:
     return None
 
 
+def _tile_ok(tile, cell: int) -> bool:
+  return isinstance(tile, int) and 1 <= tile <= cell
+
+
 @dataclasses.dataclass(frozen=True)
 class TilePretextMethod(PretextMethod):
   """A pretext task on a lattice of tiles (jigsaw, relative position).
@@ -150,10 +154,18 @@ class TilePretextMethod(PretextMethod):
   Tile geometry (:mod:`ssljax.augment.pretext`): the image is resized to
   ``size`` (None or 0: kept), a ``grid x grid`` lattice of ``cell``-pixel
   cells sits at a random offset in it, one ``tile x tile`` tile at a random
-  place in each cell.
+  place in each cell, at least ``min_gap`` pixels from its horizontal and
+  vertical neighbours.
 
   Attributes (besides :class:`PretextMethod`'s):
     cell, tile, size: that geometry.
+    min_gap: the least gap in pixels between horizontally or vertically
+      neighbouring tiles (``tile + min_gap <= cell``): every tile's offset
+      in its cell is drawn from ``[min_gap // 2, cell - tile - (min_gap -
+      min_gap // 2)]`` (the same range in every cell), so neighbouring gaps
+      lie in ``[min_gap, 2 * (cell - tile) - min_gap]``, mean ``cell -
+      tile``. 0 (default): the offsets are those drawn before the field
+      existed, bit for bit (gaps ``0 .. 2 * (cell - tile)``).
     normalize: normalize every tile on its own (and, at evaluation, every
       whole image); False uses the dataset ``mean`` / ``std``.
     eps: variance floor of that normalization.
@@ -166,6 +178,7 @@ class TilePretextMethod(PretextMethod):
   size: int | None = None
   normalize: bool = True
   eps: float = 1e-3
+  min_gap: int = 0
   image_shape: tuple[int, ...] | None = None
 
   def __post_init__(self):
@@ -185,7 +198,8 @@ class TilePretextMethod(PretextMethod):
   def tile_rules(self, grid: int) -> tuple:
     """:func:`ssljax.config.check` rules of the geometry of a ``grid x grid``
     lattice: ``size``, ``cell`` (the lattice fits the (resized) images),
-    ``tile`` (fits its cell), ``eps``."""
+    ``tile`` (fits its cell), ``min_gap`` (``tile + min_gap <= cell``),
+    ``eps``."""
     shape = self.image_shape
     side, where = None, "the images"
     if self.size is not None:
@@ -206,9 +220,16 @@ class TilePretextMethod(PretextMethod):
          f"{(side or 0) // grid} pixels, or resize the images first (size >= "
          f"{grid * cell})" if cell else "the cell side in pixels: an integer "
          ">= 1 (each cell holds one tile)"),
-        ("tile", lambda t: isinstance(t, int) and 1 <= t <= cell,
+        ("tile", lambda t: _tile_ok(t, cell),
          f"must lie in [1, cell ({self.cell})]: each tile sits inside its "
          f"cell, e.g. {max(1, cell - 2)}"),
+        ("min_gap", lambda g: isinstance(g, int) and g >= 0 and (
+            not _tile_ok(self.tile, cell) or self.tile + g <= cell),
+         f"the least gap in pixels between neighbouring tiles: an integer "
+         f">= 0 with tile + min_gap <= cell ({self.tile} + min_gap <= "
+         f"{self.cell}), i.e. at most {max(0, cell - self.tile)}"
+         if _tile_ok(self.tile, cell) else "the least gap in pixels between "
+         "neighbouring tiles: an integer >= 0 with tile + min_gap <= cell"),
         ("eps", lambda e: e > 0, "the variance floor of the per-tile "
          "normalization: > 0, e.g. 1e-3"))
 

@@ -14,7 +14,8 @@ pairs); ``False`` samples one pair per image, as in the paper.
 
 Config (``config.method = "relpos"``): ``encoder``, ``head`` (without
 ``out_dim``: 8), ``relpos`` (the fields of :class:`RelativePosition`:
-``cell``, ``tile``, ``size``, ``normalize``, ``eps``, ``all_neighbors``).
+``cell``, ``tile``, ``min_gap``, ``size``, ``normalize``, ``eps``,
+``all_neighbors``).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class RelativePosition(TilePretextMethod):
   """8-way relative position of a neighbour patch.
 
   Attributes (besides :class:`~ssljax.methods.pretext.TilePretextMethod`'s
-  tile geometry ``cell``, ``tile``, ``size``, ``normalize``, ``eps`` of the
-  3 x 3 lattice):
+  tile geometry ``cell``, ``tile``, ``min_gap``, ``size``, ``normalize``,
+  ``eps`` of the 3 x 3 lattice):
     all_neighbors: all 8 pairs of each image (the model must be a
       ``TileClassifier(..., groups=PAIR_GROUPS)``) or one random pair
       (``groups=None``).
@@ -78,5 +79,5 @@ class RelativePosition(TilePretextMethod):
     tiles, labels = relative_position_batch(
         key, images, cell=self.cell, tile=self.tile, size=self.size,
         normalize=self.normalize, eps=self.eps,
-        all_neighbors=self.all_neighbors)
+        all_neighbors=self.all_neighbors, min_gap=self.min_gap)
     return self.tiles_for_encoder(tiles), labels
