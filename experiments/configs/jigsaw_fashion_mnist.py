@@ -11,7 +11,8 @@ Geometry: the 28x28 image is resized to 32x32, a 3x3 lattice of 10-pixel cells
 sits at a random offset (0-2 pixels), one 8x8 tile at a random place in each
 cell (jitter 0-2, gaps of 0-4 pixels; the paper: 75-pixel cells, 64-pixel
 tiles), each tile is normalized on its own, the 9 tiles are shuffled by one of
-100 permutations chosen for maximal Hamming distance, and the net classifies
+100 permutations chosen greedily for the maximal minimum Hamming distance
+(jigsaw.selection='max_min'; 'max_avg' is Noroozi & Favaro's Algorithm 1), and the net classifies
 which. The tile encoder is the SimCLR Fashion-MNIST config's; at evaluation it
 sees whole 28x28 images, each standardized on its own like the tiles.
 
