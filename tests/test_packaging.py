@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 BLOCKED = ("sklearn", "matplotlib", "umap", "cv2", "tensorflow",
            "tensorflow_datasets", "torch", "PIL", "ssljax.cpu")
 
-CHILD = textwrap.dedent("""
+#: Makes the modules named in argv[1] (comma-separated) unimportable.
+BLOCKER = textwrap.dedent("""
     import importlib.abc, json, sys
     BLOCKED = tuple(sys.argv[1].split(","))
 
@@ -27,6 +28,9 @@ CHILD = textwrap.dedent("""
         return None
 
     sys.meta_path.insert(0, Blocker())
+""")
+
+CHILD = BLOCKER + textwrap.dedent("""
     import ssljax, ssljax.train.loop, ssljax.methods
     print(json.dumps(sorted(m for m in sys.modules
                             if any(m == b or m.startswith(b + ".") for b in BLOCKED))))
@@ -41,17 +45,7 @@ def test_import_and_training_loop_need_no_extras():
   assert loaded == [], loaded            # ssljax.cpu among them: it is opt-in
 
 
-MESSAGES = textwrap.dedent("""
-    import importlib.abc, json, sys
-    BLOCKED = tuple(sys.argv[1].split(","))
-
-    class Blocker(importlib.abc.MetaPathFinder):
-      def find_spec(self, name, path, target=None):
-        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
-          raise ImportError(f"{name} is blocked (not installed)")
-        return None
-
-    sys.meta_path.insert(0, Blocker())
+MESSAGES = BLOCKER + textwrap.dedent("""
     import numpy as np
     from ssljax.data import photos, sources, video
     from ssljax.eval import clustering, plots
