@@ -751,7 +751,9 @@ def test_shipped_config_validates_and_builds_its_method(name):
   assert config_problems(config, device_count=1) == []
   assert get_method(name) is METHODS[name][0]
   method, steps = build_method(config, 60000)
-  assert isinstance(method, METHODS[name][0]) and steps == config.num_steps
+  expected = config.num_steps or round(
+      config.num_epochs * (60000 // config.batch_size))
+  assert isinstance(method, METHODS[name][0]) and steps == expected
   head = method.model.head
   assert head.out_dim == method.num_classes and head.hidden_dim == (
       config.head.hidden_dim)

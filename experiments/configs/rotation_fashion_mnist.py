@@ -1,4 +1,8 @@
-"""Rotation prediction (RotNet) on Fashion-MNIST in a short CPU budget.
+"""Rotation prediction (RotNet) on Fashion-MNIST: 2.5 epochs, about 10
+minutes of training on 2 CPU cores. Measured: 87.61% linear / 82.73% kNN
+(random init 69.38% / 58.28%, raw pixels 84.55% / 78.85%;
+benchmarks/results/rotation_fashion_mnist_2p5ep_eval.json; the budget was set
+for the time it takes, before the run, not tuned on any split).
 
 Launch::
 
@@ -10,8 +14,8 @@ Launch::
 Every image is shown in all four rotations (0/90/180/270 degrees, 4-way
 classification; Gidaris et al. 2018), so a batch of B images trains on 4B.
 The encoder is the earlier SimCLR Fashion-MNIST recipe's (32-64-256; the
-shipped SimCLR config now uses 16-64-256). Override anything on the command line, e.g.
-``--config.num_steps=1000``.
+shipped SimCLR config now uses 16-64-256). Override anything on the command
+line, e.g. ``--config.num_epochs=5``.
 """
 
 import ml_collections
@@ -25,8 +29,8 @@ def get_config():
   c.data_dir = ""
   c.data_source = "auto"
   c.batch_size = 64                 # 256 rotated images a step
-  c.num_epochs = 1.0
-  c.num_steps = 300                 # > 0 overrides num_epochs
+  c.num_epochs = 2.5               # 2,342 steps
+  c.num_steps = 0                   # > 0 overrides num_epochs
 
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(32, 64, 256), first_stage_stride=2))
