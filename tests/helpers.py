@@ -69,3 +69,11 @@ def load_module(path, name: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def assert_only_problem(problems, key, *words):
+  """``problems`` (a config check's) is one problem, at ``key``, whose
+  message holds every word."""
+  assert [p.key for p in problems] == [key], problems
+  for word in words:
+    assert word in problems[0].message, problems[0].message

@@ -16,7 +16,7 @@ import pytest
 from ssljax import losses
 from ssljax.config import ConfigReader, build
 from ssljax.data import speech
-from helpers import tiny_dataset
+from helpers import assert_only_problem, tiny_dataset
 from ssljax.eval.cpc import (audio_probes, format_cpc,
                              held_out_prediction_accuracy, image_cpc_evaluation)
 from ssljax.methods import TrainState
@@ -402,10 +402,7 @@ def _problems(name, **changes):
     ("cpc_audio", "cpc.input_scale", 0.0, ["must be > 0"]),
 ])
 def test_bad_values_name_their_key(name, key, value, words):
-  problems = _problems(name, **{key: value})
-  assert [p.key for p in problems] == [key], problems
-  for word in words:
-    assert word in problems[0].message, problems[0].message
+  assert_only_problem(_problems(name, **{key: value}), key, *words)
 
 
 def test_misspelt_keys_suggest_the_closest():

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from helpers import tiny_config, tiny_dataset
+from helpers import assert_only_problem, tiny_config, tiny_dataset
 from ssljax import data as data_lib
 from ssljax import losses
 from ssljax.config import ConfigError
@@ -422,10 +422,8 @@ def test_bad_values_name_their_key(key, value, words):
   config = _shipped("moco_v2_fashion_mnist")
   section, _, name = key.rpartition(".")
   (config[section] if section else config)[name] = value
-  problems = config_problems(config, device_count=1, check_shapes=False)
-  assert [p.key for p in problems] == [key], problems
-  for word in words:
-    assert word in problems[0].message, problems[0].message
+  assert_only_problem(
+      config_problems(config, device_count=1, check_shapes=False), key, *words)
 
 
 def test_misspelt_key_suggests_the_closest():
