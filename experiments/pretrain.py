@@ -29,6 +29,8 @@ experiments/launch/README.md.
 
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
+import json
+import os
 import sys
 
 import ml_collections
@@ -36,14 +38,14 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ssljax.config import ConfigError
-from ssljax.data import DatasetNotAvailableError
+from ssljax.data import DATA_OPTIONS, DatasetNotAvailableError
 from ssljax.eval.monitor import KNNMonitor
 from ssljax.parallel.distributed import maybe_initialize_distributed
 from ssljax.train.build import MonitorConfig
 from ssljax.train.checkpoint import CheckpointError
 from ssljax.train.loop import (ConfigMismatchError, NonFiniteError, Preempted,
                                pretrain)
-from ssljax.train.start import load_dataset
+from ssljax.train.start import FINISHED_FILE, load_dataset, validation_fraction
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file with get_config().", lock_config=True)
@@ -76,11 +78,13 @@ def main(argv):
           dict(lr=_ONLINE_PROBE.value))
 
   def knn_monitor(train, mesh):
-    """The kNN monitor of config.monitor (queries from the test split)."""
+    """The kNN monitor of config.monitor (queries from the validation split:
+    the test split is read once, by the final evaluation)."""
     if not MonitorConfig(**config.get("monitor", {})).every:
       return None
-    return KNNMonitor.from_config(config, train, load_dataset(config, "test"),
-                                  mesh=mesh)
+    queries = load_dataset(config, "validation" if validation_fraction(config)
+                           and config.dataset not in DATA_OPTIONS else "test")
+    return KNNMonitor.from_config(config, train, queries, mesh=mesh)
 
   try:
     _, state = pretrain(config, _WORKDIR.value, resume=resume,
@@ -94,6 +98,10 @@ def main(argv):
     return 1
   print(f"finished at step {int(state.step)}; checkpoints in "
         f"{_WORKDIR.value}/checkpoints")
+  # The mark of a run that reached its last step (a pre-empted one exits 0
+  # too): experiments/reproduce.py evaluates only finished runs.
+  with open(os.path.join(_WORKDIR.value, FINISHED_FILE), "w") as f:
+    json.dump({"step": int(state.step)}, f)
   return 0
 
 

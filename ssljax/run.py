@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from ssljax import data as data_lib
 from ssljax.data import ArrayDataset
 from ssljax.parallel import make_data_mesh, map_batches
 from ssljax.train.build import build_method
 from ssljax.train.checkpoint import Checkpointer
 from ssljax.train.start import (checkpoint_dir, init_state, load_config,
-                                load_dataset)
+                                load_dataset, validation_fraction)
 
 __all__ = ["RestoredRun", "init_state", "load_config", "load_dataset",
            "restore"]
@@ -41,7 +42,11 @@ class RestoredRun:
     workdir: the run's folder.
     config: its saved config (``config.json``).
     method: the method built from it.
-    train, test: its dataset's train and test splits.
+    train, test: its dataset's train and test splits (``train`` without the
+      validation split, which the run never trained on).
+    validation: the held-out validation split (``ssljax.data.splits``), or
+      ``None`` when the run holds none out (``validation_fraction=0``, or a
+      dataset with its own splits).
     mesh: the device mesh the states are replicated over.
     state: the restored checkpoint's state.
     random_state: the step-0 state of ``config.seed`` (the random-init
@@ -61,6 +66,7 @@ class RestoredRun:
   random_state: Any
   step: int
   checkpointer: Checkpointer
+  validation: ArrayDataset | None = None
 
   @staticmethod
   def variables(state) -> dict:
@@ -117,6 +123,9 @@ def restore(workdir: str, step: int | None = None, *, mesh=None) -> RestoredRun:
   """
   config = load_config(workdir)
   train, test = load_dataset(config, "train"), load_dataset(config, "test")
+  validation = (load_dataset(config, "validation")
+                if validation_fraction(config) and config.dataset not in
+                data_lib.DATA_OPTIONS else None)
   method, _ = build_method(config, train)
   mesh = mesh or make_data_mesh()
   random_state, _ = init_state(
@@ -130,4 +139,5 @@ def restore(workdir: str, step: int | None = None, *, mesh=None) -> RestoredRun:
     raise
   return RestoredRun(workdir=workdir, config=config, method=method, train=train,
                      test=test, mesh=mesh, state=state, random_state=random_state,
-                     step=int(state.step), checkpointer=ckpt)
+                     step=int(state.step), checkpointer=ckpt,
+                     validation=validation)

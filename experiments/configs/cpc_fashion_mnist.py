@@ -30,8 +30,10 @@ def get_config():
   c.data_dir = ""
   c.data_source = "auto"
   c.batch_size = 32
-  c.num_epochs = 1.0
-  c.num_steps = 300                 # > 0 overrides num_epochs
+  # 5 epochs of the 54,000 training images: about 22 minutes on the
+  # 2-core CPU (205 images/s = 10,000 patches/s).
+  c.num_epochs = 5.0
+  c.num_steps = 0                   # > 0 overrides num_epochs
 
   # Patch encoder: 3x3 stem (8x8), stride-2 conv to 4x4, one residual block,
   # LayerNorm throughout (no BatchNorm: CPC v2), mean pool, linear to 64.

@@ -32,8 +32,10 @@ def get_config():
   c.data_dir = ""
   c.data_source = "auto"
   c.batch_size = 128                # 1152 tiles a step
-  c.num_epochs = 1.0
-  c.num_steps = 400                 # > 0 overrides num_epochs
+  # 10 epochs of the 54,000 training images: about 20 minutes on the
+  # 2-core CPU (460 images/s).
+  c.num_epochs = 10.0
+  c.num_steps = 0                   # > 0 overrides num_epochs
 
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(32, 64, 256), first_stage_stride=2))

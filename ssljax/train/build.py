@@ -17,6 +17,7 @@ import os
 
 from ssljax import data as data_lib
 from ssljax.config import ConfigError, ConfigReader, build, check
+from ssljax.data.splits import VALIDATION_FRACTION
 from ssljax.methods import DataSpec, OnlineProbe, get_method
 from ssljax.train.optim import OptimizerConfig
 
@@ -55,6 +56,9 @@ class RunConfig:
   nonfinite: str = "stop"
   input_mean: tuple[float, ...] | None = None
   input_std: tuple[float, ...] | None = None
+  #: The last share of the training split held out for validation (never
+  #: trained on; ``ssljax.data.splits``); 0 trains on all of it.
+  validation_fraction: float = VALIDATION_FRACTION
 
   def __post_init__(self):
     stats_ok = (self.input_mean is None) == (self.input_std is None) and (
@@ -75,6 +79,8 @@ class RunConfig:
           ("keep_checkpoints", _pos_int, "must be an integer >= 1"),
           ("nonfinite", lambda m: m in NONFINITE_MODES,
            f"must be one of {NONFINITE_MODES}"),
+          ("validation_fraction", lambda f: isinstance(f, (int, float))
+           and 0 <= f <= 0.5, "must be in [0, 0.5] (0: no validation split)"),
           ("data_source", lambda s: s in DATA_SOURCES,
            f"must be one of {DATA_SOURCES}"),
           ("input_std", stats_ok, "input_mean and input_std go together: one "

@@ -25,13 +25,16 @@ import ml_collections
 
 from ssljax import data as data_lib
 from ssljax.config import ConfigReader, build
+from ssljax.data.splits import VALIDATION_FRACTION, holdout
 from ssljax.parallel import replicated_sharding
 
-__all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "checkpoint_dir", "init_state",
-           "load_config", "load_dataset", "save_config"]
+__all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "FINISHED_FILE", "checkpoint_dir", "init_state",
+           "load_config", "load_dataset", "save_config", "validation_fraction"]
 
 #: The run's config, as JSON, in its workdir.
 CONFIG_FILE = "config.json"
+#: Written by ``experiments/pretrain.py`` when a run reaches its last step.
+FINISHED_FILE = "finished.json"
 #: The Orbax checkpoint folder, in the workdir.
 CHECKPOINT_DIR = "checkpoints"
 
@@ -65,12 +68,37 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def load_dataset(config, split: str = "train") -> data_lib.ArrayDataset:
   """``split`` of ``config.dataset`` (from ``config.data_dir`` /
   ``config.data_source`` when set; a dataset of
-  :data:`ssljax.data.DATA_OPTIONS` from its ``config.data`` section)."""
+  :data:`ssljax.data.DATA_OPTIONS` from its ``config.data`` section).
+
+  For image datasets, ``"train"`` is the training split without its last
+  ``config.validation_fraction`` (default 0.1, :mod:`ssljax.data.splits`),
+  which ``"validation"`` returns; ``"train_all"`` is the whole training split.
+  """
   options = data_lib.DATA_OPTIONS.get(config.dataset)
   if options is not None:
     return build(options, ConfigReader(config).get("data")).load(split)
-  return data_lib.load(config.dataset, split, data_dir=config.get("data_dir") or None,
-                       source=config.get("data_source", "auto"))
+  load = lambda s: data_lib.load(
+      config.dataset, s, data_dir=config.get("data_dir") or None,
+      source=config.get("data_source", "auto"))
+  if split not in ("train", "validation", "train_all"):
+    return load(split)
+  full = load("train")
+  fraction = validation_fraction(config)
+  if split == "train_all":
+    return full
+  if fraction == 0:
+    if split == "validation":
+      raise ValueError(f"{config.dataset}: validation_fraction is 0, so the run "
+                       "holds out no validation split.")
+    return full
+  train, validation = holdout(full, fraction)
+  return train if split == "train" else validation
+
+
+def validation_fraction(config) -> float:
+  """The run's held-out share of the training split
+  (:data:`ssljax.data.splits.VALIDATION_FRACTION` unless the config says)."""
+  return float(config.get("validation_fraction", VALIDATION_FRACTION))
 
 
 def init_state(method, config, image_shape, mesh):
