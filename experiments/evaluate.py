@@ -1,73 +1,112 @@
-"""Evaluate a pretrained checkpoint every way the library knows
-(``ssljax.eval.suite``): linear probes, kNN, clustering, pictures, few labels,
-robustness, transfer, representation health and efficiency. Methods that
-their papers judge by their own measure (CPC, colorization, split-brain,
-video colorization: ``ssljax.eval.by_method``) get that evaluation instead,
-written to ``DIR/method_eval.json``.
+"""Evaluate a pretrained checkpoint.
 
     python experiments/evaluate.py --workdir workdirs/simclr_fmnist
-    python experiments/evaluate.py --workdir DIR --sections linear,knn,cluster
+    python experiments/evaluate.py --workdir DIR --results benchmarks/results/x.json
+    python experiments/evaluate.py --workdir DIR --suite linear,knn,cluster,pictures
 
-Writes ``DIR/eval_suite/report.json`` and PNGs beside it; sections already in
-that report (same checkpoint step) are kept, so sections can be run one at a
-time. Compare runs with ``experiments/report.py``.
+Image methods get the standard protocol (``ssljax.eval.standard``, the README
+table's numbers): linear probe and weighted kNN on frozen features, 1% and 10%
+of the labels (frozen probe and fine-tuning), next to the same network at
+random init, raw pixels and the same network trained from scratch on the
+labels alone; every choice on the validation split, the test split read once.
+Writes ``DIR/eval_protocol.json`` (and ``--results``, with the command, commit,
+date and machine). The from-scratch baseline does not depend on the
+pre-training: it is computed once per network and label subset and cached in
+``--baselines`` (about 15 minutes on a 2-core CPU, then the evaluation takes
+about 4).
+
+Methods that their papers judge by their own measure (CPC on sequences,
+colorization, split-brain, video colorization: ``ssljax.eval.by_method``) get
+that evaluation, written to ``DIR/method_eval.json``.
+
+``--suite`` runs sections of the extended suite instead (``ssljax.eval.suite``:
+clustering, pictures, robustness, transfer, health, efficiency, the augmented
+linear protocol), written to ``DIR/eval_suite/report.json``; compare runs with
+``experiments/report.py``.
 """
 
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
+import dataclasses
 import json
 import os
+import sys
 
 from absl import app, flags, logging
 
+from ssljax.eval import standard
 from ssljax.eval.by_method import METHOD_EVALUATIONS
-from ssljax.eval.report import markdown_report
-from ssljax.eval.suite import SECTIONS, SuiteOptions, evaluate_suite
+from ssljax.eval.provenance import provenance
 from ssljax.run import restore
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A pretrain.py --workdir.",
                                required=True)
-_SECTIONS = flags.DEFINE_list("sections", list(SECTIONS),
-                              f"Comma-separated subset of {SECTIONS}.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-_OUT = flags.DEFINE_string("out", None, "Output folder (default "
-                           "WORKDIR/eval_suite).")
-_FT_STEPS = flags.DEFINE_integer("finetune_steps", SuiteOptions.finetune_steps,
-                                 "Fine-tuning steps per few-label point.")
-_AUG_PRESET = flags.DEFINE_enum(
-    "linear_aug_preset", SuiteOptions.linear_aug_preset, ["simclr", "moco"],
-    "linear_aug section: the papers' augmented linear protocol to follow.")
-_AUG_EPOCHS = flags.DEFINE_integer(
-    "linear_aug_epochs", SuiteOptions.linear_aug_epochs,
-    "linear_aug section: epochs (the papers: 90 SimCLR, 100 MoCo).")
-_SKIP_DONE = flags.DEFINE_bool(
-    "skip_done", False, "Do not measure again the sections that the report "
-    "already holds for this checkpoint step.")
-_EMBED = flags.DEFINE_list("embed", list(SuiteOptions.embed_methods),
-                           "Embedding pictures: tsne and/or umap.")
+_RESULTS = flags.DEFINE_string("results", None, "Also write the results, with "
+                               "their provenance, to this JSON file.")
+_BASELINES = flags.DEFINE_string("baselines", "workdirs/baselines",
+                                 "Cache of the from-scratch baselines.")
+_NO_FINETUNE = flags.DEFINE_bool("no_finetune", False, "Skip fine-tuning and "
+                                 "the from-scratch baseline (about 1 minute).")
+_SUITE = flags.DEFINE_list("suite", [], "Run these sections of the extended "
+                           "suite instead (ssljax.eval.suite.SECTIONS).")
+_SKIP_DONE = flags.DEFINE_bool("skip_done", True, "Do nothing when the "
+                               "results already hold this checkpoint step.")
+
+
+def _done(path: str | None, step: int) -> bool:
+  if not path or not os.path.exists(path):
+    return False
+  with open(path) as f:
+    return json.load(f).get("step") == step
+
+
+def _write(result: dict, *paths: str | None) -> None:
+  result = {**result, "provenance": provenance()}
+  for path in paths:
+    if path:
+      os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+      with open(path, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1, default=str)
+      print(f"wrote {path}")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  opts = SuiteOptions(finetune_steps=_FT_STEPS.value,
-                      embed_methods=tuple(_EMBED.value),
-                      linear_aug_preset=_AUG_PRESET.value,
-                      linear_aug_epochs=_AUG_EPOCHS.value)
-  with restore(_WORKDIR.value, _STEP.value) as run:
-    if run.config.method in METHOD_EVALUATIONS:
-      out = _OUT.value or _WORKDIR.value
-      os.makedirs(out, exist_ok=True)
-      result = {"step": run.step, **METHOD_EVALUATIONS[run.config.method](
-          run, out)}
-      path = os.path.join(out, "method_eval.json")
-      with open(path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1, default=str)
-      print(f"wrote {path}")
-      return
-    report = evaluate_suite(run, sections=_SECTIONS.value, options=opts,
-                            out_dir=_OUT.value, skip_done=_SKIP_DONE.value)
-  print(markdown_report([report], image_root=None))
+  try:
+    run = restore(_WORKDIR.value, _STEP.value)
+  except FileNotFoundError as e:
+    print(f"evaluate: {e}", file=sys.stderr)
+    return 1
+  with run:
+    method = run.config.method
+    if _SUITE.value:
+      from ssljax.eval.report import markdown_report   # noqa: PLC0415
+      from ssljax.eval.suite import SuiteOptions, evaluate_suite  # noqa: PLC0415
+      report = evaluate_suite(run, sections=_SUITE.value, options=SuiteOptions())
+      print(markdown_report([report], image_root=None))
+      return 0
+    if method in METHOD_EVALUATIONS:
+      out = os.path.join(_WORKDIR.value, "method_eval.json")
+      if _SKIP_DONE.value and _done(_RESULTS.value or out, run.step):
+        print(f"{_RESULTS.value or out} already holds step {run.step}")
+        return 0
+      result = {"method": method, "step": run.step,
+                **METHOD_EVALUATIONS[method](run, _WORKDIR.value)}
+      _write(result, out, _RESULTS.value)
+      return 0
+    out = os.path.join(_WORKDIR.value, "eval_protocol.json")
+    if _SKIP_DONE.value and _done(_RESULTS.value or out, run.step):
+      print(f"{_RESULTS.value or out} already holds step {run.step}")
+      return 0
+    options = dataclasses.replace(standard.ProtocolOptions(),
+                                  do_finetune=not _NO_FINETUNE.value)
+    result = standard.evaluate(run, options, cache_dir=_BASELINES.value)
+    result["workdir"] = _WORKDIR.value
+  print(standard.format_summary(result))
+  _write(result, out, _RESULTS.value)
+  return 0
 
 
 if __name__ == "__main__":

@@ -152,8 +152,13 @@ def main(argv):
       for msg in pool.map(lambda p: _do(*p, _STAGE.value, env), todo):
         print(msg, flush=True)
   if not _DRY.value:
-    path = write_table(_RESULTS.value)
+    try:
+      path = write_table(_RESULTS.value, order=[r.method for r in RUNS])
+    except FileNotFoundError as e:
+      print(f"reproduce: {e}", file=sys.stderr)
+      return 1
     print(f"wrote {path}")
+  return 0
 
 
 if __name__ == "__main__":

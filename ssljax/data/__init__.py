@@ -24,6 +24,8 @@ from ssljax.data.pipeline import (
 )
 from ssljax.data.photos import OPENCV_PHOTOS, PHOTOS_DIR, find_photos, load_photos
 from ssljax.data.sources import (
+    CLASS_NAMES,
+    class_names,
     DATA_DIR_ENV,
     DIGITS_TRAIN_SIZE,
     DatasetInfo,
@@ -33,6 +35,7 @@ from ssljax.data.sources import (
     read_idx,
     tfds_batches,
 )
+from ssljax.data.splits import VALIDATION_FRACTION, holdout
 from ssljax.data.speech import SpokenWords
 from ssljax.data.speech import (
     EspeakNotFoundError,
@@ -52,6 +55,10 @@ __all__ = [
     "load_opencv_videos", "load_video", "read_video", "sample_clips",
     "split_videos", "ClipDataset", "OPENCV_VIDEOS_DATASET", "load_clips",
     "ArrayDataset",
+    "VALIDATION_FRACTION",
+    "holdout",
+    "CLASS_NAMES",
+    "class_names",
     "DATA_DIR_ENV",
     "DIGITS_TRAIN_SIZE",
     "DatasetInfo",

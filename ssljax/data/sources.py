@@ -87,6 +87,27 @@ class DatasetInfo:
   std: tuple[float, ...] | None = None
 
 
+#: Class names by label id, where the dataset has them (pictures and tables).
+CLASS_NAMES = {
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    "mnist": tuple(str(i) for i in range(10)),
+    "digits": tuple(str(i) for i in range(10)),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                "horse", "ship", "truck"),
+    "stl10": ("airplane", "bird", "car", "cat", "deer", "dog", "horse",
+              "monkey", "ship", "truck"),
+}
+
+
+def class_names(name: str, num_classes: int) -> tuple[str, ...]:
+  """The names of ``name``'s classes (``"0"``, ``"1"``, ... where unknown)."""
+  names = CLASS_NAMES.get(name.split(":")[0])
+  if names is None or len(names) != num_classes:
+    return tuple(str(i) for i in range(num_classes))
+  return names
+
+
 # Means/stds are over all training pixels (population std), [0, 1] units. The
 # Fashion-MNIST and digits values are checked against the data in the tests.
 _INFO = {

@@ -1,0 +1,169 @@
+"""The standard evaluation protocol (ssljax.eval.standard), the methods table
+(ssljax.eval.table) and experiments/reproduce.py: choices on validation only,
+the same label subsets for every method, the cached scratch baseline, and the
+table's numbers against an independent computation."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import tiny_config
+
+from ssljax.eval import standard, table
+from ssljax.eval.linear import train_linear_classifier
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _blobs(n, seed, d=6, classes=3):
+  rng = np.random.default_rng(seed)
+  y = rng.integers(0, classes, n).astype(np.int32)
+  centres = np.eye(classes, d) * 3
+  return (centres[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def test_probe_reports_on_test_the_classifier_chosen_on_validation():
+  (xa, ya), (xb, yb), (xc, yc) = _blobs(300, 0), _blobs(100, 1), _blobs(100, 2)
+  wds = (1e-4, 1.0)          # 1.0 shrinks the classifier to near chance
+  out = standard.probe(xa, ya, xb, yb, xc, yc, num_classes=3,
+                       weight_decays=wds, lr=0.1, batch_size=64, min_epochs=5,
+                       min_steps=50)
+  # independently: standardize with train statistics, fit each decay alone
+  mean, std = xa.mean(0), xa.std(0) + 1e-6
+  z = lambda x: (x - mean) / std
+  accs = {}
+  for wd in wds:
+    p = train_linear_classifier(z(xa), ya, num_classes=3, epochs=out["epochs"],
+                                batch_size=64, lr=0.1, weight_decay=wd)
+    pred = lambda x: np.argmax(z(x) @ np.asarray(p["w"]) + np.asarray(p["b"]), 1)
+    accs[wd] = (np.mean(pred(xb) == yb), np.mean(pred(xc) == yc))
+  best = max(wds, key=lambda w: accs[w][0])
+  assert out["weight_decay"] == best == 1e-4
+  assert out["validation"] == pytest.approx(accs[best][0], abs=0.011)
+  assert out["test"] == pytest.approx(accs[best][1], abs=0.011)
+  assert out["test"] > 0.9
+
+
+def test_choices_do_not_depend_on_the_test_labels():
+  (xa, ya), (xb, yb), (xc, yc) = _blobs(300, 0), _blobs(100, 1), _blobs(100, 2)
+  kw = dict(num_classes=3, weight_decays=(1e-4, 1e-2, 1.0), lr=0.1,
+            batch_size=64, min_epochs=3, min_steps=30)
+  a = standard.probe(xa, ya, xb, yb, xc, yc, **kw)
+  b = standard.probe(xa, ya, xb, yb, xc, (yc + 1) % 3, **kw)   # wrong test labels
+  assert a["weight_decay"] == b["weight_decay"]
+  assert a["validation_grid"] == b["validation_grid"]
+  assert a["test"] > 0.9 and b["test"] < 0.1
+
+
+def test_label_subsets_are_balanced_seeded_and_shared():
+  labels = np.repeat(np.arange(10), [600] * 9 + [400]).astype(np.int32)
+  s1 = standard.label_subsets(labels)
+  s2 = standard.label_subsets(labels.copy())
+  for f in (0.01, 0.1):
+    np.testing.assert_array_equal(s1[f], s2[f])
+    counts = np.bincount(labels[s1[f]], minlength=10)
+    np.testing.assert_array_equal(counts, [round(f * 600)] * 9 + [round(f * 400)])
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+  from ssljax.train.loop import pretrain
+  workdir = str(tmp_path_factory.mktemp("run"))
+  config = tiny_config(dataset="digits", num_steps=3, batch_size=32)
+  config.eval = type(config.eval)({**config.eval.to_dict(), "knn_k": 10,
+                                   "feature_batch_size": 64,
+                                   "linear_batch_size": 64})
+  pretrain(config, workdir, progress=False)
+  return workdir
+
+
+def _tiny_options():
+  R = standard.FinetuneRecipe
+  return standard.ProtocolOptions(
+      probe_steps=30, finetune=((0.01, R(2, 0.05, 16)), (0.1, R(2, 0.05, 16))),
+      scratch=((0.01, R(2, 0.1, 16)), (0.1, R(2, 0.1, 16)), (1.0, R(2, 0.1, 16))))
+
+
+def test_evaluate_on_a_restored_run(digits_run, tmp_path, monkeypatch):
+  from ssljax.run import restore
+  cache = str(tmp_path / "baselines")
+  with restore(digits_run) as run:
+    res = standard.evaluate(run, _tiny_options(), cache_dir=cache,
+                            progress=False)
+  n_fit, n_val, n_test = res["splits"]["sizes"]
+  assert (n_fit + n_val, n_test) == (1500, 297) and n_val == 150
+  from ssljax import data
+  counts = np.bincount(data.load("digits", "train").labels[:n_fit])
+  assert res["label_subsets"] == {
+      f"{p}%": int(sum(max(1, round(p / 100 * c)) for c in counts)) for p in (1, 10)}
+  s = standard.summary(res)
+  assert set(s) == {"trained", "random_init", "raw_pixels", "scratch"}
+  assert set(s["trained"]) == {"linear", "knn", "probe 1%", "probe 10%",
+                               "finetune 1%", "finetune 10%"}
+  assert set(s["scratch"]) == {"1%", "10%", "100%"}
+  assert s["raw_pixels"]["linear"] > 0.85      # digits pixels are easy
+  # the scratch baseline is cached: a second evaluation does not train it
+  calls = []
+  real = standard.finetune_scores
+  monkeypatch.setattr(standard, "finetune_scores",
+                      lambda *a, **k: calls.append(1) or real(*a, **k))
+  with restore(digits_run) as run:
+    again = standard.evaluate(run, _tiny_options(), cache_dir=cache,
+                              progress=False)
+  assert len(calls) == 2                      # the two fine-tunings only
+  assert again["results"]["scratch"] == json.loads(json.dumps(
+      res["results"]["scratch"]))
+
+
+def _fake_result(trained, seed=0):
+  acc = {"test": 0.5, "validation": 0.5}
+  r = {k: {"linear": dict(acc), "knn": dict(acc), "probe_1%": dict(acc),
+           "probe_10%": dict(acc)} for k in ("random_init", "raw_pixels")}
+  r["trained"] = {"linear": {"test": trained[0]}, "knn": {"test": trained[1]},
+                  "probe_1%": {"test": 0.6}, "probe_10%": {"test": 0.7},
+                  "finetune_1%": {"test": trained[2]},
+                  "finetune_10%": {"test": trained[3]}}
+  r["scratch"] = {"key": "x", "1%": {"test": 0.4}, "10%": {"test": 0.6},
+                  "100%": {"test": 0.9}}
+  return {"method": "m", "step": 1, "results": r}
+
+
+def test_table_means_and_stds(tmp_path):
+  seeds = {0: (0.80, 0.70, 0.60, 0.75), 1: (0.82, 0.72, 0.62, 0.77),
+           2: (0.84, 0.71, 0.61, 0.79)}
+  for s, t in seeds.items():
+    with open(tmp_path / f"simclr_s{s}.json", "w") as f:
+      json.dump(_fake_result(t, s), f)
+  with open(tmp_path / "rotation_s0.json", "w") as f:
+    json.dump(_fake_result((0.5, 0.4, 0.3, 0.2)), f)
+  md = open(table.write_table(str(tmp_path), order=["simclr", "rotation"])).read()
+  lin = np.array([v[0] for v in seeds.values()]) * 100
+  row = [l for l in md.splitlines() if l.startswith("| simclr |")][0]
+  assert f"{lin.mean():.2f} ± {lin.std(ddof=1):.2f}" in row
+  assert row.split("|")[2].strip() == "0,1,2"
+  assert "| rotation | 0 | 50.00 | 40.00 | 30.00 | 20.00 |" in md
+  assert "| scratch | - | - | - | 40.00 | 60.00 |" in md
+  rows = json.load(open(tmp_path / "table.json"))["rows"]
+  assert rows["scratch"]["100% labels"]["mean"] == pytest.approx(90.0)
+  assert open(tmp_path / "few_labels.png", "rb").read(4) == b"\x89PNG"
+
+
+def test_reproduce_orders_seed_zero_first_and_dry_runs():
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import reproduce
+  jobs = reproduce.jobs()
+  seeds = [s for _, s in jobs]
+  assert seeds == sorted(seeds) and seeds.count(0) == len(reproduce.RUNS)
+  for run in reproduce.RUNS:        # every row has a shipped config
+    assert os.path.exists(os.path.join(ROOT, "experiments", "configs", run.config))
+  out = subprocess.run(
+      [sys.executable, "experiments/reproduce.py", "--dry_run", "--only",
+       "simclr,jigsaw", "--seeds", "0"], cwd=ROOT, capture_output=True,
+      text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  lines = [l for l in out.stdout.splitlines() if "experiments/" in l]
+  assert len(lines) == 4 and "simclr_fashion_mnist.py" in lines[0]
+  assert "--results" in lines[1] and "simclr_s0.json" in lines[1]
