@@ -1,12 +1,14 @@
 """The evaluation of each method whose paper judges it by its own measure.
 
 ``METHOD_EVALUATIONS[name](run, out_dir) -> dict`` for a restored run
-(:func:`ssljax.run.restore`): CPC (audio word / voice probes, image-CPC
+(:func:`ssljax.run.restore`): CPC on sequences (audio word / voice
 probes), colorization and split-brain (held-out photo colorization quality:
 ab error, AuC raw and rebalanced, against gray and the training prior),
 video colorization (held-out colour-cluster accuracy against copying the
 reference, tracking J). ``experiments/evaluate.py`` runs it for these
-methods; the others get the frozen-feature suite (``ssljax.eval.suite``).
+methods; the image methods (image CPC included: its per-step accuracies are
+``experiments/cpc_fashion_mnist.py``'s) get the standard protocol
+(``ssljax.eval.standard``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,6 @@ def evaluate_video_run(run, out_dir: str, **options) -> dict:
 #: Registered method name -> its own evaluation ``(run, out_dir) -> dict``.
 METHOD_EVALUATIONS: dict[str, Callable] = {
     "cpc_sequence": lambda run, out_dir: evaluate_cpc(run),
-    "cpc_image": lambda run, out_dir: evaluate_cpc(run),
     "colorization": evaluate_colorization_run,
     "splitbrain": evaluate_colorization_run,
     "video_colorization": evaluate_video_run,

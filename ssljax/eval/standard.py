@@ -78,6 +78,8 @@ class ProtocolOptions:
       (0.1, FinetuneRecipe(steps=2000, lr=0.1)),
       (1.0, FinetuneRecipe(steps=5000, lr=0.1)))
   do_finetune: bool = True
+  #: also the same network at random init and raw pixels
+  baselines: bool = True
   seed: int = 0
 
 
@@ -227,10 +229,12 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
   subsets = label_subsets(fit.labels, options.label_fractions,
                           options.subset_seed)
   finetune = dict(options.finetune)
-  parts = ["features"] * 2 + ["linear"] * 3 + ["knn"] * 3 + [
-      "few-label probe"] * 3
+  n_enc = 3 if options.baselines else 1
+  parts = ["features"] * min(n_enc, 2) + ["linear", "knn"] * n_enc
+  if subsets:
+    parts += ["few-label probe"] * n_enc
   if options.do_finetune:
-    parts += [f"fine-tune {_pct(f)}" for f in options.label_fractions]
+    parts += [f"fine-tune {_pct(f)}" for f in subsets]
   bar = tqdm(total=len(parts), disable=not progress, unit="part",
              bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}<{remaining}]")
   seconds: dict[str, float] = {}
@@ -244,7 +248,10 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
     bar.update(1)
 
   feats = {}
-  for which, state in (("trained", run.state), ("random_init", run.random_state)):
+  encoders = [("trained", run.state)]
+  if options.baselines:
+    encoders.append(("random_init", run.random_state))
+  for which, state in encoders:
     t0 = step(f"features ({which})")
     # one pass over fit + validation (the training split) and test
     train_images = np.concatenate([fit.images, val.images])
@@ -254,7 +261,9 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
                         batch_size=ev.feature_batch_size, progress=False)
     feats[which] = (f_train[:len(fit)], f_train[len(fit):], f_test)
     done("features", t0)
-  feats["raw_pixels"] = (_raw(fit.images), _raw(val.images), _raw(test.images))
+  if options.baselines:
+    feats["raw_pixels"] = (_raw(fit.images), _raw(val.images),
+                           _raw(test.images))
 
   probe_kw = dict(num_classes=nc, weight_decays=options.weight_decays,
                   lr=ev.linear_lr, batch_size=ev.linear_batch_size,
@@ -270,12 +279,13 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
     r["knn"] = knn(a, fit.labels, b, val.labels, c, test.labels,
                    num_classes=nc, k=ev.knn_k, t=ev.knn_t)
     done("knn", t0)
-    t0 = step(f"few-label probe ({which})")
-    for fraction, idx in subsets.items():
-      r[f"probe_{_pct(fraction)}"] = probe(
-          a[idx], fit.labels[idx], b, val.labels, c, test.labels, **probe_kw)
-    done("few-label probe", t0)
-  if options.do_finetune:
+    if subsets:
+      t0 = step(f"few-label probe ({which})")
+      for fraction, idx in subsets.items():
+        r[f"probe_{_pct(fraction)}"] = probe(
+            a[idx], fit.labels[idx], b, val.labels, c, test.labels, **probe_kw)
+      done("few-label probe", t0)
+  if options.do_finetune and subsets:
     for fraction, idx in subsets.items():
       t0 = step(f"fine-tune {_pct(fraction)}")
       results["trained"][f"finetune_{_pct(fraction)}"] = finetune_scores(
@@ -283,7 +293,7 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
           seed=options.seed)
       done("fine-tune", t0)
   bar.close()
-  if options.do_finetune:
+  if options.do_finetune and subsets:
     t0 = time.perf_counter()
     results["scratch"] = scratch_baseline(
         run, options, cache_dir,
@@ -307,6 +317,8 @@ def summary(result: dict) -> dict[str, dict[str, float]]:
   res = result["results"]
   out = {}
   for which in ("trained", "random_init", "raw_pixels"):
+    if which not in res:
+      continue
     r = res[which]
     row = {"linear": r["linear"]["test"], "knn": r["knn"]["test"]}
     for key in r:
