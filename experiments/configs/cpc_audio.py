@@ -17,8 +17,9 @@ a GRU context of 128 (CPC: 256), K = 12 linear predictors. Candidates: the
 true frame plus 256 frames drawn from the batch's B*T = 1600 (one draw per
 step, shared by all predictions). ``--config.cpc.negatives=batch`` scores
 every prediction against all 1600 frames, the loss's exact definition; on 2
-CPU cores that made a step about 2x slower (the B*T x B*T logits of the 12
-steps dominate it). The held-out per-step accuracy in ``eval.json`` always
+CPU cores that makes a step slower (the B*T x B*T logits of the 12 steps
+dominate it; its measured run:
+benchmarks/results/cpc_audio_batch_negatives_eval.json). The held-out per-step accuracy in ``eval.json`` always
 uses all frames of a batch.
 """
 

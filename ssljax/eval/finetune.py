@@ -71,6 +71,27 @@ def _model_parts(method):
                    "images (no mean/std or preprocess).")
 
 
+def feature_fn(method):
+  """``f(variables, images_01, train) -> (features [B, F], batch_stats)``: the
+  trainable encoder of ``method`` on float images in [0, 1] (BatchNorm
+  statistics updated when ``train``). A method may define it as
+  ``trainable_features`` (image CPC: patches, then the pooled grid); the
+  default is its model's ``encode(x, train)`` on its normalized input."""
+  own = getattr(method, "trainable_features", None)
+  if own is not None:
+    return own
+  model, preprocess = _model_parts(method)
+
+  def f(variables, x, train):
+    if not train:
+      return model.apply(variables, preprocess(x), train=False,
+                         method=type(model).encode), variables["batch_stats"]
+    feats, upd = model.apply(variables, preprocess(x), train=True,
+                             method=type(model).encode, mutable=["batch_stats"])
+    return feats, upd["batch_stats"]
+  return f
+
+
 _COMPILED: dict[tuple, tuple] = {}
 
 
@@ -83,7 +104,7 @@ def _compiled(method, *, num_classes, steps, batch_size, lr, weight_decay,
          tuple(crop_area))
   if key in _COMPILED and _COMPILED[key][0] is method:
     return _COMPILED[key][1:]
-  model, preprocess = _model_parts(method)
+  features = feature_fn(method)
   tx = optax.chain(optax.add_decayed_weights(weight_decay),
                    optax.sgd(optax.cosine_decay_schedule(lr, steps),
                              momentum=0.9, nesterov=True))
@@ -94,12 +115,11 @@ def _compiled(method, *, num_classes, steps, batch_size, lr, weight_decay,
     return random_flip_left_right(k2, image)
 
   def loss_fn(tr, batch_stats, x, y):
-    feats, upd = model.apply({"params": tr["encoder"], "batch_stats": batch_stats},
-                             x, train=True, method=type(model).encode,
-                             mutable=["batch_stats"])
+    feats, batch_stats = features(
+        {"params": tr["encoder"], "batch_stats": batch_stats}, x, True)
     logits = feats.astype(jnp.float32) @ tr["head"]["w"] + tr["head"]["b"]
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    return loss, upd["batch_stats"]
+    return loss, batch_stats
 
   @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
   def step(tr, batch_stats, opt_state, k, images, labels, pool, n):
@@ -109,7 +129,7 @@ def _compiled(method, *, num_classes, steps, batch_size, lr, weight_decay,
     if augment:
       x = batch_apply(view, k_aug, x)
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        tr, batch_stats, preprocess(x), labels[idx])
+        tr, batch_stats, x, labels[idx])
     updates, opt_state = tx.update(grads, opt_state, tr)
     return optax.apply_updates(tr, updates), batch_stats, opt_state, loss
 
@@ -130,14 +150,13 @@ def _compiled(method, *, num_classes, steps, batch_size, lr, weight_decay,
 
   @jax.jit
   def predict_fn(p, x):
-    feats = model.apply({"params": p["params"], "batch_stats": p["batch_stats"]},
-                        preprocess(to_float(x)), train=False,
-                        method=type(model).encode)
+    feats, _ = features({"params": p["params"], "batch_stats": p["batch_stats"]},
+                        to_float(x), False)
     return jnp.argmax(feats.astype(jnp.float32) @ p["head"]["w"]
                       + p["head"]["b"], -1)
 
-  _COMPILED[key] = (method, run, predict_fn, model, preprocess)
-  return run, predict_fn, model, preprocess
+  _COMPILED[key] = (method, run, predict_fn, features)
+  return run, predict_fn, features
 
 
 def finetune(method, variables_or_state, images, labels, *, num_classes: int,
@@ -163,13 +182,13 @@ def finetune(method, variables_or_state, images, labels, *, num_classes: int,
                      f"{len(images)} images.")
   n = len(pool)
   pool = np.resize(pool, len(images)).astype(np.int32)    # fixed shape
-  run, _, model, preprocess = _compiled(
+  run, _, features = _compiled(
       method, num_classes=num_classes, steps=steps, batch_size=batch_size,
       lr=lr, weight_decay=weight_decay, augment=augment, crop_area=crop_area)
   v = encoder_variables(variables_or_state)
-  feat_dim = jax.eval_shape(
-      lambda x: model.apply(v, preprocess(to_float(x)), train=False,
-                            method=type(model).encode), images[:1]).shape[-1]
+  v = {"params": v["params"], "batch_stats": v.get("batch_stats", {})}
+  feat_dim = jax.eval_shape(lambda x: features(v, to_float(x), False)[0],
+                            images[:1]).shape[-1]
   trainable = {"encoder": v["params"],
                "head": {"w": jnp.zeros((feat_dim, num_classes)),
                         "b": jnp.zeros((num_classes,))}}
@@ -190,11 +209,11 @@ def predict(method, finetuned: dict, images, *, batch_size: int = 1000
   (BatchNorm in inference mode)."""
   fn = finetuned.get("_predict")
   if fn is None:
-    model, preprocess = _model_parts(method)
-    fn = jax.jit(lambda p, x: jnp.argmax(model.apply(
+    features = feature_fn(method)
+    fn = jax.jit(lambda p, x: jnp.argmax(features(
         {"params": p["params"], "batch_stats": p["batch_stats"]},
-        preprocess(to_float(x)), train=False, method=type(model).encode
-    ).astype(jnp.float32) @ p["head"]["w"] + p["head"]["b"], -1))
+        to_float(x), False)[0].astype(jnp.float32) @ p["head"]["w"]
+        + p["head"]["b"], -1))
   p = {k: finetuned[k] for k in ("params", "batch_stats", "head")}
   return np.concatenate([np.asarray(fn(p, images[i:i + batch_size]))
                          for i in range(0, len(images), batch_size)])

@@ -392,6 +392,15 @@ class ImageCPC(_CPCBase):
     z, c = self.representations(variables_or_state, images)
     return _pool(z, c, self.pool, (1, 2))
 
+  def trainable_features(self, variables, images: jax.Array, train: bool):
+    """Fine-tuning's features (``ssljax.eval.finetune``): :meth:`encode` of
+    float images in [0, 1] with ``train`` passed on; the patch encoder has
+    LayerNorm only, so no statistics change."""
+    z, c = self.model.apply({"params": variables["params"]},
+                            self.patches(images), train=train,
+                            method=type(self.model).encode)
+    return _pool(z, c, self.pool, (1, 2)), variables.get("batch_stats", {})
+
   def representations(self, variables_or_state, images: jax.Array):
     """``(z [B, gh, gw, D], c [B, gh, gw, C])``."""
     return self.model.apply(_params(variables_or_state), self.patches(images),
