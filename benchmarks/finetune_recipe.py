@@ -37,7 +37,9 @@ _PRE_LRS = flags.DEFINE_list("pretrained_lrs", ["0.01", "0.05", "0.2"],
 _SCRATCH_LRS = flags.DEFINE_list("scratch_lrs", ["0.03", "0.1", "0.3"],
                                  "From-scratch learning rates.")
 _FULL = flags.DEFINE_bool("full", False, "Also train from scratch on all the "
-                          "fit labels (the protocol's 100% recipe, its lr only).")
+                          "fit labels (standard.ALL_LABELS; the supervised "
+                          "reference, reported on validation and test).")
+_GRID = flags.DEFINE_bool("grid", True, "Run the learning-rate grids.")
 
 
 def _val_only(method, state, fit, val, idx, recipe, seed=0):
@@ -60,7 +62,7 @@ def main(argv):
                                      opts.subset_seed)
     plans = [("pretrained", run.state, dict(opts.finetune), _PRE_LRS.value),
              ("scratch", run.random_state, dict(opts.scratch), _SCRATCH_LRS.value)]
-    for name, state, recipes, lrs in plans:
+    for name, state, recipes, lrs in plans if _GRID.value else ():
       for fraction, idx in subsets.items():
         for lr in map(float, lrs):
           recipe = dataclasses.replace(recipes[fraction], lr=lr)
@@ -73,15 +75,24 @@ def main(argv):
           print(f"{key} lr={lr}: validation {100 * acc:.2f}% "
                 f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if _FULL.value:
-      recipe = dict(opts.scratch)[1.0]
+      # one recipe, no choice: the supervised reference, validation and test
+      import numpy as np   # noqa: PLC0415
+      recipe = standard.ALL_LABELS[1]
       t0 = time.perf_counter()
-      acc = _val_only(run.method, run.random_state, fit, val, None, recipe)
-      out["grid"]["scratch 100%"] = {recipe.lr: {
-          "validation": acc, "seconds": time.perf_counter() - t0,
-          "recipe": dataclasses.asdict(recipe)}}
-      print(f"scratch 100%: validation {100 * acc:.2f}%", flush=True)
+      res = standard.finetune_scores(run.method, run.random_state, fit, val,
+                                     run.test, np.arange(len(fit)), recipe)
+      out["scratch_all_labels"] = {**res, "seconds": time.perf_counter() - t0,
+                                   "labels": len(fit)}
+      print(f"scratch 100%: validation {100 * res['validation']:.2f}% test "
+            f"{100 * res['test']:.2f}%", flush=True)
   out["best_lr"] = {k: max(v, key=lambda lr: v[lr]["validation"])
                     for k, v in out["grid"].items()}
+  if os.path.exists(_OUT.value):      # keep the other part of an earlier run
+    with open(_OUT.value) as f:
+      old = json.load(f)
+    for key in ("grid", "best_lr", "scratch_all_labels"):
+      if not out.get(key) and old.get(key):
+        out[key] = old[key]
   os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
   with open(_OUT.value, "w") as f:
     json.dump(out, f, indent=1)

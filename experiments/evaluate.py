@@ -48,6 +48,9 @@ _BASELINES = flags.DEFINE_string("baselines", "workdirs/baselines",
                                  "Cache of the from-scratch baselines.")
 _NO_FINETUNE = flags.DEFINE_bool("no_finetune", False, "Skip fine-tuning and "
                                  "the from-scratch baseline (about 1 minute).")
+_ALL_LABELS = flags.DEFINE_bool(
+    "scratch_all_labels", False, "Also train the network from scratch on all "
+    "the fit labels (the supervised reference; about 10 minutes on 2 cores).")
 _SUITE = flags.DEFINE_list("suite", [], "Run these sections of the extended "
                            "suite instead (ssljax.eval.suite.SECTIONS).")
 _SKIP_DONE = flags.DEFINE_bool("skip_done", True, "Do nothing when the "
@@ -100,8 +103,11 @@ def main(argv):
     if _SKIP_DONE.value and _done(_RESULTS.value or out, run.step):
       print(f"{_RESULTS.value or out} already holds step {run.step}")
       return 0
-    options = dataclasses.replace(standard.ProtocolOptions(),
-                                  do_finetune=not _NO_FINETUNE.value)
+    options = standard.ProtocolOptions()
+    options = dataclasses.replace(
+        options, do_finetune=not _NO_FINETUNE.value,
+        scratch=options.scratch + ((standard.ALL_LABELS,)
+                                   if _ALL_LABELS.value else ()))
     result = standard.evaluate(run, options, cache_dir=_BASELINES.value)
     result["workdir"] = _WORKDIR.value
   print(standard.format_summary(result))

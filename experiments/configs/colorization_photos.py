@@ -34,7 +34,7 @@ def get_config():
   c.data_source = "auto"
   c.batch_size = 64
   c.num_epochs = 1.0
-  c.num_steps = 500                # ~5 min on 2 CPU cores; > 0 overrides epochs
+  c.num_steps = 500                # > 0 overrides epochs
 
   # Sized for a CPU: 32 -> 16 -> 8 -> 4 (the stem's 32x32 map joins the
   # hypercolumn). On an accelerator: widths=(64, 128, 256), first_stage_stride=1.

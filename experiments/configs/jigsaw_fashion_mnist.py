@@ -16,9 +16,9 @@ tiles), each tile is normalized on its own, the 9 tiles are shuffled by one of
 which. The tile encoder is the SimCLR Fashion-MNIST config's; at evaluation it
 sees whole 28x28 images, each standardized on its own like the tiles.
 
-8x8 tiles, not 10x10: XLA:CPU ran this encoder about 6x slower on 10x10 (and
-9, 12, 14, 16) inputs than on 8x8 ones at this batch (0.21 s vs 1.4 s
-forward for 1152 tiles), so 8 keeps the step at ~0.7 s on 2 cores.
+8x8 tiles, not 10x10: XLA:CPU ran this encoder several times slower on 10x10
+(and 9, 12, 14, 16) inputs than on 8x8 ones at this batch (scratch timings,
+not kept with a results file), so 8 keeps the step short on 2 cores.
 """
 
 import ml_collections
@@ -32,8 +32,8 @@ def get_config():
   c.data_dir = ""
   c.data_source = "auto"
   c.batch_size = 128                # 1152 tiles a step
-  # 10 epochs of the 54,000 training images: about 20 minutes on the
-  # 2-core CPU (460 images/s).
+  # 10 epochs of the 54,000 training images (a CPU-sized budget; no
+  # measured run of it is kept in benchmarks/results/ yet).
   c.num_epochs = 10.0
   c.num_steps = 0                   # > 0 overrides num_epochs
 

@@ -27,8 +27,8 @@ def get_config():
   c.data_dir = ""
   c.data_source = "auto"
   c.batch_size = 128                # 1152 tiles, 1024 pairs a step
-  # 10 epochs of the 54,000 training images: about 20 minutes on the
-  # 2-core CPU (445 images/s).
+  # 10 epochs of the 54,000 training images (a CPU-sized budget; no
+  # measured run of it is kept in benchmarks/results/ yet).
   c.num_epochs = 10.0
   c.num_steps = 0                   # > 0 overrides num_epochs
 

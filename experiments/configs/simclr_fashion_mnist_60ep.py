@@ -8,8 +8,10 @@ steps) with a 2-epoch warm-up.
 
 Measured on the 2-core CPU (2026-11-29/30, 1 h 31 min of training at a
 median 683 images/s): **90.44% linear probe, 84.23% kNN** on all 10,000 test
-images (random init 68.27%, raw pixels 84.55% in the same run; BENCHMARKS.md).
-Command 1's 5 epochs of the same recipe give 88.42% (mean of 3 seeds).
+images (random init 68.27%, raw pixels 84.55% in the same run;
+benchmarks/results/simclr_fashion_mnist_60ep_cpu_eval.json). Command 1's 5
+epochs of the same recipe give 88.42% (mean of 3 seeds;
+benchmarks/results/simclr_fashion_mnist_seeds.json).
 
 Launch::
 

@@ -8,9 +8,10 @@ Launch::
     python experiments/linear_eval.py --workdir workdirs/simclr_fmnist_long
 
 Measured (trial long_60ep of benchmarks/fashion_mnist_sweep.py, one H200,
-2026-11-28): 88.9% linear probe, 83.4% kNN, 131 s of training with other runs
-sharing the GPU. 12 and 30 epochs gave 87.5% and 88.0%. It does not reach 90%:
-see BENCHMARKS.md. On the 2-core CPU it would take about 7 hours.
+2026-11-28; benchmarks/results/fashion_mnist_sweep_h200.jsonl): 88.9% linear
+probe, 83.4% kNN, 131 s of training with other runs sharing the GPU. 12 and
+30 epochs gave 87.5% and 88.0%. It does not reach 90%: see BENCHMARKS.md.
+On the 2-core CPU it takes hours (not measured).
 """
 
 import os

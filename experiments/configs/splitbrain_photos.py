@@ -31,7 +31,7 @@ def get_config():
   c.data_source = "auto"
   c.batch_size = 64
   c.num_epochs = 1.0
-  c.num_steps = 300                # ~3 minutes on 2 CPU cores
+  c.num_steps = 300                # > 0 overrides epochs
 
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(8, 16, 32), first_stage_stride=2))

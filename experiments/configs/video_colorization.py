@@ -1,8 +1,9 @@
 """Video colorization (Vondrick et al. 2018) on the opencv-doc videos, then
 colorization of held-out frames and tracking by label propagation.
 
-Launch (needs ``apt-get install opencv-doc``; ~5 min training on 2 CPU
-cores, then ~1.5 min of evaluation)::
+Launch (needs ``apt-get install opencv-doc``; 4.6 min of training on 2
+shared CPU cores, then 1.6 min of evaluation:
+benchmarks/results/video_colorization_eval.json)::
 
     python experiments/pretrain.py \
         --config experiments/configs/video_colorization.py \
