@@ -55,3 +55,38 @@ def test_front_table_comes_from_the_file_named_below_it():
   figures = [float(p) for p in PERCENT.findall(table)]
   assert len(figures) == 6
   assert all(p in known for p in figures), (figures, path)
+
+
+REPRO = re.compile(r"`(?:benchmarks/results/reproduce/)?([a-z0-9_]+_s\d+\.json)`")
+
+
+def test_reproduce_rows_match_the_table_computed_from_their_files():
+  """Each methods-table row that names reproduce results files
+  (benchmarks/results/reproduce/<method>_s<seed>.json) shows exactly what
+  ssljax.eval.table computes from those files: the method's mean (± std over
+  seeds), or, for the baseline rows, random init / raw pixels / from scratch."""
+  from ssljax.eval import table as tbl
+  text = _readme()
+  start = text.index("| method | paper |")
+  lines = text[start:text.index("\n\n", start)].splitlines()
+  heads = [h.strip() for h in lines[0].strip("|").split("|")]
+  rows = [l for l in lines[2:] if REPRO.search(l)]
+  assert rows, "no methods-table row names its reproduce results files"
+  for line in rows:
+    cells = dict(zip(heads, (c.strip() for c in line.strip("|").split("|"))))
+    files = REPRO.findall(line)
+    results = {}
+    for f in files:
+      m = re.match(r"(.+)_s(\d+)\.json", f)
+      with open(os.path.join(RESULTS, "reproduce", f), encoding="utf-8") as fh:
+        results.setdefault(m[1], {})[int(m[2])] = json.load(fh)
+    computed = tbl.table(results)
+    name = cells["method"].lower()
+    key = ("random_init" if name.startswith("random init") else
+           "raw_pixels" if name.startswith("raw pixels") else
+           "scratch" if name.startswith("from scratch") else
+           next(iter(results)))
+    for col in ("linear", "kNN", "1% labels", "10% labels"):
+      want = tbl._fmt(computed[key].get(col))
+      got = cells[col].replace("**", "")
+      assert got == want, (line, col, got, want)

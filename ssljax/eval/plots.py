@@ -175,12 +175,13 @@ def _show(ax, image, color=None):
 
 def retrieval_grid(query_images, bank_images, query_feats, bank_feats,
                    path: str, *, k: int = 8, query_labels=None,
-                   bank_labels=None, cell: float = 1.0,
-                   dpi: int = 100) -> np.ndarray:
+                   bank_labels=None, class_names: Sequence[str] | None = None,
+                   cell: float = 1.0, dpi: int = 100) -> np.ndarray:
   """A grid: one row per query, the query in the first column, then its
   ``k`` cosine nearest neighbours in the bank (:func:`retrieve`).
 
-  With labels, neighbours get a green (same class) or red border.
+  With labels, neighbours get a green (same class) or red border; with
+  ``class_names`` too, each image is captioned with its class name.
 
   Args:
     query_images, bank_images: ``[Q, H, W, C]`` / ``[N, H, W, C]``, uint8 or
@@ -195,14 +196,21 @@ def retrieval_grid(query_images, bank_images, query_feats, bank_feats,
   nq = len(idx)
   fig = _figure(((k + 1) * cell, nq * cell), dpi)
   axes = fig.subplots(nq, k + 1, squeeze=False)
+  named = (class_names is not None and query_labels is not None
+           and bank_labels is not None)
   for r in range(nq):
     _show(axes[r, 0], query_images[r], "black")
+    if named:
+      axes[r, 0].set_xlabel(class_names[int(query_labels[r])], fontsize=6)
     for j, b in enumerate(idx[r]):
       color = None
       if query_labels is not None and bank_labels is not None:
         same = np.asarray(bank_labels)[b] == np.asarray(query_labels)[r]
         color = "tab:green" if same else "tab:red"
       _show(axes[r, j + 1], bank_images[b], color)
+      if named:
+        axes[r, j + 1].set_xlabel(class_names[int(np.asarray(bank_labels)[b])],
+                                  fontsize=6)
   axes[0, 0].set_title("query", fontsize="small")
   _save(fig, path, dpi)
   return idx

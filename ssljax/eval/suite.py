@@ -177,6 +177,8 @@ def section_pictures(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
   for m in opts.embed_methods:
     path = os.path.join(out_dir, f"embedding_{m}.png")
     plots.embedding_plot(feats, te.labels, path, method=m,
+                         class_names=data_lib.class_names(run.config.dataset,
+                                                          te.num_classes),
                          max_points=opts.embed_points, seed=opts.seed,
                          title=f"{run.config.method} test features ({m})")
     files[f"embedding_{m}"] = path
@@ -186,7 +188,9 @@ def section_pictures(run: _Run, opts: SuiteOptions, out_dir: str) -> dict:
   plots.retrieval_grid(te.images[q], tr.images, feats[q],
                        run.features("trained", tr.images, "train"), path,
                        k=opts.retrieval_k, query_labels=te.labels[q],
-                       bank_labels=tr.labels)
+                       bank_labels=tr.labels,
+                       class_names=data_lib.class_names(run.config.dataset,
+                                                        te.num_classes))
   files["retrieval"] = path
   metrics = os.path.join(run.workdir, "metrics.jsonl")
   if os.path.exists(metrics):

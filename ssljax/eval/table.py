@@ -76,6 +76,9 @@ def table(results: dict[str, dict[int, dict]], order=None) -> dict:
     for name in ("random_init", "raw_pixels"):
       rows[name] = {h: _cell([s[name][k]]) if k in s[name] else None
                     for h, k in COLUMNS}
+      # nothing to fine-tune: their few-label cells are the frozen probe's
+      for pct in ("1%", "10%"):
+        rows[name][f"{pct} labels"] = rows[name][f"{pct} frozen"]
     if "scratch" in s:
       sc = s["scratch"]
       rows["scratch"] = {h: _cell([sc[k.split()[-1]]]) if k.startswith(
