@@ -25,7 +25,7 @@ for run in "${RUNS[@]}"; do
   .venv/bin/python experiments/pretrain.py \
     --config "experiments/configs/$cfg.py" --workdir "$dir"
   .venv/bin/python experiments/evaluate.py --workdir "$dir" \
-    --sections "$SECTIONS" --finetune_steps "${FINETUNE_STEPS:-200}" --skip_done
+    --suite "$SECTIONS" --finetune_steps "${FINETUNE_STEPS:-200}" --skip_done
   DIRS+=("$dir")
 done
 .venv/bin/python experiments/report.py --out "$OUT" "${DIRS[@]}"

@@ -52,9 +52,20 @@ _ALL_LABELS = flags.DEFINE_bool(
     "scratch_all_labels", False, "Also train the network from scratch on all "
     "the fit labels (the supervised reference; about 10 minutes on 2 cores).")
 _SUITE = flags.DEFINE_list("suite", [], "Run these sections of the extended "
-                           "suite instead (ssljax.eval.suite.SECTIONS).")
+                           "suite instead (ssljax.eval.suite.SECTIONS, or all).")
 _SKIP_DONE = flags.DEFINE_bool("skip_done", True, "Do nothing when the "
-                               "results already hold this checkpoint step.")
+                               "results already hold this checkpoint step "
+                               "(--suite: keep the sections already measured).")
+_FT_STEPS = flags.DEFINE_integer("finetune_steps", 400, "--suite few_labels: "
+                                 "fine-tuning steps per point.")
+_AUG_PRESET = flags.DEFINE_enum(
+    "linear_aug_preset", "simclr", ["simclr", "moco"],
+    "--suite linear_aug: the papers' augmented linear protocol to follow.")
+_AUG_EPOCHS = flags.DEFINE_integer(
+    "linear_aug_epochs", 10, "--suite linear_aug: epochs (the papers: 90 "
+    "SimCLR, 100 MoCo; not in the default protocol: 10 epochs stop short).")
+_EMBED = flags.DEFINE_list("embed", ["tsne", "umap"],
+                           "--suite pictures: tsne and/or umap.")
 
 
 def _done(path: str | None, step: int) -> bool:
@@ -86,8 +97,15 @@ def main(argv):
     method = run.config.method
     if _SUITE.value:
       from ssljax.eval.report import markdown_report   # noqa: PLC0415
-      from ssljax.eval.suite import SuiteOptions, evaluate_suite  # noqa: PLC0415
-      report = evaluate_suite(run, sections=_SUITE.value, options=SuiteOptions())
+      from ssljax.eval.suite import (SECTIONS, SuiteOptions,  # noqa: PLC0415
+                                     evaluate_suite)
+      sections = SECTIONS if _SUITE.value == ["all"] else _SUITE.value
+      opts = SuiteOptions(finetune_steps=_FT_STEPS.value,
+                          embed_methods=tuple(_EMBED.value),
+                          linear_aug_preset=_AUG_PRESET.value,
+                          linear_aug_epochs=_AUG_EPOCHS.value)
+      report = evaluate_suite(run, sections=sections, options=opts,
+                              skip_done=_SKIP_DONE.value)
       print(markdown_report([report], image_root=None))
       return 0
     if method in METHOD_EVALUATIONS:
