@@ -7,8 +7,8 @@ few-label picture.
     python experiments/reproduce.py --stage table         # table + picture only
     python experiments/reproduce.py --parallel 8          # a GPU: 8 runs at once
 
-Each run is ``experiments/pretrain.py`` (it resumes a cut run and returns at
-once for a finished one) then ``experiments/evaluate.py`` (skipped when the
+Each run is ``experiments/pretrain.py`` (it resumes a cut run; a finished one,
+with ``finished.json`` in its workdir, is not started again) then ``experiments/evaluate.py`` (skipped when the
 run's results file already holds that checkpoint step), with the workdir
 ``WORKDIRS/<method>_s<seed>``. Results: one file per run,
 ``RESULTS/<method>_s<seed>.json`` (the evaluation, the command, commit, date
@@ -119,7 +119,7 @@ def _do(run: Run, seed: int, stage: str, env: dict) -> str:
   os.makedirs(_WORKDIRS.value, exist_ok=True)
   log = open(os.path.join(_WORKDIRS.value, f"{name}.log"), "a")
   steps = []
-  if stage in ("all", "pretrain"):
+  if stage in ("all", "pretrain") and not _finished(workdir):
     steps.append(pretrain_command(run, seed, workdir, _SET.value))
   if stage in ("all", "evaluate"):
     steps.append(evaluate_command(workdir, out, _EVAL_FLAGS.value))
