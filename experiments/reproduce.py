@@ -136,7 +136,32 @@ def _do(run: Run, seed: int, stage: str, env: dict) -> str:
     if cmd[1].endswith("pretrain.py") and not _finished(workdir):
       return f"{name}: pre-training stopped before its last step (rerun to resume)"
     print(f"[{name}] {cmd[1]} done in {time.time() - t0:.0f} s", flush=True)
+  if not _DRY.value and os.path.exists(out):
+    _annotate(out, run, seed, workdir)
   return f"{name}: ok"
+
+
+def _annotate(out: str, run: Run, seed: int, workdir: str) -> None:
+  """Add the pre-training's command and speed to a run's results file."""
+  with open(out) as f:
+    result = json.load(f)
+  rates, last = [], 0
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(metrics):
+    with open(metrics) as f:
+      for line in f:
+        row = json.loads(line)
+        if "images_per_sec" in row:
+          rates.append(row["images_per_sec"])
+          last = max(last, row.get("step", 0))
+  result["pretrain"] = {
+      "command": " ".join(pretrain_command(run, seed, workdir)[1:]),
+      "config": f"experiments/configs/{run.config}", "seed": seed,
+      "steps": last,
+      "median_images_per_sec": float(sorted(rates)[len(rates) // 2])
+      if rates else None}
+  with open(out, "w") as f:
+    json.dump(result, f, indent=1)
 
 
 def main(argv):
