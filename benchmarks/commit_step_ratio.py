@@ -32,10 +32,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "experiments/configs/simclr_fashion_mnist.py"
 
 
-def run_side(tree: str, steps: int, log_every: int) -> dict:
+def run_side(tree: str, steps: int, log_every: int, config: str = CONFIG) -> dict:
   with tempfile.TemporaryDirectory() as work:
     cmd = [sys.executable, os.path.join(tree, "experiments", "pretrain.py"),
-           "--config", os.path.join(tree, CONFIG), "--workdir", work,
+           "--config", os.path.join(tree, config), "--workdir", work,
            f"--config.num_steps={steps}", f"--config.log_every={log_every}",
            f"--config.checkpoint_every={steps}"]
     env = {**os.environ, "PYTHONPATH": tree}
@@ -65,6 +65,8 @@ def main():
   parser.add_argument("--steps", type=int, default=60)
   parser.add_argument("--log-every", type=int, default=10)
   parser.add_argument("--out", required=True)
+  parser.add_argument("--config", default=CONFIG, help="the config file, "
+                      "relative to each tree (each side runs its own version)")
   args = parser.parse_args()
   base_tree = tempfile.mkdtemp(prefix="ssljax_base_")
   subprocess.run(["git", "worktree", "add", "--detach", base_tree, args.base],
@@ -72,8 +74,8 @@ def main():
   rounds = []
   try:
     for i in range(args.rounds):
-      base = run_side(base_tree, args.steps, args.log_every)
-      new = run_side(ROOT, args.steps, args.log_every)
+      base = run_side(base_tree, args.steps, args.log_every, args.config)
+      new = run_side(ROOT, args.steps, args.log_every, args.config)
       rounds.append({"base": base, "new": new,
                      "ratio": new["images_per_sec"] / base["images_per_sec"]})
       print(f"round {i}: base {base['images_per_sec']:.1f}, this tree "
@@ -88,7 +90,7 @@ def main():
   head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True,
                         capture_output=True, text=True).stdout.strip()
   result = {"command": " ".join(sys.argv), "base": args.base, "head": head,
-            "config": CONFIG, "steps": args.steps, "rounds": rounds,
+            "config": args.config, "steps": args.steps, "rounds": rounds,
             "ratio_median": statistics.median(ratios),
             "ratio_ci95": bootstrap(ratios), "max_abs_loss_difference": loss_diff,
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
