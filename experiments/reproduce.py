@@ -116,8 +116,7 @@ def _do(run: Run, seed: int, stage: str, env: dict) -> str:
   name = run_name(run, seed)
   workdir = os.path.join(_WORKDIRS.value, name)
   out = os.path.join(_RESULTS.value, f"{name}.json")
-  os.makedirs(_WORKDIRS.value, exist_ok=True)
-  log = open(os.path.join(_WORKDIRS.value, f"{name}.log"), "a")
+  log_path = os.path.join(_WORKDIRS.value, f"{name}.log")
   steps = []
   if stage in ("all", "pretrain") and not _finished(workdir):
     steps.append(pretrain_command(run, seed, workdir, _SET.value))
@@ -129,10 +128,12 @@ def _do(run: Run, seed: int, stage: str, env: dict) -> str:
       continue
     t0 = time.time()
     print(f"[{name}] {' '.join(cmd[1:3])} ...", flush=True)
-    rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log,
-                         stderr=subprocess.STDOUT)
+    os.makedirs(_WORKDIRS.value, exist_ok=True)
+    with open(log_path, "a") as log:
+      rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log,
+                           stderr=subprocess.STDOUT)
     if rc != 0:
-      return f"{name}: {cmd[1]} exited {rc} (see {log.name})"
+      return f"{name}: {cmd[1]} exited {rc} (see {log_path})"
     if cmd[1].endswith("pretrain.py") and not _finished(workdir):
       return f"{name}: pre-training stopped before its last step (rerun to resume)"
     print(f"[{name}] {cmd[1]} done in {time.time() - t0:.0f} s", flush=True)
