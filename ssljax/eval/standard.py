@@ -242,22 +242,28 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
                           options.subset_seed)
   finetune = dict(options.finetune)
   n_enc = 3 if options.baselines else 1
-  parts = ["features"] * min(n_enc, 2) + ["linear", "knn"] * n_enc
-  if subsets:
-    parts += ["few-label probe"] * n_enc
+  # Progress in units of expected work (about a second each on a 2-core CPU
+  # for Fashion-MNIST), so that the time left is estimated from the rate so
+  # far rather than from a count of unequal parts.
+  work = {"features": 20.0, "linear": 8.0, "knn": 10.0,
+          "few-label probe": 12.0, "fine-tune": 0.1}   # fine-tune: per step
+  total = (work["features"] * min(n_enc, 2)
+           + (work["linear"] + work["knn"]) * n_enc
+           + (work["few-label probe"] * n_enc if subsets else 0.0))
   if options.do_finetune:
-    parts += [f"fine-tune {_pct(f)}" for f in subsets]
-  bar = tqdm(total=len(parts), disable=not progress, unit="part",
-             bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}<{remaining}]")
+    total += sum(work["fine-tune"] * finetune[f].steps for f in subsets)
+  bar = tqdm(total=round(total), disable=not progress, unit="u",
+             bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                        "[{elapsed} elapsed, about {remaining} left]")
   seconds: dict[str, float] = {}
 
   def step(name):
     bar.set_description(name)
     return time.perf_counter()
 
-  def done(name, t0):
+  def done(name, t0, units=None):
     seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
-    bar.update(1)
+    bar.update(round(work[name] if units is None else units))
 
   feats = {}
   encoders = [("trained", run.state)]
@@ -303,7 +309,7 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
       results["trained"][f"finetune_{_pct(fraction)}"] = finetune_scores(
           run.method, run.state, fit, val, test, idx, finetune[fraction],
           seed=options.seed)
-      done("fine-tune", t0)
+      done("fine-tune", t0, work["fine-tune"] * finetune[fraction].steps)
   bar.close()
   if options.do_finetune and subsets:
     t0 = time.perf_counter()
