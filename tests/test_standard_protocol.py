@@ -145,11 +145,13 @@ def test_table_means_and_stds(tmp_path):
   assert f"{lin.mean():.2f} ± {lin.std(ddof=1):.2f}" in row
   assert row.split("|")[2].strip() == "0,1,2"
   assert "| rotation | 0 | 50.00 | 40.00 | 30.00 | 20.00 |" in md
-  assert "| scratch | - | - | - | 40.00 | 60.00 |" in md
+  # each method's own network at random init and from scratch
+  assert "| simclr scratch | - | - | - | 40.00 | 60.00 |" in md
+  assert "| rotation random_init | - | 50.00 | 50.00 |" in md
   # random init / raw pixels: their few-label cells are the frozen probe's
   assert "| raw_pixels | - | 50.00 | 50.00 | 50.00 | 50.00 | 50.00 | 50.00 |" in md
   rows = json.load(open(tmp_path / "table.json"))["rows"]
-  assert rows["scratch"]["100% labels"]["mean"] == pytest.approx(90.0)
+  assert rows["simclr scratch"]["100% labels"]["mean"] == pytest.approx(90.0)
   assert open(tmp_path / "few_labels.png", "rb").read(4) == b"\x89PNG"
 
 

@@ -59,32 +59,50 @@ def _fmt(cell) -> str:
   return f"{cell['mean']:.2f} ± {cell['std']:.2f}"
 
 
-def table(results: dict[str, dict[int, dict]], order=None) -> dict:
-  """Rows ``{name: {column: cell}}``: one per method (over its seeds), then
-  the baselines."""
-  rows: dict[str, dict] = {}
-  methods = [m for m in (order or []) if m in results] + sorted(
-      m for m in results if m not in (order or []))
-  for method in methods:
-    sums = [_summary(r)["trained"] for r in results[method].values()]
-    rows[method] = {h: _cell([s[k] for s in sums]) if all(k in s for s in sums)
-                    else None for h, k in COLUMNS}
-    rows[method]["seeds"] = sorted(results[method])
-  base = next((results[m][min(results[m])] for m in methods), None)
-  if base is not None:
-    s = _summary(base)
-    for name in ("random_init", "raw_pixels"):
+def _baseline_rows(result) -> dict:
+  """random init / raw pixels / from scratch rows of one result file."""
+  s = _summary(result)
+  rows = {}
+  for name in ("random_init", "raw_pixels"):
+    if name in s:
       rows[name] = {h: _cell([s[name][k]]) if k in s[name] else None
                     for h, k in COLUMNS}
       # nothing to fine-tune: their few-label cells are the frozen probe's
       for pct in ("1%", "10%"):
         rows[name][f"{pct} labels"] = rows[name][f"{pct} frozen"]
-    if "scratch" in s:
-      sc = s["scratch"]
-      rows["scratch"] = {h: _cell([sc[k.split()[-1]]]) if k.startswith(
-          "finetune") and k.split()[-1] in sc else None for h, k in COLUMNS}
-      if "100%" in sc:
-        rows["scratch"]["100% labels"] = _cell([sc["100%"]])
+  if "scratch" in s:
+    sc = s["scratch"]
+    rows["scratch"] = {h: _cell([sc[k.split()[-1]]]) if k.startswith(
+        "finetune") and k.split()[-1] in sc else None for h, k in COLUMNS}
+    if "100%" in sc:
+      rows["scratch"]["100% labels"] = _cell([sc["100%"]])
+  return rows
+
+
+def table(results: dict[str, dict[int, dict]], order=None) -> dict:
+  """Rows ``{name: {column: cell}}``: per method (over its seeds), then its
+  own network at random init (``"<method> random_init"``) and trained from
+  scratch on the labels alone (``"<method> scratch"``), both from its seed-0
+  (lowest seed) file; then raw pixels (the same for every method). With one
+  method, the baseline rows are also under ``random_init`` / ``scratch``."""
+  rows: dict[str, dict] = {}
+  methods = [m for m in (order or []) if m in results] + sorted(
+      m for m in results if m not in (order or []))
+  raw = None
+  for method in methods:
+    sums = [_summary(r)["trained"] for r in results[method].values()]
+    rows[method] = {h: _cell([s[k] for s in sums]) if all(k in s for s in sums)
+                    else None for h, k in COLUMNS}
+    rows[method]["seeds"] = sorted(results[method])
+    base = _baseline_rows(results[method][min(results[method])])
+    for name in ("random_init", "scratch"):
+      if name in base:
+        rows[f"{method} {name}"] = base[name]
+        if len(methods) == 1:
+          rows[name] = base[name]
+    raw = raw or base.get("raw_pixels")
+  if raw is not None:
+    rows["raw_pixels"] = raw
   return rows
 
 
@@ -100,39 +118,48 @@ def markdown(rows: dict) -> str:
 
 
 def few_label_picture(results: dict, rows: dict, path: str) -> str:
-  """Test accuracy against the share of labels: each method fine-tuned
-  (mean over seeds), the frozen probe of the best, and the network trained
-  from scratch on the labels alone."""
+  """Test accuracy with 1% and 10% of the labels, one panel each: per method
+  its encoder fine-tuned and frozen (linear probe), mean +- std over seeds,
+  next to its own network trained from scratch on the labels alone; the
+  dotted line is a linear probe on raw pixels."""
   import matplotlib  # noqa: PLC0415
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # noqa: PLC0415
-  fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-  xs = [1, 10]
-  for name in results:
-    row = rows[name]
-    ys = [row.get(f"{x}% labels") for x in xs]
-    if all(ys):
-      ax.errorbar(xs, [y["mean"] for y in ys], yerr=[y["std"] or 0 for y in ys],
-                  marker="o", capsize=3, label=f"{name} (fine-tuned)")
-  sc = rows.get("scratch")
-  if sc:
-    pts = [(x, sc.get(f"{x}% labels")) for x in (1, 10)] + [
-        (100, sc.get("100% labels"))]
-    pts = [(x, c["mean"]) for x, c in pts if c]
-    ax.plot(*zip(*pts), "k--", marker="s", label="from scratch (labels only)")
-  for name, style in (("raw_pixels", ":"), ("random_init", "-.")):
-    if name in rows:
-      ys = [rows[name].get(f"{x}% frozen") for x in xs]
-      if all(ys):
-        ax.plot(xs, [y["mean"] for y in ys], style, color="gray",
-                label=f"{name.replace('_', ' ')} (linear probe)")
-  ax.set_xscale("log")
-  ax.set_xticks([1, 10, 100], ["1%", "10%", "100%"])
-  ax.set_xlabel("share of the Fashion-MNIST training labels")
-  ax.set_ylabel("test accuracy (%)")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, loc="lower right")
-  fig.tight_layout()
+  names = list(results)
+  fig, axes = plt.subplots(1, 2, figsize=(3 + 1.6 * len(names), 4.2), dpi=120,
+                           sharey=True)
+  kinds = (("labels", "pre-trained, fine-tuned", "C0"),
+           ("frozen", "pre-trained, frozen (linear probe)", "C2"),
+           ("scratch", "same network from scratch", "C3"))
+  width = 0.26
+  lows = []
+  for ax, pct in zip(axes, ("1%", "10%")):
+    for k, (kind, label, color) in enumerate(kinds):
+      xs, ys, es = [], [], []
+      for i, name in enumerate(names):
+        row = rows.get(f"{name} scratch") if kind == "scratch" else rows[name]
+        cell = (row or {}).get(f"{pct} labels" if kind != "frozen"
+                               else f"{pct} frozen")
+        if cell:
+          xs.append(i + (k - 1) * width)
+          ys.append(cell["mean"])
+          es.append(cell["std"] or 0)
+      if xs:
+        ax.bar(xs, ys, width, yerr=es, capsize=2, color=color, label=label)
+        lows.extend(ys)
+    raw = rows.get("raw_pixels", {}).get(f"{pct} frozen")
+    if raw:
+      ax.axhline(raw["mean"], color="gray", ls=":", label="raw pixels, linear probe")
+      lows.append(raw["mean"])
+    ax.set_xticks(range(len(names)), names, rotation=20)
+    ax.set_title(f"{pct} of the labels")
+    ax.grid(axis="y", alpha=0.3)
+  axes[0].set_ylabel("Fashion-MNIST test accuracy (%)")
+  if lows:
+    axes[0].set_ylim(max(0, min(lows) - 5), 100)
+  handles, labels = axes[1].get_legend_handles_labels()
+  fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=4)
+  fig.tight_layout(rect=(0, 0.07, 1, 1))
   fig.savefig(path)
   plt.close(fig)
   return path
@@ -146,6 +173,8 @@ def write_table(results_dir: str, order=None) -> str:
     raise FileNotFoundError(f"no protocol results (*_s<seed>.json) in "
                             f"{results_dir}: run experiments/reproduce.py first.")
   rows = table(results, order)
+  ordered = [m for m in (order or []) if m in results]
+  results = {m: results[m] for m in ordered + sorted(set(results) - set(ordered))}
   md = os.path.join(results_dir, "table.md")
   with open(md, "w") as f:
     f.write(markdown(rows) + "\n")
