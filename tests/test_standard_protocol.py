@@ -155,7 +155,7 @@ def test_table_means_and_stds(tmp_path):
   assert open(tmp_path / "few_labels.png", "rb").read(4) == b"\x89PNG"
 
 
-def test_reproduce_orders_seed_zero_first_and_dry_runs():
+def test_reproduce_orders_seed_zero_first_and_dry_runs(tmp_path):
   sys.path.insert(0, os.path.join(ROOT, "experiments"))
   import reproduce
   jobs = reproduce.jobs()
@@ -165,7 +165,8 @@ def test_reproduce_orders_seed_zero_first_and_dry_runs():
     assert os.path.exists(os.path.join(ROOT, "experiments", "configs", run.config))
   out = subprocess.run(
       [sys.executable, "experiments/reproduce.py", "--dry_run", "--only",
-       "simclr,jigsaw", "--seeds", "0"], cwd=ROOT, capture_output=True,
+       "simclr,jigsaw", "--seeds", "0", "--workdirs", str(tmp_path)],
+      cwd=ROOT, capture_output=True,
       text=True, timeout=120)
   assert out.returncode == 0, out.stderr
   lines = [l for l in out.stdout.splitlines() if "experiments/" in l]

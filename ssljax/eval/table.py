@@ -17,6 +17,8 @@ import re
 
 import numpy as np
 
+from ssljax.eval.standard import summary
+
 #: Columns: (header, encoder entry, key in ``standard.summary`` rows).
 COLUMNS = (("linear", "linear"), ("kNN", "knn"),
            ("1% labels", "finetune 1%"), ("10% labels", "finetune 10%"),
@@ -41,7 +43,6 @@ def load_results(results_dir: str) -> dict[str, dict[int, dict]]:
 
 
 def _summary(result):
-  from ssljax.eval.standard import summary   # noqa: PLC0415 (JAX-free import path)
   return summary(result)
 
 
