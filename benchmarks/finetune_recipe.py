@@ -23,7 +23,6 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ssljax.eval import finetune as ft  # noqa: E402
 from ssljax.eval import standard  # noqa: E402
 from ssljax.eval.provenance import provenance  # noqa: E402
 from ssljax.run import restore  # noqa: E402
@@ -42,16 +41,6 @@ _FULL = flags.DEFINE_bool("full", False, "Also train from scratch on all the "
 _GRID = flags.DEFINE_bool("grid", True, "Run the learning-rate grids.")
 
 
-def _val_only(method, state, fit, val, idx, recipe, seed=0):
-  res = ft.finetune(method, state, fit.images, fit.labels,
-                    num_classes=fit.num_classes, steps=recipe.steps,
-                    batch_size=recipe.batch_size, lr=recipe.lr,
-                    weight_decay=recipe.weight_decay,
-                    crop_area=tuple(recipe.crop_area), seed=seed, subset=idx)
-  pred = ft.predict(method, res, val.images)
-  return float((pred == val.labels).mean())
-
-
 def main(argv):
   del argv
   opts = standard.ProtocolOptions()
@@ -67,7 +56,8 @@ def main(argv):
         for lr in map(float, lrs):
           recipe = dataclasses.replace(recipes[fraction], lr=lr)
           t0 = time.perf_counter()
-          acc = _val_only(run.method, state, fit, val, idx, recipe)
+          acc = standard.finetune_scores(run.method, state, fit, val, None,
+                                         idx, recipe)["validation"]
           key = f"{name} {100 * fraction:g}%"
           out["grid"].setdefault(key, {})[lr] = {
               "validation": acc, "seconds": time.perf_counter() - t0,

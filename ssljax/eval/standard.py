@@ -167,7 +167,8 @@ def finetune_scores(method, state, fit, val, test, subset, recipe: FinetuneRecip
                     crop_area=tuple(recipe.crop_area), seed=seed, subset=subset)
   out = {}
   for name, ds in (("validation", val), ("test", test)):
-    out[name] = float(np.mean(ft.predict(method, res, ds.images) == ds.labels))
+    if ds is not None:        # test=None: a choice on validation only
+      out[name] = float(np.mean(ft.predict(method, res, ds.images) == ds.labels))
   out["final_loss"] = float(np.mean(res["losses"][-20:]))
   out["recipe"] = dataclasses.asdict(recipe)
   return out
