@@ -12,6 +12,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# pretrain.py exits 75 when pre-empted (SIGTERM, Ctrl-C): the checkpoint is
+# saved, and the run must not be evaluated half-trained.
+pretrain() {
+  local status=0
+  .venv/bin/python experiments/pretrain.py "$@" || status=$?
+  if [ "$status" -eq 75 ]; then
+    echo "pre-empted: the checkpoint is saved; run this same command again to resume (nothing was evaluated)." >&2
+    exit 75
+  fi
+  return "$status"
+}
 OUT=${1:-reports/fashion_mnist}
 SECTIONS=${SECTIONS:-linear,knn,cluster,pictures,robustness,transfer,health,efficiency}
 RUNS=(
@@ -22,7 +33,7 @@ RUNS=(
 DIRS=()
 for run in "${RUNS[@]}"; do
   dir=${run%%:*}; cfg=${run##*:}
-  .venv/bin/python experiments/pretrain.py \
+  pretrain \
     --config "experiments/configs/$cfg.py" --workdir "$dir"
   .venv/bin/python experiments/evaluate.py --workdir "$dir" \
     --suite "$SECTIONS" --finetune_steps "${FINETUNE_STEPS:-200}" --skip_done

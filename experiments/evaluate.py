@@ -34,6 +34,7 @@ import sys
 
 from absl import app, flags, logging
 
+from ssljax.cli import flags_parser
 from ssljax.eval import standard
 from ssljax.eval.by_method import METHOD_EVALUATIONS
 from ssljax.eval.provenance import provenance
@@ -134,4 +135,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=flags_parser("evaluate"))

@@ -17,6 +17,7 @@ import ast
 
 from absl import app, flags, logging
 
+from ssljax.cli import flags_parser
 from ssljax.eval.protocol import evaluate_run, format_table
 from ssljax.run import restore
 
@@ -57,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=flags_parser("linear_eval"))

@@ -10,11 +10,16 @@ step N"); a config that differs in anything that changes training is refused,
 listing the differing keys. --resume also resumes a workdir whose config.json is
 missing; --noresume refuses any workdir that holds checkpoints.
 
-Pre-emption: on SIGTERM or SIGINT (Ctrl-C) the run finishes the current step,
-saves a checkpoint there, flushes metrics.jsonl/TensorBoard and exits with
-status 0 (rerun the command to resume). A second Ctrl-C stops at once.
-Expected failures (config mismatch, non-finite loss with config.nonfinite=
-"stop", unreadable checkpoints) print one message and exit with status 1.
+Exit status: 0 when the run reached its last step (it also writes
+``finished.json`` into --workdir); 75 (EX_TEMPFAIL, ``PREEMPTED_EXIT_STATUS``)
+when it was pre-empted: on SIGTERM or SIGINT (Ctrl-C) the run finishes the
+current step, saves a checkpoint there, flushes metrics.jsonl/TensorBoard and
+stops; rerun the same command to resume (a second Ctrl-C stops at once). Launch
+scripts stop on 75 instead of evaluating a partial run. 1 for every user or
+environment mistake (a bad config or override, a missing dataset, a workdir
+another process holds, a resume refused because the config or the data
+differ, unreadable checkpoints, a non-finite loss with config.nonfinite=
+"stop", a full disk): one message on stderr, no traceback, nothing saved lost.
 
 Online probe: --online_probe=0.1 trains a linear classifier on stop-gradient
 features during pre-training (from the batch labels; the self-supervised update
@@ -37,15 +42,20 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from ssljax.cli import flags_parser
 from ssljax.config import ConfigError
 from ssljax.data import DATA_OPTIONS, DatasetNotAvailableError
 from ssljax.eval.monitor import KNNMonitor
 from ssljax.parallel.distributed import maybe_initialize_distributed
 from ssljax.train.build import MonitorConfig
 from ssljax.train.checkpoint import CheckpointError
+from ssljax.train.lock import WorkdirLockedError
 from ssljax.train.loop import (ConfigMismatchError, NonFiniteError, Preempted,
-                               pretrain)
+                               StorageError, pretrain)
 from ssljax.train.start import FINISHED_FILE, load_dataset, validation_fraction
+
+#: The exit status of a pre-empted run (sysexits' EX_TEMPFAIL: "try again").
+PREEMPTED_EXIT_STATUS = 75
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file with get_config().", lock_config=True)
@@ -91,9 +101,10 @@ def main(argv):
                         monitor=knn_monitor)
   except Preempted as e:
     print(f"pre-empted: {e}", flush=True)
-    return 0
+    return PREEMPTED_EXIT_STATUS
   except (ConfigError, ConfigMismatchError, DatasetNotAvailableError,
-          FileExistsError, NonFiniteError, CheckpointError) as e:
+          FileExistsError, NonFiniteError, CheckpointError, WorkdirLockedError,
+          StorageError) as e:
     print(f"pretrain: {e}", file=sys.stderr, flush=True)
     return 1
   print(f"finished at step {int(state.step)}; checkpoints in "
@@ -106,4 +117,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=flags_parser("pretrain"))

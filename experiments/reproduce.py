@@ -38,6 +38,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+from ssljax.cli import flags_parser  # pylint: disable=wrong-import-position
+
+#: experiments/pretrain.py's exit status when pre-empted (checkpoint saved).
+PREEMPTED_EXIT_STATUS = 75
+
 _WORKDIRS = flags.DEFINE_string("workdirs", "workdirs/reproduce",
                                 "Folder of the runs' workdirs.")
 _RESULTS = flags.DEFINE_string("results", "benchmarks/results/reproduce",
@@ -132,6 +137,9 @@ def _do(run: Run, seed: int, stage: str, env: dict) -> str:
     with open(log_path, "a") as log:
       rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log,
                            stderr=subprocess.STDOUT)
+    if rc == PREEMPTED_EXIT_STATUS:
+      return (f"{name}: pre-empted; its checkpoint is saved: run the same "
+              f"command again to resume (see {log_path})")
     if rc != 0:
       return f"{name}: {cmd[1]} exited {rc} (see {log_path})"
     if cmd[1].endswith("pretrain.py") and not _finished(workdir):
@@ -156,7 +164,8 @@ def _annotate(out: str, run: Run, seed: int, workdir: str) -> None:
           rates.append(row["images_per_sec"])
           last = max(last, row.get("step", 0))
   result["pretrain"] = {
-      "command": " ".join(pretrain_command(run, seed, workdir)[1:]),
+      "command": " ".join(pretrain_command(run, seed, workdir,
+                                           _SET.value)[1:]),
       "config": f"experiments/configs/{run.config}", "seed": seed,
       "steps": last,
       "median_images_per_sec": float(sorted(rates)[len(rates) // 2])
@@ -188,4 +197,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=flags_parser("reproduce"))

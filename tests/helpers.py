@@ -77,3 +77,22 @@ def assert_only_problem(problems, key, *words):
   assert [p.key for p in problems] == [key], problems
   for word in words:
     assert word in problems[0].message, problems[0].message
+
+
+def require_devices(n: int = 8) -> None:
+  """Fail the calling test, never skip it, unless JAX has ``n`` devices.
+
+  tests/conftest.py runs the suite on 8 faked CPU devices, so a smaller count
+  means the set-up went wrong (JAX used before conftest, a platform chosen
+  through ``SSLJAX_TEST_PLATFORMS``): a skip would let the sharded tests pass
+  on paper.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  import pytest  # pylint: disable=import-outside-toplevel
+  devices = jax.devices()
+  if len(devices) < n:
+    pytest.fail(
+        f"needs {n} devices, have {len(devices)} ({devices[0].platform}): "
+        "tests/conftest.py fakes 8 CPU devices (jax_num_cpu_devices=8, "
+        "JAX_PLATFORMS=cpu unless SSLJAX_TEST_PLATFORMS says otherwise)",
+        pytrace=False)

@@ -15,6 +15,7 @@ import pytest
 import scipy.ndimage
 import scipy.optimize
 
+from helpers import require_devices
 from ssljax import augment as A
 from ssljax.augment import ops as _ops
 from ssljax.parallel import data_sharding, make_data_mesh
@@ -453,8 +454,7 @@ def test_simclr_views_gray_resize():
 
 
 def test_simclr_views_sharded_matches_unsharded(views_fn, reference_views):
-  if len(jax.devices()) < 8:
-    pytest.skip(f"needs 8 devices, have {len(jax.devices())}")
+  require_devices(8)
   mesh = make_data_mesh()
   batch = jax.device_put(BATCH_U8, data_sharding(mesh, 4))
   v1, v2 = views_fn(KEY, batch)
@@ -466,8 +466,7 @@ def test_simclr_views_sharded_matches_unsharded(views_fn, reference_views):
 def test_batch_apply_explicit_mesh_matches_unsharded():
   # Explicit axes: vmapped depthwise conv (blur) is a sharding type error
   # unless the per-example map runs per shard (map_examples -> shard_map).
-  if len(jax.devices()) < 8:
-    pytest.skip(f"needs 8 devices, have {len(jax.devices())}")
+  require_devices(8)
   images = A.to_float(BATCH_U8)
   fn = jax.jit(lambda k, x: A.batch_apply(
       A.random_gaussian_blur, k, x, kernel_size=3, p=0.5))

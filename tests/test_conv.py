@@ -94,11 +94,10 @@ def test_simclr_steps_sharded_equal_xla_single_device(impl):
   of XLA's own convolutions on one device. (Two steps: at initialization the
   zero-initialized last BN scale of each block stops the gradient of its
   convolutions; the second step has them.)"""
-  from helpers import tiny_config, tiny_dataset  # pylint: disable=import-outside-toplevel
+  from helpers import require_devices, tiny_config, tiny_dataset  # pylint: disable=import-outside-toplevel
   from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding  # pylint: disable=import-outside-toplevel
   from ssljax.train.build import build_method  # pylint: disable=import-outside-toplevel
-  if len(jax.devices()) < 8:
-    pytest.fail("tests/conftest.py provides 8 faked CPU devices")
+  require_devices(8)
   ds = tiny_dataset(n=32)
   images = ds.images[:16]
   key = jax.random.key(5)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from helpers import require_devices
 import ssljax.data as data
 from ssljax.data import sources
 from ssljax.parallel import make_data_mesh
@@ -431,8 +432,8 @@ def test_to_global_any_device_count():
   np.testing.assert_array_equal(np.asarray(out["label"]), batch["label"])
 
 
-@pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (faked CPU) devices")
 def test_to_global_8_devices():
+  require_devices(8)
   mesh = make_data_mesh(jax.devices()[:8])
   ds = toy_dataset(64)
   batch = next(data.batches(ds, batch_size=16, seed=0))

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from helpers import load_module, tiny_dataset
+from helpers import load_module, require_devices, tiny_dataset
 from ssljax.augment import masks
 from ssljax.config import ConfigError
 from ssljax.eval.inpainting import save_image_grid, write_samples
@@ -322,8 +322,7 @@ def test_step_donates_the_state_and_is_deterministic(run):
 
 
 def test_sharded_step_matches_single_device(run):
-  if len(jax.devices()) < 8:
-    pytest.skip("needs 8 (faked) devices")
+  require_devices(8)
   method = run["method"]
   images = np.asarray(run["images"])
   mesh = make_data_mesh()

@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from helpers import require_devices
 from ssljax import losses
 from ssljax.parallel import data_sharding, make_data_mesh
 
@@ -166,8 +167,7 @@ def test_bad_shapes_raise_clear_errors(bad):
 
 @pytest.mark.parametrize("explicit", [False, True])
 def test_nt_xent_sharded_over_8_devices_is_global(explicit):
-  if len(jax.devices()) < 8:
-    pytest.skip("needs 8 (faked) devices: set jax_num_cpu_devices=8")
+  require_devices(8)
   mesh = make_data_mesh(jax.devices()[:8], explicit=explicit)
   rng = np.random.default_rng(7)
   z1, z2 = rng.normal(size=(2, 16, 8)).astype(np.float32)
@@ -188,8 +188,7 @@ def test_nt_xent_sharded_over_8_devices_is_global(explicit):
 
 
 def test_info_nce_sharded_queries_shared_queue():
-  if len(jax.devices()) < 8:
-    pytest.skip("needs 8 (faked) devices: set jax_num_cpu_devices=8")
+  require_devices(8)
   mesh = make_data_mesh(jax.devices()[:8], explicit=True)
   rng = np.random.default_rng(8)
   q, p = rng.normal(size=(2, 16, 8)).astype(np.float32)

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from helpers import assert_only_problem, tiny_config, tiny_dataset
+from helpers import assert_only_problem, require_devices, tiny_config, tiny_dataset
 from ssljax import data as data_lib
 from ssljax import losses
 from ssljax.config import ConfigError
@@ -277,8 +277,7 @@ def _group_mean_fn(variables, x):
 
 
 def test_shuffle_and_unshuffle_return_every_row_to_its_place():
-  if len(jax.devices()) < 8:
-    pytest.skip("needs 8 (faked) devices")
+  require_devices(8)
   x = np.arange(32 * 3, dtype=np.float32).reshape(32, 3) ** 1.5
   perm = np.asarray(jax.random.permutation(jax.random.key(3), 32))
   variables = {"w": jnp.float32(2.0)}
@@ -305,8 +304,7 @@ def test_shuffle_and_unshuffle_return_every_row_to_its_place():
 
 
 def test_shuffle_bn_uses_per_device_statistics(run):
-  if len(jax.devices()) < 8:
-    pytest.skip("needs 8 (faked) devices")
+  require_devices(8)
   method, s0 = run["method"], run["states"][0]
   shuffled = dataclasses.replace(method, shuffle_bn=True, bn_splits=8)
   x = (jnp.asarray(run["ds"].images[:N], jnp.float32) / 255.0 - 0.3) / 0.3
@@ -363,8 +361,7 @@ def test_sharded_pretrain_matches_single_device_and_runs_the_knn_monitor(
   """pretrain() on the 8-device mesh (global-batch BN, no shuffle: the same
   semantics as one device) takes the fixture's two steps: equal states. It
   also logs the MoCo metrics and the kNN monitor."""
-  if len(jax.devices()) < 8:
-    pytest.skip("needs 8 (faked) devices")
+  require_devices(8)
   cfg = moco_config(log_every=2, checkpoint_every=2)
   cfg.monitor = ml_collections.ConfigDict(dict(
       every=1, num_train=40, num_test=24, k=5, t=0.1, batch_size=16))

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import require_devices
 from ssljax.models import (EncoderWithHead, ProjectionMLP, ResNet18, ResNet50,
                            SmallResNet, get_encoder)
 from ssljax.parallel import data_sharding, make_data_mesh
@@ -103,8 +104,7 @@ def test_projection_mlp_structure():
 
 def test_batchnorm_statistics_span_the_global_batch():
   """Sharded over 8 devices, BN uses the mean of all 16 examples."""
-  if len(jax.devices()) < 8:
-    pytest.skip("needs 8 (faked) devices")
+  require_devices(8)
   model = EncoderWithHead(SmallResNet(widths=(4, 8), stage_sizes=(1, 1)),
                           ProjectionMLP(out_dim=4))
   x = jax.random.normal(jax.random.key(1), (16, 8, 8, 1)) + jnp.arange(16)[:, None,

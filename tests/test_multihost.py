@@ -148,8 +148,8 @@ def test_two_processes_match_one_process_and_share_checkpoints(tmp_path):
       pytest.fail(f"{name} exited with {proc.returncode}:\n{text}")
   elapsed = time.perf_counter() - t0
 
-  procs = [np.load(out / f"proc{i}.npz") for i in range(2)]
-  ref = np.load(out_ref / "proc0.npz")
+  procs = [np.load(out / f"proc{i}.npz", allow_pickle=False) for i in range(2)]
+  ref = np.load(out_ref / "proc0.npz", allow_pickle=False)
   infos = [_info(p) for p in procs]
   for i, info in enumerate(infos):
     assert info == dict(how="explicit", process_index=i, process_count=2,

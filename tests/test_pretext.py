@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from helpers import load_module, tiny_config, tiny_dataset
+from helpers import load_module, require_devices, tiny_config, tiny_dataset
 from ssljax import augment
 from ssljax.config import ConfigError
 from ssljax.losses import classification_metrics
@@ -661,8 +661,7 @@ def test_rotation_loss_decreases_on_a_fixed_batch(run):
 @pytest.mark.parametrize("run", ["jigsaw"], indirect=True)
 def test_sharded_step_matches_single_device(run):
   # one method is enough: they share TileClassifier and the train step
-  if len(jax.devices()) < 8:
-    pytest.skip("needs 8 (faked) devices")
+  require_devices(8)
   method, state, ds = run["method"], run["state"], run["ds"]
   images = ds.images[:16]
   key = jax.random.key(5)

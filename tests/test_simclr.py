@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import tiny_config, tiny_dataset
+from helpers import require_devices, tiny_config, tiny_dataset
 from ssljax import losses
 from ssljax.methods import TrainState as SimCLRState
 from ssljax.methods.simclr import similarity_stats
@@ -105,8 +105,7 @@ def test_loss_decreases_on_a_fixed_batch():
 
 
 def test_sharded_step_matches_single_device(setup):
-  if len(jax.devices()) < 8:
-    pytest.skip("needs 8 (faked) devices")
+  require_devices(8)
   method, state, ds = setup
   images = ds.images[:16]
   key = jax.random.key(5)

@@ -226,14 +226,24 @@ def test_step_schedule_has_no_warmup():
   validate_config(c, device_count=1)
 
 
-def test_shape_mistakes_found_by_tracing_the_train_step():
-  # A 1-channel dataset normalized with 3 values: found by eval_shape of the
-  # train step on abstract uint8 batches, before anything compiles.
+def test_channel_mismatch_is_a_problem_at_input_mean():
+  # A 1-channel dataset normalized with 3 values: found from the data's
+  # shape before anything is traced (tests/test_input_safety.py has more).
   c = tiny_config(input_mean=(0.3, 0.3, 0.3), input_std=(0.3, 0.3, 0.3))
-  err = errors(c, dataset=tiny_dataset(), device_count=1)
-  assert err.keys == ("method",)
-  assert "(16, 8, 8, 1)" in str(err) and "input_mean" in str(err)
+  assert_one(c, "input_mean", "3 values", "1 channel", "(8, 8, 1)",
+             "--config.input_mean='(0.5,)'", dataset=tiny_dataset(),
+             device_count=1)
   validate_config(tiny_config(), dataset=tiny_dataset(), device_count=1)
+
+
+def test_shape_mistakes_found_by_tracing_the_train_step():
+  # A colour-only method on 1-channel images: found by eval_shape of init and
+  # the train step on abstract uint8 batches, before anything compiles.
+  c = load("colorization_photos")
+  ds = tiny_dataset(n=2 * c.batch_size, side=32)
+  err = errors(c, dataset=ds, device_count=1)
+  assert err.keys == ("method",)
+  assert f"({c.batch_size}, 32, 32, 1)" in str(err) and "(H, W, 3)" in str(err)
 
 
 def test_plain_dict_config():

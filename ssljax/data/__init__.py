@@ -13,7 +13,7 @@ Typical use::
       state, metrics = train_step(state, batch)   # batch: global jax.Arrays
 """
 
-from ssljax.data.dataset import ArrayDataset, DatasetNotAvailableError
+from ssljax.data.dataset import ArrayDataset, DatasetNotAvailableError, fingerprint
 from ssljax.data.pipeline import (
     batches,
     device_prefetch,
@@ -34,6 +34,7 @@ from ssljax.data.sources import (
     load,
     read_idx,
     tfds_batches,
+    to_uint8_images,
 )
 from ssljax.data.splits import VALIDATION_FRACTION, holdout
 from ssljax.data.speech import SpokenWords
@@ -55,6 +56,7 @@ __all__ = [
     "load_opencv_videos", "load_video", "read_video", "sample_clips",
     "split_videos", "ClipDataset", "OPENCV_VIDEOS_DATASET", "load_clips",
     "ArrayDataset",
+    "fingerprint",
     "VALIDATION_FRACTION",
     "holdout",
     "CLASS_NAMES",
@@ -82,6 +84,7 @@ __all__ = [
     "steps_per_epoch",
     "tfds_batches",
     "to_global",
+    "to_uint8_images",
 ]
 
 #: Datasets whose ``config.data`` section holds their options: the name ->

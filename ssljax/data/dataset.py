@@ -11,10 +11,11 @@ re-exported from :mod:`ssljax.data`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
-__all__ = ["ArrayDataset", "DatasetNotAvailableError"]
+__all__ = ["ArrayDataset", "DatasetNotAvailableError", "fingerprint"]
 
 
 class DatasetNotAvailableError(FileNotFoundError):
@@ -65,6 +66,31 @@ class ArrayDataset:
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.images.shape[1:])
+
+
+def fingerprint(dataset) -> dict | None:
+  """What identifies a dataset's content: example count, the shape and dtype
+  of its arrays and one SHA-256 over their bytes (images, then labels).
+
+  Checkpoints record it, so that a run resumes only on the data it started
+  with (the same name and size with other images, e.g. another ``data_dir``,
+  is caught). One pass over the arrays in memory (about 0.1 s for
+  Fashion-MNIST's 47 MB). Any dataset with ``images``/``labels`` numpy arrays
+  works; ``None`` for one without (nothing to compare).
+  """
+  arrays = [(n, getattr(dataset, n, None)) for n in ("images", "labels")]
+  arrays = [(n, a) for n, a in arrays if isinstance(a, np.ndarray)]
+  if not arrays:
+    return None
+  digest = hashlib.sha256()
+  out = {"num_examples": int(len(dataset))}
+  for name, a in arrays:
+    out[f"{name}_shape"] = list(a.shape)
+    out[f"{name}_dtype"] = str(a.dtype)
+    digest.update(f"{name}{a.shape}{a.dtype}".encode())
+    digest.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+  out["sha256"] = digest.hexdigest()
+  return out
 
 
 def _describe(x) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "load",
     "read_idx",
     "tfds_batches",
+    "to_uint8_images",
     "DIGITS_TRAIN_SIZE",
 ]
 
@@ -469,6 +470,64 @@ def _tfds_builder(tfds, name: str, data_dir: str | None):
   return builder
 
 
+def to_uint8_images(images, name: str) -> np.ndarray:
+  """``images`` as uint8 ``[0, 255]``, converted exactly or refused.
+
+  * uint8: returned unchanged;
+  * bool: ``False`` -> 0, ``True`` -> 255;
+  * other integer dtypes: kept as they are when every value lies in
+    ``[0, 255]`` (no scaling: a uint16 image of 0..65535 is refused, not
+    divided by 257);
+  * floating dtypes: values all in ``[0, 1]`` -> ``round(x * 255)``; else
+    values all whole numbers in ``[0, 255]`` -> those numbers;
+  * anything else (values out of range, fractions above 1, NaN or infinity,
+    non-numeric dtypes) raises.
+
+  Args:
+    images: An array of any shape (e.g. ``[N, H, W, C]``).
+    name: What the images are (e.g. ``"cifar10:train"``), for the message.
+
+  Returns:
+    A uint8 array of the same shape.
+
+  Raises:
+    ValueError: when the images cannot be converted without wrapping,
+      truncating or guessing a scale; the message names the dtype, the range
+      of values found and the fix.
+  """
+  images = np.asarray(images)
+  dtype = images.dtype
+  if dtype == np.uint8:
+    return images
+  if dtype == np.bool_:
+    return images.astype(np.uint8) * np.uint8(255)
+  fix = ("Fix: convert the images to uint8 in [0, 255] before ssljax loads "
+         "them (ssljax does not guess the scale of other ranges).")
+  if images.size == 0:
+    return images.astype(np.uint8)
+  if np.issubdtype(dtype, np.integer):
+    lo, hi = int(images.min()), int(images.max())
+    if lo >= 0 and hi <= 255:
+      return images.astype(np.uint8)
+    raise ValueError(f"{name}: images of dtype {dtype} hold values in "
+                     f"[{lo}, {hi}], outside uint8's [0, 255]. {fix}")
+  if np.issubdtype(dtype, np.floating):
+    if not np.isfinite(images).all():
+      raise ValueError(f"{name}: images of dtype {dtype} hold NaN or infinite "
+                       f"values. {fix}")
+    lo, hi = float(images.min()), float(images.max())
+    if lo >= 0.0 and hi <= 1.0:
+      return np.round(images.astype(np.float64) * 255.0).astype(np.uint8)
+    if lo >= 0.0 and hi <= 255.0 and (images == np.round(images)).all():
+      return images.astype(np.uint8)
+    raise ValueError(
+        f"{name}: images of dtype {dtype} hold values in [{lo:g}, {hi:g}]: "
+        "neither all in [0, 1] (scaled by 255) nor all whole numbers in "
+        f"[0, 255]. {fix}")
+  raise ValueError(f"{name}: images of dtype {dtype} are not numbers ssljax can "
+                   f"read as pixels. {fix}")
+
+
 def _load_tfds(name: str, split: str, data_dir: str | None) -> ArrayDataset:
   tfds = _import_tfds()
   builder = _tfds_builder(tfds, name, data_dir)
@@ -491,7 +550,7 @@ def _load_tfds(name: str, split: str, data_dir: str | None) -> ArrayDataset:
     labels.append(y)
   if not images:
     raise ValueError(f"{name}:{split} is empty.")
-  images = np.concatenate(images).astype(np.uint8, copy=False)
+  images = to_uint8_images(np.concatenate(images), f"{name}:{split}")
   if images.ndim == 3:
     images = images[..., None]
   labels = np.concatenate(labels).astype(np.int32)

@@ -170,7 +170,9 @@ class SpokenWords:  # pylint: disable=too-many-instance-attributes
            "clip length in samples: an integer >= 1; e.g. 16000 (1 s)"),
           ("sample_rate", lambda r: isinstance(r, int) and r >= 1,
            "Hz: an integer >= 1; e.g. 16000"),
-          ("words", lambda w: len(w) >= 2, "at least two words to tell apart"),
+          ("words", lambda w: len(w) >= 2 and _words_ok(w),
+           "at least two distinct, non-blank words to tell apart (each is "
+           "spoken as text, on espeak-ng's stdin)"),
           ("voices", lambda v: len(v) >= 1, "at least one espeak-ng voice"),
           ("rate_range", _range_ok, "(low, high) words per minute, low <= high"),
           ("pitch_range", _range_ok, "(low, high) in espeak-ng's 0-99"),
@@ -204,6 +206,13 @@ class SpokenWords:  # pylint: disable=too-many-instance-attributes
     return spoken_words(split, progress=progress, **kwargs)
 
 
+def _words_ok(words) -> bool:
+  """Every word a non-blank string and no two alike."""
+  words = tuple(words)
+  return (all(isinstance(w, str) and w.strip() for w in words)
+          and len(set(words)) == len(words))
+
+
 def espeak_available() -> bool:
   return shutil.which(_ESPEAK) is not None
 
@@ -221,14 +230,26 @@ def _default_cache_dir() -> str:
   return os.path.join(os.path.expanduser("~"), ".cache", "ssljax", "spoken_words")
 
 
+def _espeak_command(voice: str, rate: int, pitch: int, path: str) -> list[str]:
+  """espeak-ng's argument list writing ``path``; the text comes on stdin.
+
+  The word is never on the command line (``--stdin``), so a word such as
+  ``--help`` or ``-w/tmp/x`` is spoken as text, never read as an option; the
+  voice is the value of ``-v``, which getopt takes whole even if it starts
+  with ``-``.
+  """
+  return [_ESPEAK, "-v", voice, "-s", str(int(rate)), "-p", str(int(pitch)),
+          "-z", "-w", path, "--stdin"]
+
+
 def _synthesize(word: str, voice: str, rate: int, pitch: int, workdir: str,
                 index: int) -> tuple[np.ndarray, int]:
   path = os.path.join(workdir, f"{index}.wav")
-  cmd = [_ESPEAK, "-v", voice, "-s", str(rate), "-p", str(pitch), "-z",
-         "-w", path, word]
-  proc = subprocess.run(cmd, capture_output=True, text=True)
+  cmd = _espeak_command(voice, rate, pitch, path)
+  proc = subprocess.run(cmd, input=word, capture_output=True, text=True)
   if proc.returncode != 0 or not os.path.exists(path):
-    raise RuntimeError(f"espeak-ng failed ({' '.join(cmd)}): {proc.stderr.strip()}")
+    raise RuntimeError(f"espeak-ng failed on the word {word!r} "
+                       f"({' '.join(cmd)}): {proc.stderr.strip()}")
   with wave.open(path, "rb") as f:
     if f.getsampwidth() != 2 or f.getnchannels() != 1:
       raise RuntimeError(f"espeak-ng wrote {f.getnchannels()} channels of "
@@ -297,6 +318,9 @@ def spoken_words(split: str = "train", *, words=DEFAULT_WORDS,
   words, voices = tuple(words), tuple(voices)
   if repeats < 1 or not words or not voices:
     raise ValueError("need at least one word, one voice and repeats >= 1.")
+  if not _words_ok(words):
+    raise ValueError(f"words must be distinct, non-blank strings; got {words!r}. "
+                     "Fix: drop the empty and repeated words.")
   n_test = int(round(test_fraction * repeats))
   if not 0 <= n_test < repeats:
     raise ValueError(f"test_fraction {test_fraction} of {repeats} repeats "

@@ -1,5 +1,12 @@
 """Markdown / HTML comparison of several :func:`ssljax.eval.suite.evaluate_suite`
-reports: one table per section (a row per run), then each run's pictures."""
+reports: one table per section (a row per run), then each run's pictures.
+
+``report.json`` is read from disk, so its picture paths are not trusted:
+:func:`write_report` copies only the pictures that lie inside the run's
+``eval_suite`` folder (after following symlinks) and skips, with a
+:class:`UnsafePictureWarning`, any absolute path, any path that leaves that
+folder (``../``) and any symlink that points outside it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,11 @@ import html as html_lib
 import json
 import os
 import shutil
+import warnings
+
+
+class UnsafePictureWarning(UserWarning):
+  """A picture path in ``report.json`` points outside its ``eval_suite`` folder."""
 
 
 def _pct(x) -> str:
@@ -118,6 +130,46 @@ def _pictures(report: dict) -> dict[str, str]:
   return out
 
 
+def _run_folder(report: dict) -> str:
+  """The run's sub-folder name in the report output: the workdir's last part,
+  or ``run`` where that is not a plain name (``.``, ``..``, ``/``)."""
+  name = os.path.basename(os.path.normpath(str(report["workdir"])))
+  return name if name not in ("", ".", "..") else "run"
+
+
+def picture_source(workdir: str, rel) -> str | None:
+  """The file a ``report.json`` picture path ``rel`` names, or ``None`` (with an
+  :class:`UnsafePictureWarning`) where it is not a relative path to a file
+  inside ``workdir/eval_suite`` once symlinks are followed.
+
+  Args:
+    workdir: The run's workdir (the folder holding ``eval_suite/``).
+    rel: The picture path as ``report.json`` gives it, relative to
+      ``workdir/eval_suite``.
+
+  Returns:
+    The picture's real path, or ``None`` when it is unsafe or missing.
+  """
+  root = os.path.realpath(os.path.join(workdir, "eval_suite"))
+  if not isinstance(rel, str) or not rel or os.path.isabs(rel):
+    warnings.warn(
+        f"{os.path.join(root, 'report.json')}: picture path {rel!r} skipped: "
+        "it must be a path relative to the eval_suite folder; re-run "
+        "experiments/evaluate.py to rewrite report.json.",
+        UnsafePictureWarning, stacklevel=2)
+    return None
+  src = os.path.realpath(os.path.join(root, rel))
+  if os.path.commonpath([root, src]) != root:
+    warnings.warn(
+        f"{os.path.join(root, 'report.json')}: picture path {rel!r} skipped: "
+        f"it resolves to {src}, outside {root} (a '..' part or a symlink "
+        "pointing out); only pictures inside the eval_suite folder are copied. "
+        "Re-run experiments/evaluate.py to rewrite report.json.",
+        UnsafePictureWarning, stacklevel=2)
+    return None
+  return src if os.path.isfile(src) else None
+
+
 def markdown_report(reports: list[dict], image_root: str | None = None) -> str:
   """The tables (and, with ``image_root``, links to each run's pictures under
   ``image_root/<run>/``) as Markdown."""
@@ -131,7 +183,7 @@ def markdown_report(reports: list[dict], image_root: str | None = None) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
   if image_root is not None:
     for r in reports:
-      name = os.path.basename(os.path.normpath(r["workdir"]))
+      name = _run_folder(r)
       pics = _pictures(r)
       if pics:
         lines += ["", f"## Pictures: {name}", ""]
@@ -159,7 +211,7 @@ def html_report(reports: list[dict], image_root: str = ".") -> str:
       parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
     parts.append("</table>")
   for r in reports:
-    name = os.path.basename(os.path.normpath(r["workdir"]))
+    name = _run_folder(r)
     pics = _pictures(r)
     if pics:
       parts.append(f"<h2>Pictures: {esc(name)}</h2>")
@@ -181,16 +233,29 @@ def load_report(workdir: str) -> dict:
 
 def write_report(workdirs: list[str], out_dir: str) -> tuple[str, str]:
   """Write ``out_dir/report.md`` and ``report.html`` (pictures copied into
-  ``out_dir/<run>/``); returns both paths."""
+  ``out_dir/<run>/``); returns both paths.
+
+  Only pictures inside each ``workdir/eval_suite`` are copied and linked; a
+  picture path in ``report.json`` that is absolute or leads outside that
+  folder (``..``, a symlink) is skipped with an :class:`UnsafePictureWarning`
+  (see :func:`picture_source`).
+  """
   reports = [load_report(w) for w in workdirs]
   os.makedirs(out_dir, exist_ok=True)
   for w, r in zip(workdirs, reports):
-    name = os.path.basename(os.path.normpath(r["workdir"]))
+    name = _run_folder(r)
     os.makedirs(os.path.join(out_dir, name), exist_ok=True)
-    for rel in _pictures(r).values():
-      src = os.path.join(w, "eval_suite", rel)
-      if os.path.exists(src):
+    for sec in r.get("sections", {}).values():
+      if not isinstance(sec, dict) or not isinstance(sec.get("files"), dict):
+        continue
+      kept = {}
+      for key, rel in sec["files"].items():
+        src = picture_source(w, rel)
+        if src is None:
+          continue
+        kept[key] = rel
         shutil.copy(src, os.path.join(out_dir, name, os.path.basename(rel)))
+      sec["files"] = kept
   md_path = os.path.join(out_dir, "report.md")
   html_path = os.path.join(out_dir, "report.html")
   with open(md_path, "w") as f:

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -69,7 +70,9 @@ from tqdm.auto import tqdm
 from ssljax import data as data_lib
 from ssljax.parallel import check_batch_divides, make_data_mesh, replicated_sharding
 from ssljax.train.build import NONFINITE_MODES, RunConfig
-from ssljax.train.checkpoint import CheckpointError, Checkpointer, CheckpointWarning
+from ssljax.train.checkpoint import (CheckpointError, Checkpointer,
+                                     CheckpointSaveError, CheckpointWarning)
+from ssljax.train.lock import WorkdirLockedError, workdir_lock
 from ssljax.train.logging import MetricWriter
 from ssljax.train.start import (CONFIG_FILE, checkpoint_dir, init_state,
                                 load_dataset, save_config)
@@ -117,6 +120,15 @@ class NonFiniteError(FloatingPointError):
         f"nothing after the fault was saved: {where}. Lower the learning rate "
         "or check the data, or set config.nonfinite='skip' to discard such "
         "steps, then run again with the same --workdir to resume.")
+
+
+_STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+class StorageError(OSError):
+  """Writing the run's files (metrics, config) failed, e.g. on a full disk;
+  the message names the file, the cause and the last checkpoint, which is
+  intact."""
 
 
 class ConfigMismatchError(ValueError):
@@ -182,7 +194,8 @@ def _check_same_run(saved: dict, config, workdir: str, source: str) -> None:
 
 def data_position(config, dataset, step: int) -> dict:
   """Where the data pipeline stands after ``step`` global steps: the inputs of
-  ``ssljax.data.batches`` and the (epoch, step in epoch) they imply."""
+  ``ssljax.data.batches`` and the (epoch, step in epoch) they imply. (The
+  checkpoint metadata adds the data's :func:`ssljax.data.fingerprint`.)"""
   n = len(dataset)
   spe = data_lib.steps_per_epoch(n, config.batch_size)
   epoch, in_epoch = divmod(int(step), max(spe, 1))
@@ -320,7 +333,8 @@ def _say(message: str) -> None:
 
 def pretrain(config, workdir: str, *, resume: bool | str = False,
              stop_at: int | None = None, dataset=None, progress: bool = True,
-             monitor=None, handle_signals: bool = True):
+             monitor=None, handle_signals: bool = True,
+             on_event: Callable[[str, int], None] | None = None):
   """Pre-train; returns ``(method, state)``.
 
   Args:
@@ -344,12 +358,23 @@ def pretrain(config, workdir: str, *, resume: bool | str = False,
       ``config.monitor`` this way).
     handle_signals: catch SIGTERM/SIGINT (main thread only): finish the step,
       save, flush and raise :class:`Preempted`.
+    on_event: ``on_event(name, step)``, called as the run enters each phase:
+      ``"locked"`` (the workdir lock is held), ``"restore"`` (before reading a
+      checkpoint to resume from), ``"start"`` (the step training starts
+      from), ``"compile"`` (before the first step, which compiles), ``"step"``
+      (after each step), ``"save"`` (before each checkpoint save) and
+      ``"done"``. For progress displays and for tests that kill a run in a
+      given phase (tests/test_kill.py).
 
   Raises:
     Preempted: after SIGTERM/SIGINT, once the checkpoint is saved.
     NonFiniteError: ``nonfinite="stop"`` and a step went non-finite.
     ConfigMismatchError: resuming with a config that differs from the run's.
     CheckpointError: no checkpoint in ``workdir`` can be restored.
+    CheckpointSaveError: a save failed (e.g. disk full); earlier checkpoints
+      are intact.
+    WorkdirLockedError: another live process trains in ``workdir``.
+    StorageError: metrics or config could not be written (e.g. disk full).
   """
   if resume not in (False, True, "auto"):
     raise ValueError(f"resume must be False, True or 'auto'; got {resume!r}.")
@@ -359,9 +384,25 @@ def pretrain(config, workdir: str, *, resume: bool | str = False,
   nonfinite = nonfinite_mode(config)
   mesh = make_data_mesh()
   check_batch_divides(config.batch_size, mesh)
+  event = on_event or (lambda name, step: None)
+  with workdir_lock(workdir, enabled=jax.process_index() == 0) as stale:
+    if stale:
+      _say(f"took over the lock of {workdir} from pid {stale.get('pid')} on "
+           f"{stale.get('host')}, which is no longer running.")
+    event("locked", -1)
+    return _locked_pretrain(
+        config, workdir, resume=resume, nonfinite=nonfinite, mesh=mesh,
+        stop_at=stop_at, dataset=dataset, progress=progress, monitor=monitor,
+        handle_signals=handle_signals, event=event)
+
+
+def _locked_pretrain(config, workdir, *, resume, nonfinite, mesh, **kwargs):
+  """``pretrain`` once the workdir is locked: the resume checks, the run, and
+  a checkpointer closed without hiding an error already in flight."""
   ckpt = Checkpointer(checkpoint_dir(workdir),
                       max_to_keep=config.get("keep_checkpoints", 3),
                       every=config.checkpoint_every)
+  in_flight = None
   try:
     latest = ckpt.latest_step()
     if latest is not None:
@@ -383,15 +424,38 @@ def pretrain(config, workdir: str, *, resume: bool | str = False,
         warnings.warn(f"{config_path} is missing: resuming without checking "
                       "the config.", CheckpointWarning, stacklevel=2)
     return _pretrain(config, workdir, ckpt, latest, nonfinite=nonfinite,
-                     mesh=mesh, stop_at=stop_at, dataset=dataset,
-                     progress=progress, monitor=monitor,
-                     handle_signals=handle_signals)
+                     mesh=mesh, **kwargs)
+  except CheckpointSaveError as e:
+    in_flight = e
+    raise
+  except OSError as e:
+    in_flight = e
+    if isinstance(e, StorageError) or e.errno not in _STORAGE_FULL:
+      raise
+    last = ckpt.all_steps()
+    where = e.filename or f"the run's files in {workdir}"
+    raise StorageError(
+        e.errno, f"writing {where} failed ({e.strerror or e}); "
+        + (f"the checkpoint at step {last[-1]} is intact" if last else
+           "no checkpoint was saved yet")
+        + ". Fix the cause (free some space if the disk is full), then run "
+        "the same command to resume.") from e
+  except BaseException as e:
+    in_flight = e
+    raise
   finally:
-    ckpt.close()
+    try:
+      ckpt.close()
+    except CheckpointSaveError as e:
+      if in_flight is None:
+        raise
+      # Never hide the error already on its way (a pre-emption, a non-finite
+      # loss, a failed write): report the save's failure beside it.
+      _say(f"also: {e}")
 
 
 def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
-              dataset, progress, monitor, handle_signals):
+              dataset, progress, monitor, handle_signals, event):
   ds = dataset if dataset is not None else load_dataset(config)
   if hasattr(ds, "images") and ds.images.ndim == 4:
     validate_images(ds.images[:1], name=f"dataset {config.dataset!r} images")
@@ -404,6 +468,7 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
 
   state, data_key = init_state(method, config, input_shape, mesh)
   start, skipped = 0, 0
+  data_print = data_lib.fingerprint(ds)
   if latest is not None:
     def verify(step, restored, meta):
       if int(restored.step) != step:
@@ -426,10 +491,22 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
         if any(saved.get(k) != now[k] for k in now):
           raise CheckpointError(f"its data position {saved} does not match "
                                 f"step {step} ({now})")
+      saved_print = meta.get("data_fingerprint")
+      if saved_print and data_print and saved_print != data_print:
+        show = lambda p: ", ".join(f"{k}={v}" for k, v in p.items())
+        raise ConfigMismatchError(
+            f"the training data differs from the data the run in {workdir} "
+            f"was trained on (same name, other content):\n  saved: "
+            f"{show(saved_print)}\n  now:   {show(data_print)}\nResuming "
+            "would not continue the same run, so nothing was changed. Point "
+            "--config.data_dir (or data_source) back at the run's data, or "
+            "start a new run with another --workdir.",
+            [("data_fingerprint", saved_print, data_print)])
       if "config" in meta:
         _check_same_run(meta["config"], config, workdir,
                         f"saved with the checkpoint at step {step}")
 
+    event("restore", latest)
     restored = ckpt.restore_last_good(state, verify=verify)
     if restored.bad_steps:
       moved = ckpt.set_aside(restored.bad_steps)
@@ -439,6 +516,7 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
     skipped = int(restored.metadata.get("skipped_steps", 0))
     _say(f"resuming {workdir} from step {start} (checkpoint "
          f"{ckpt.step_path(start)}).")
+  event("start", start)
   if proc0:  # after the checks: a refused resume leaves config.json as it was
     save_config(config, workdir)
   for path in ckpt.unfinished():
@@ -480,8 +558,10 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
     check(g, step)
     if step == last_saved:
       return
+    event("save", step)
     ckpt.save(step, state, force=True,
               metadata={"step": step, "data": data_position(config, ds, step),
+                        "data_fingerprint": data_print,
                         "skipped_steps": int(g[0]), "nonfinite": nonfinite,
                         "config": config_to_dict(config)})
     last_saved = step
@@ -493,10 +573,13 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
         batch = next(batches)
         # A method with an online probe (``takes_labels``) gets the labels too.
         inputs = batch if takes_labels else batch["image"]
+        if names is None:
+          event("compile", step)
         state, metrics, guard = step_fn(state, inputs, data_key, guard)
         if names is None:
           names = _fault_names(metrics)
         step += 1
+        event("step", step)
         seen += config.batch_size
         bar.update(1)
         extra = {}
@@ -535,4 +618,5 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
     writer.close()
     if hasattr(host_batches, "close"):
       host_batches.close()
+  event("done", step)
   return method, state

@@ -50,9 +50,13 @@ def save_config(config, workdir: str) -> None:
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, CONFIG_FILE)
   tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(config.to_json(indent=2))
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w") as f:
+      f.write(config.to_json(indent=2))
+    os.replace(tmp, path)
+  finally:                 # a failed write (full disk) leaves no tmp file
+    if os.path.exists(tmp):
+      os.remove(tmp)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

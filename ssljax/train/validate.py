@@ -16,10 +16,15 @@ Nothing here lists keys or values by hand, so it cannot drift from the code:
   ``__post_init__`` checks, ``ssljax.config.check``);
 * unknown keys are the keys no code read (with the closest key that was asked
   for at the same place);
+* the normalization must have one value per image channel (or one for
+  all): :func:`channel_problems` compares ``input_mean`` / ``input_std`` (or
+  the dataset's known statistics) with the channels of the images, so a
+  1-channel dataset with 3-value normalization is a config problem at
+  ``input_mean`` before anything is traced;
 * shape and geometry problems (a lattice that does not fit the images, a
-  1-channel dataset with 3-value normalization, ...) come from
-  ``jax.eval_shape`` of the method's ``init`` and ``train_step`` on an
-  abstract global uint8 batch: traced, not compiled;
+  colour-only method on grayscale images, ...) come from ``jax.eval_shape``
+  of the method's ``init`` and ``train_step`` on an abstract global uint8
+  batch: traced, not compiled;
 * the few rules across sections are the table :data:`CROSS_FIELD_RULES`.
 
 :func:`validate_images` checks a host batch: uint8 (or float in [0, 1]),
@@ -36,10 +41,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssljax.config import ConfigError, ConfigReader, Problem
+from ssljax.data.sources import KNOWN_DATASETS
 from ssljax.train.build import build_run
 
-__all__ = ["CROSS_FIELD_RULES", "ConfigError", "Problem", "checked_run",
-           "config_problems", "run_problems", "shape_problems", "validate_config", "validate_images"]
+__all__ = ["CROSS_FIELD_RULES", "ConfigError", "Problem", "channel_problems",
+           "checked_run", "config_problems", "run_problems", "shape_problems",
+           "validate_config", "validate_images"]
 
 
 def _nearest_multiples(value: int, of: int) -> str:
@@ -65,6 +72,56 @@ CROSS_FIELD_RULES: tuple[tuple[str, Callable, Callable], ...] = (
      f"would never decay; use at most --config.optimizer.warmup_epochs="
      f"{r.num_epochs}"),
 )
+
+
+def channel_problems(run, spec) -> list[Problem]:
+  """A problem if the normalization's values do not match the images'
+  channels: ``input_mean`` / ``input_std`` (or, when unset, the dataset's
+  known statistics) need 1 value (for every channel) or one per channel.
+
+  Checked only where the images' channels are known: a loaded dataset
+  (``spec.dataset``) or a dataset of the built-in table. Inputs that are not
+  images (waveforms ``(L,)``) are skipped.
+
+  Args:
+    run: The run's :class:`ssljax.train.build.RunConfig`.
+    spec: Its :class:`ssljax.methods.DataSpec`.
+
+  Returns:
+    ``[]``, or one :class:`Problem` at ``input_mean`` (set in the config) or
+    ``dataset`` (its known statistics).
+  """
+  shape = tuple(spec.input_shape)
+  if len(shape) < 3 or not isinstance(shape[-1], int):
+    return []
+  if spec.dataset is None and run.dataset not in KNOWN_DATASETS:
+    return []              # channels unknown until the data is loaded
+  if (run.input_mean is None) != (run.input_std is None):
+    return []              # RunConfig's own check reports input_std
+  channels = shape[-1]
+  counts = {len(spec.mean), len(spec.std)}
+  if counts <= {1, channels}:
+    return []
+  n = "/".join(str(c) for c in sorted(counts))
+  plural = "s" if channels != 1 else ""
+  allowed = "1 value" if channels == 1 else f"1 or {channels} values"
+  example = "(" + ", ".join(["0.5"] * channels) + ("," if channels == 1
+                                                    else "") + ")"
+  found = (f"the images of {run.dataset!r} have {channels} channel{plural} "
+           f"(shape {shape})")
+  own = "the dataset's own: ssljax.data.channel_stats(dataset)"
+  if run.input_mean is not None:
+    return [Problem(
+        "input_mean", tuple(run.input_mean),
+        f"input_mean and input_std have {n} values, but {found}: give each "
+        f"{allowed}, e.g. --config.input_mean='{example}' "
+        f"--config.input_std='{example}' ({own})")]
+  return [Problem(
+      "dataset", run.dataset,
+      f"its known statistics have {n} values, but {found}: set "
+      f"input_mean and input_std in the config file, {allowed} each, e.g. "
+      f"config.input_mean = {example} and config.input_std = {example} "
+      f"({own})")]
 
 
 def shape_problems(method, spec) -> list[Problem]:
@@ -107,8 +164,9 @@ def run_problems(reader: ConfigReader, run, method, spec, *,
                  num_examples: int | None = None,
                  check_shapes: bool = True) -> list[Problem]:
   """The problems of a run built by ``ssljax.train.build.build_run(reader,
-  ...)``: value problems, unknown keys, :data:`CROSS_FIELD_RULES` and (when
-  there is no other problem) :func:`shape_problems`."""
+  ...)``: value problems, unknown keys, :data:`CROSS_FIELD_RULES`,
+  :func:`channel_problems` and (when there is no other problem)
+  :func:`shape_problems`."""
   # Unknown keys only once a method could be built (else every key of its
   # sections would be unread).
   problems = (reader.all_problems() if method is not None
@@ -128,6 +186,7 @@ def run_problems(reader: ConfigReader, run, method, spec, *,
         value = (ctx["warmup_epochs"] if key.startswith("optimizer.")
                  else getattr(run, key))
         problems.append(Problem(key, value, message(run, ctx)))
+    problems += channel_problems(run, spec)
   if check_shapes and not problems:
     problems += shape_problems(method, spec)
   return problems
