@@ -42,7 +42,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssljax.cli import flags_parser
+from ssljax.cli import flags_parser, quiet_checkpoint_errors
 from ssljax.config import ConfigError
 from ssljax.data import DATA_OPTIONS, DatasetNotAvailableError
 from ssljax.eval.monitor import KNNMonitor
@@ -76,6 +76,7 @@ _RESUME = flags.DEFINE_bool(
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  quiet_checkpoint_errors()  # a failed save is reported once, below
   maybe_initialize_distributed()  # before anything touches a device
   if _CONFIG.value is None:
     raise app.UsageError("--config is required, e.g. "
@@ -109,8 +110,8 @@ def main(argv):
     return 1
   print(f"finished at step {int(state.step)}; checkpoints in "
         f"{_WORKDIR.value}/checkpoints")
-  # The mark of a run that reached its last step (a pre-empted one exits 0
-  # too): experiments/reproduce.py evaluates only finished runs.
+  # The mark of a run that reached its last step: experiments/reproduce.py
+  # evaluates only finished runs.
   with open(os.path.join(_WORKDIR.value, FINISHED_FILE), "w") as f:
     json.dump({"step": int(state.step)}, f)
   return 0

@@ -113,7 +113,7 @@ def evaluate_command(workdir: str, out: str, extra=()) -> list[str]:
 
 
 def _finished(workdir: str) -> bool:
-  """Whether the run reached its last step (a pre-empted run exits 0 too)."""
+  """Whether the run reached its last step (its finished.json)."""
   return os.path.exists(os.path.join(workdir, "finished.json"))
 
 

@@ -16,13 +16,32 @@ traceback inside ``main``) and reports, in one message naming the flag:
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
 
 from absl import flags
 
-__all__ = ["flags_parser", "fail"]
+__all__ = ["flags_parser", "fail", "quiet_checkpoint_errors"]
+
+
+class _DropOrbaxErrors(logging.Filter):
+  def filter(self, record):
+    return not (record.levelno >= logging.ERROR
+                and "orbax" in (record.pathname or ""))
+
+
+def quiet_checkpoint_errors() -> None:
+  """Drop Orbax's own ERROR log records (with their tracebacks): the errors
+  they describe reach the script as exceptions, which it reports in one
+  message (a failed save names the step and the intact checkpoint)."""
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+  handlers = list(logging.getLogger().handlers)
+  handlers.append(absl_logging.get_absl_handler())
+  for h in handlers:
+    if not any(isinstance(f, _DropOrbaxErrors) for f in h.filters):
+      h.addFilter(_DropOrbaxErrors())
 
 
 def fail(prog: str, message: str, status: int = 1):

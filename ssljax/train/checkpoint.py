@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -72,9 +73,13 @@ class CheckpointSaveError(CheckpointError):
 
   def __init__(self, step, directory, cause, last_good):
     self.step, self.last_good, self.cause = step, last_good, cause
-    full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC,
-                                                          errno.EDQUOT)
-    what = ("the disk is full" if full else
+    full = (isinstance(cause, OSError) and cause.errno in (errno.ENOSPC,
+                                                           errno.EDQUOT)
+            or "No space left on device" in str(cause))
+    detail = (f" ({cause.strerror})" if full and isinstance(cause, OSError)
+              and cause.strerror and cause.errno == errno.ENOSPC
+              and "free" in cause.strerror else "")
+    what = ("the disk is full" + detail if full else
             f"{type(cause).__name__}: {str(cause)[:300]}")
     kept = (f"the checkpoint at step {last_good} is intact" if last_good
             is not None else "no earlier checkpoint exists")
@@ -210,6 +215,13 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self._mngr.all_steps())
 
+  def complete_steps(self) -> list[int]:
+    """The steps whose folders are complete on disk now (a save in flight or
+    one that failed is not among them), read from the directory."""
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
+
   def step_path(self, step: int) -> str:
     return os.path.join(self.directory, str(int(step)))
 
@@ -233,6 +245,8 @@ class Checkpointer:
     self._finish()
     step = int(step)
     self._pending = step
+    if force or self._mngr.should_save(step):
+      self._check_space(step, state)
     try:
       saved = self._mngr.save(step, args=ocp.args.StandardSave(state),
                               force=force, custom_metadata=dict(metadata)
@@ -242,6 +256,20 @@ class Checkpointer:
     if saved:
       self._unsummed.append(step)
     return saved
+
+  def _check_space(self, step, state) -> None:
+    """Refuse a save that cannot fit, before Orbax writes a byte (a save cut
+    by a full disk leaves a partial tmp folder and noisy errors)."""
+    need = sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(state))
+    need += 1 << 20                       # metadata, checksums, margin
+    try:
+      free = shutil.disk_usage(self.directory).free
+    except OSError:
+      return
+    if free < need:
+      self._fail(step, OSError(errno.ENOSPC, f"{free / 2**20:.1f} MiB free, "
+                               f"the checkpoint needs about "
+                               f"{need / 2**20:.1f} MiB"))
 
   def _fail(self, step, e):
     self._failed = CheckpointSaveError(step, self.directory, e,
@@ -261,8 +289,12 @@ class Checkpointer:
         if os.path.isdir(self.step_path(step)):
           try:
             write_checksums(self.step_path(step))
-          except OSError as e:
-            self._fail(step, e)
+          except OSError as e:   # the step itself is complete and readable
+            msg = (f"the checkpoint at step {step} is complete, but its "
+                   f"checksums could not be written ({e}); it will be "
+                   "restored unverified.")
+            warnings.warn(msg, CheckpointWarning, stacklevel=3)
+            logging.warning(msg)
     if self._unsummed:
       self._last_complete = self._unsummed[-1]
     self._unsummed = []

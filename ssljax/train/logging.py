@@ -60,11 +60,19 @@ class MetricWriter:
       os.fsync(self._jsonl.fileno())
 
   def close(self) -> None:
+    """Flush and close; the files are closed even when the flush fails (a
+    full disk), and that error is raised after."""
     if self.enabled:
-      self.flush()
-      self._tb.close()
-      self._jsonl.close()
       self.enabled = False
+      try:
+        self._tb.flush()
+        self._jsonl.flush()
+        os.fsync(self._jsonl.fileno())
+      finally:
+        try:
+          self._tb.close()
+        finally:
+          self._jsonl.close()
 
 
 def read_jsonl(path: str) -> list[dict]:

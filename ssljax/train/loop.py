@@ -25,7 +25,7 @@ Pre-emption. While ``pretrain`` runs (in the main thread) SIGTERM and SIGINT
 are caught: the loop finishes the current step, saves a checkpoint at that
 step, flushes ``metrics.jsonl``/TensorBoard, restores the previous signal
 handlers and raises :class:`Preempted` (``experiments/pretrain.py`` turns it
-into exit status 0). A second SIGINT (Ctrl-C) interrupts at once.
+into exit status 75). A second SIGINT (Ctrl-C) interrupts at once.
 
 Numerical faults. The jitted step also returns a 3-int ``guard`` (skipped-step
 count, first bad step, what was non-finite) computed on device from the loss,
@@ -72,7 +72,7 @@ from ssljax.parallel import check_batch_divides, make_data_mesh, replicated_shar
 from ssljax.train.build import NONFINITE_MODES, RunConfig
 from ssljax.train.checkpoint import (CheckpointError, Checkpointer,
                                      CheckpointSaveError, CheckpointWarning)
-from ssljax.train.lock import WorkdirLockedError, workdir_lock
+from ssljax.train.lock import workdir_lock
 from ssljax.train.logging import MetricWriter
 from ssljax.train.start import (CONFIG_FILE, checkpoint_dir, init_state,
                                 load_dataset, save_config)
@@ -432,7 +432,7 @@ def _locked_pretrain(config, workdir, *, resume, nonfinite, mesh, **kwargs):
     in_flight = e
     if isinstance(e, StorageError) or e.errno not in _STORAGE_FULL:
       raise
-    last = ckpt.all_steps()
+    last = ckpt.complete_steps()
     where = e.filename or f"the run's files in {workdir}"
     raise StorageError(
         e.errno, f"writing {where} failed ({e.strerror or e}); "
@@ -567,6 +567,7 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
     last_saved = step
 
   t0, seen, step = time.perf_counter(), 0, start
+  in_flight = None
   try:
     with stop_on_signals(handle_signals) as stop, jax.set_mesh(mesh):
       while step < end:
@@ -613,10 +614,18 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
           writer.flush()
           raise Preempted(step, workdir,
                           stop.signal_name or "a stop request (other process)")
+  except BaseException as e:
+    in_flight = e
+    raise
   finally:
     bar.close()
-    writer.close()
     if hasattr(host_batches, "close"):
       host_batches.close()
+    try:
+      writer.close()
+    except OSError as e:
+      if in_flight is None:
+        raise
+      _say(f"also: flushing metrics.jsonl / TensorBoard failed ({e}).")
   event("done", step)
   return method, state
