@@ -397,3 +397,27 @@ def test_cli_full_disk_is_one_message(small_disk, tmp_path):
   _one_message(_cli(["--config", cfg, "--workdir", str(small_disk / "w")]),
                "the disk is full", "run the same command to resume")
   assert not [n for n in os.listdir(small_disk / "w") if ".tmp" in n]
+
+
+@pytest.mark.parametrize("script", ["simclr_fashion_mnist.sh",
+                                    "compare_fashion_mnist.sh"])
+def test_launch_scripts_stop_on_preemption_without_evaluating(tmp_path, script):
+  """The shipped scripts, with set-up and python replaced by stubs: a
+  pre-empted pre-training (status 75) stops the script with the resume
+  message; nothing is evaluated."""
+  root = tmp_path / "repo"
+  (root / "experiments").mkdir(parents=True)
+  (root / "scripts").mkdir()
+  (root / ".venv" / "bin").mkdir(parents=True)
+  shutil.copy(os.path.join(REPO, "experiments", script), root / "experiments")
+  (root / "scripts" / "setup.sh").write_text("exit 0\n")
+  calls = tmp_path / "calls"
+  python = root / ".venv" / "bin" / "python"
+  python.write_text(f"#!/bin/sh\necho \"$1\" >> {calls}\n"
+                    "case \"$1\" in *pretrain.py) exit 75;; esac\nexit 0\n")
+  python.chmod(0o755)
+  out = subprocess.run(["bash", str(root / "experiments" / script)],
+                       capture_output=True, text=True, timeout=60)
+  assert out.returncode == 75, out.stderr
+  assert "run this same command again to resume" in out.stderr
+  assert calls.read_text().split() == ["experiments/pretrain.py"]
