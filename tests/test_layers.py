@@ -19,7 +19,7 @@ ROOT = os.path.join(REPO, "ssljax")
 #: below its own, never one of its own layer (other than itself) or above.
 #: ``run`` is the module ssljax/run.py (restore a run for evaluation).
 LAYERS = (
-    ("config", "losses"),   # ssljax/config.py and the losses import no ssljax
+    ("config", "losses", "cli"),   # they import no other ssljax package
     ("parallel",),          # mesh, shardings (re-exports losses' gather)
     ("data",),              # sources, pipelines, global arrays
     ("augment",),

@@ -41,3 +41,16 @@ from ssljax.losses.inpainting import (border_weights, discriminator_loss,
 
 __all__ += ["border_weights", "classification_metrics", "discriminator_loss",
             "generator_adversarial_loss", "reconstruction_loss"]
+
+from ssljax.losses.noncontrastive import (BARLOW_TWINS_EPS,
+                                          barlow_twins_cross_correlation,
+                                          barlow_twins_loss, byol_loss,
+                                          byol_symmetric_loss,
+                                          dino_center_update, dino_loss,
+                                          dino_teacher_temperature,
+                                          simsiam_loss, vicreg_loss)
+
+__all__ += ["BARLOW_TWINS_EPS", "barlow_twins_cross_correlation",
+            "barlow_twins_loss", "byol_loss", "byol_symmetric_loss",
+            "dino_center_update", "dino_loss", "dino_teacher_temperature",
+            "simsiam_loss", "vicreg_loss"]

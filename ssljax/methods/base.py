@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -195,7 +196,15 @@ def register(name: str) -> Callable[[type], type]:
 def get_method(name: str) -> type:
   """The method class registered as ``name`` (a ValueError naming the
   closest registered name otherwise). The shipped methods register when
-  ``ssljax.methods`` is imported."""
+  ``ssljax.methods`` is imported; a method whose module is named after it
+  (``ssljax.methods.<name>``) is imported on first use, so a new method needs
+  no other file."""
+  if name not in METHODS and isinstance(name, str) and name.isidentifier():
+    try:
+      importlib.import_module(f"ssljax.methods.{name}")
+    except ModuleNotFoundError as e:
+      if e.name != f"ssljax.methods.{name}":
+        raise
   if name not in METHODS:
     hint = difflib.get_close_matches(str(name), sorted(METHODS), n=1)
     raise ValueError(f"unknown method {name!r}"
