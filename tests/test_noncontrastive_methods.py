@@ -24,7 +24,7 @@ from ssljax.train.validate import checked_run, validate_config
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEALTH = ("effective_rank", "normalized_std", "collapsed_dim_fraction",
           "uniformity")
-METHODS = ("byol", "simsiam", "barlow_twins", "vicreg")
+METHODS = ("byol", "simsiam", "barlow_twins", "vicreg", "dino")
 
 
 def method_config(method, steps=6, **overrides):
@@ -32,6 +32,15 @@ def method_config(method, steps=6, **overrides):
   del c["temperature"]
   c.head = ml_collections.ConfigDict(dict(out_dim=16, hidden_dim=32,
                                           num_layers=2))
+  if method == "dino":
+    c.head.bottleneck_dim = 8
+    c.global_augment = c.augment
+    c.local_augment = ml_collections.ConfigDict(dict(c.augment, size=4))
+    del c["augment"]
+    c.num_local = 2
+    c.freeze_last_layer_epochs = 1.0
+    c.teacher_temp_warmup_epochs = 2.0
+    c.teacher_temp = 0.07
   if method in ("byol", "simsiam"):
     c.predictor = ml_collections.ConfigDict(dict(hidden_dim=8, num_layers=2))
   for k, v in overrides.items():
@@ -150,3 +159,54 @@ def test_health_metrics_catch_a_collapsing_variant(method, broken, tmp_path):
   bad = _final(tmp_path, "broken", method_config(method, **steps, **broken))
   assert bad["normalized_std"] < 0.75 * healthy["normalized_std"], (bad, healthy)
   assert bad["effective_rank"] < healthy["effective_rank"], (bad, healthy)
+
+
+def test_dino_step_centre_teacher_and_frozen_prototypes():
+  config = method_config("dino", steps=20, freeze_last_layer_epochs=2.0)
+  method, state, images = _method_and_state(config, n=16)
+  # 16 examples, batch 16: one step an epoch; 2 frozen epochs, 2 warm-up.
+  assert method.freeze_last_layer_steps == 2
+  assert method.teacher_temp_warmup_steps == 2
+  g, loc = method.crops(images, jax.random.key(3))
+  assert g.shape == (2, 16, 8, 8, 1) and loc.shape == (2, 16, 4, 4, 1)
+  # The teacher's outputs get no gradient through the loss.
+  teacher, _ = method._forward({"params": state.teacher_params,   # pylint: disable=protected-access
+                                "batch_stats": state.teacher_batch_stats}, g)
+  grad_t = jax.grad(lambda t: method.loss(
+      state.params, state.batch_stats, g, loc, t, state.center, 0.04)[0])(
+          teacher)
+  np.testing.assert_array_equal(np.asarray(grad_t), 0.0)
+  step = jax.jit(method.train_step)
+  new, metrics = step(state, images, jax.random.key(4))
+  # The centre: 0.9 * 0 + 0.1 * the mean teacher output over both global
+  # crops of the batch (recomputed here from the same crops and teacher).
+  g0, _ = method.crops(images, jax.random.fold_in(jax.random.key(4), 0))
+  t0, _ = method._forward({"params": state.teacher_params,        # pylint: disable=protected-access
+                           "batch_stats": state.teacher_batch_stats}, g0)
+  np.testing.assert_allclose(
+      np.asarray(new.center),
+      0.1 * np.asarray(t0, np.float64).reshape(-1, t0.shape[-1]).mean(0),
+      rtol=1e-4, atol=1e-6)
+  # Teacher = EMA of the student after the step; temperature warms up.
+  m = float(metrics["momentum"])
+  for old_t, new_s, new_t in zip(jax.tree.leaves(state.teacher_params),
+                                 jax.tree.leaves(new.params["net"]),
+                                 jax.tree.leaves(new.teacher_params)):
+    np.testing.assert_allclose(np.asarray(new_t), m * np.asarray(old_t) +
+                               (1 - m) * np.asarray(new_s), rtol=1e-6,
+                               atol=1e-7)
+  temps = [float(method.teacher_temp_at(s)) for s in (0, 1, 2, 5)]
+  np.testing.assert_allclose(temps, [0.04, 0.055, 0.07, 0.07], rtol=1e-6)
+  # Steps 0-1 are in the frozen epochs (freeze_last_layer_epochs=2 here):
+  # the prototypes do not move while the rest does; afterwards they train.
+  proto = lambda st: [np.asarray(x) for p, x in
+                      jax.tree_util.tree_leaves_with_path(st.params)
+                      if "prototypes" in jax.tree_util.keystr(p)]
+  rest = lambda st: [np.asarray(x) for p, x in
+                     jax.tree_util.tree_leaves_with_path(st.params)
+                     if "prototypes" not in jax.tree_util.keystr(p)]
+  s1, _ = step(new, images, jax.random.key(4))
+  assert all(np.array_equal(a, b) for a, b in zip(proto(state), proto(s1)))
+  assert any(not np.array_equal(a, b) for a, b in zip(rest(new), rest(s1)))
+  s2, _ = step(s1, images, jax.random.key(4))
+  assert all(not np.array_equal(a, b) for a, b in zip(proto(s1), proto(s2)))

@@ -39,7 +39,8 @@ from ssljax.methods.base import (Method, TrainState, build_encoder, build_head,
 from ssljax.methods.simclr import augment_from_config, view_size
 from ssljax.models import EncoderWithHead, ProjectionMLP
 
-__all__ = ["TwoViewMethod", "health_metrics", "net_variables"]
+__all__ = ["TwoViewMethod", "health_metrics", "net_trainable_features",
+           "net_variables"]
 
 
 def health_metrics(z: jax.Array) -> dict[str, jax.Array]:
@@ -50,6 +51,22 @@ def health_metrics(z: jax.Array) -> dict[str, jax.Array]:
           "normalized_std": report["normalized_std"],
           "collapsed_dim_fraction": report["collapsed_dim_fraction"],
           "uniformity": health.uniformity(z)}
+
+
+def net_trainable_features(model, mean, std, variables, images, train: bool):
+  """Fine-tuning's features of float images in [0, 1]: the encoder of the
+  ``net`` entry (BatchNorm in training mode when ``train``); returns the
+  features and the whole ``batch_stats`` tree with ``net``'s updated."""
+  net = net_variables(variables)
+  x = normalize_images(images, mean, std)
+  stats = variables.get("batch_stats", {})
+  if not train:
+    return model.apply(net, x, train=False, method=type(model).encode), stats
+  feats, upd = model.apply(net, x, train=True, mutable=["batch_stats"],
+                           method=type(model).encode)
+  if "net" in variables["params"]:
+    return feats, dict(stats, net=upd["batch_stats"])
+  return feats, upd["batch_stats"]
 
 
 def net_variables(variables_or_state) -> dict:
@@ -159,21 +176,10 @@ class TwoViewMethod(Method):
                            net_variables(variables_or_state), images)
 
   def trainable_features(self, variables, images: jax.Array, train: bool):
-    """Fine-tuning's features (``ssljax.eval.finetune``) of float images in
-    [0, 1]: the encoder of ``net`` with BatchNorm in training mode when
-    ``train``; returns the whole ``batch_stats`` tree with ``net``'s
-    updated."""
-    net = net_variables(variables)
-    x = normalize_images(images, self.mean, self.std)
-    stats = variables.get("batch_stats", {})
-    if not train:
-      return self.model.apply(net, x, train=False,
-                              method=type(self.model).encode), stats
-    feats, upd = self.model.apply(net, x, train=True, mutable=["batch_stats"],
-                                  method=type(self.model).encode)
-    if "net" in variables["params"]:
-      return feats, dict(stats, net=upd["batch_stats"])
-    return feats, upd["batch_stats"]
+    """Fine-tuning's features (``ssljax.eval.finetune``): see
+    :func:`net_trainable_features`."""
+    return net_trainable_features(self.model, self.mean, self.std, variables,
+                                  images, train)
 
   @classmethod
   def common_fields(cls, config, *, tx, schedule, data) -> dict:
