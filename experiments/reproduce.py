@@ -77,6 +77,11 @@ RUNS = (
     Run("relpos", "relpos_fashion_mnist.py"),
     Run("inpainting", "inpainting_fashion_mnist.py"),
     Run("cpc_image", "cpc_fashion_mnist.py"),
+    Run("byol", "byol_fashion_mnist.py"),
+    Run("simsiam", "simsiam_fashion_mnist.py"),
+    Run("barlow_twins", "barlow_twins_fashion_mnist.py"),
+    Run("vicreg", "vicreg_fashion_mnist.py"),
+    Run("dino", "dino_fashion_mnist.py"),
 )
 
 

@@ -2,7 +2,11 @@
 :mod:`ssljax.methods.base` (``from_config``, ``init``, ``train_step``,
 ``encode``), registered by name (:data:`METHODS`, :func:`get_method`).
 
-Importing this package registers every shipped method.
+Importing this package registers the methods imported below; any other
+method whose module is named after it (``ssljax.methods.byol``,
+``simsiam``, ``barlow_twins``, ``vicreg``, ``dino``) registers when
+:func:`get_method` first asks for it, so adding a method touches no file but
+its own module and config.
 """
 
 from ssljax.methods.base import (METHODS, DataSpec, Method, TrainState,
