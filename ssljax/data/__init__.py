@@ -13,6 +13,9 @@ Typical use::
       state, metrics = train_step(state, batch)   # batch: global jax.Arrays
 """
 
+from ssljax.data.colour import (COLOUR_CROPS, ColourCrops, ColourSource,
+                                colour_source_names, colour_sources,
+                                load_colour_crops)
 from ssljax.data.dataset import ArrayDataset, DatasetNotAvailableError, fingerprint
 from ssljax.data.pipeline import (
     batches,
@@ -55,6 +58,8 @@ __all__ = [
     "OPENCV_VIDEOS", "VIDEOS_DIR", "VideoSplits", "clip_batches", "load_davis",
     "load_opencv_videos", "load_video", "read_video", "sample_clips",
     "split_videos", "ClipDataset", "OPENCV_VIDEOS_DATASET", "load_clips",
+    "COLOUR_CROPS", "ColourCrops", "ColourSource", "colour_source_names",
+    "colour_sources", "load_colour_crops",
     "ArrayDataset",
     "fingerprint",
     "VALIDATION_FRACTION",

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from ssljax.data.colour import COLOUR_CROPS, load_colour_crops
 from ssljax.data.dataset import ArrayDataset, DatasetNotAvailableError
 from ssljax.data.photos import load_photos
 from ssljax.data.video import OPENCV_VIDEOS_DATASET, load_clips
@@ -127,6 +128,9 @@ _INFO = {
     # and 32x32 photo crops (ssljax.data.photos): unlabelled colour data.
     "opencv_videos": DatasetInfo("opencv_videos", (4, 72, 96, 3), 0),
     "opencv_photos": DatasetInfo("opencv_photos", (32, 32, 3), 0),
+    # 32x32 crops of opencv-doc's photos and videos and scikit-image's
+    # colour images, held out by source (ssljax.data.colour).
+    COLOUR_CROPS: DatasetInfo(COLOUR_CROPS, (32, 32, 3), 0),
 }
 
 
@@ -365,8 +369,10 @@ def load(name: str, split: str, *, data_dir: str | None = None,
 
   Args:
     name: ``"fashion_mnist"``, ``"mnist"``, ``"digits"`` (scikit-learn's 8x8
-      digits: ``"train"`` = the first 1500, ``"test"`` = the other 297), or any
-      TFDS image-classification name (``"cifar10"``, ``"cifar100"``,
+      digits: ``"train"`` = the first 1500, ``"test"`` = the other 297),
+      ``"opencv_photos"``, ``"opencv_videos"``, ``"colour_crops"`` (splits
+      ``"train"``, ``"validation"``, ``"test"``; ``ssljax.data.colour``), or
+      any TFDS image-classification name (``"cifar10"``, ``"cifar100"``,
       ``"stl10"``, ...) whose images all have one shape.
     split: TFDS-style split: ``"train"``, ``"test"``, ``"train[:1000]"``,
       ``"train[50000:]"``, ``"train[:10%]"``, ``"train+test"``.
@@ -397,6 +403,11 @@ def load(name: str, split: str, *, data_dir: str | None = None,
       raise ValueError("'opencv_photos' are local files (Debian opencv-doc), "
                        "not TFDS: use source='auto'.")
     return load_photos(split, data_dir=data_dir)
+  if name == COLOUR_CROPS:
+    if source == "tfds":
+      raise ValueError(f"{COLOUR_CROPS!r} are local files (Debian opencv-doc "
+                       "and scikit-image), not TFDS: use source='auto'.")
+    return load_colour_crops(split, data_dir=data_dir)
   if name in _IDX_DATASETS and source != "tfds":
     directory = _find_idx_dir(name, data_dir)
     if directory is not None:

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from ssljax.data.dataset import ArrayDataset
 
-__all__ = ["VALIDATION_FRACTION", "holdout", "validation_size"]
+__all__ = ["OWN_VALIDATION_SPLIT", "VALIDATION_FRACTION", "holdout",
+           "validation_size"]
+
+#: Datasets held out by source file, whose ``"validation"`` split is their
+#: own (whole photos and videos, never crops of a training source): their
+#: ``"train"`` is used as it is (``ssljax.data.colour``).
+OWN_VALIDATION_SPLIT = ("colour_crops",)
 
 #: The share of the training split held out for validation by default
 #: (Fashion-MNIST: the last 6,000 of the 60,000 training images).

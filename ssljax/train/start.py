@@ -25,7 +25,7 @@ import ml_collections
 
 from ssljax import data as data_lib
 from ssljax.config import ConfigReader, build
-from ssljax.data.splits import VALIDATION_FRACTION, holdout
+from ssljax.data.splits import OWN_VALIDATION_SPLIT, VALIDATION_FRACTION, holdout
 from ssljax.parallel import replicated_sharding
 
 __all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "FINISHED_FILE", "checkpoint_dir", "init_state",
@@ -77,6 +77,8 @@ def load_dataset(config, split: str = "train") -> data_lib.ArrayDataset:
   For image datasets, ``"train"`` is the training split without its last
   ``config.validation_fraction`` (default 0.1, :mod:`ssljax.data.splits`),
   which ``"validation"`` returns; ``"train_all"`` is the whole training split.
+  A dataset of :data:`~ssljax.data.splits.OWN_VALIDATION_SPLIT` (held out by
+  source file) keeps its own ``"train"`` and ``"validation"`` splits.
   """
   options = data_lib.DATA_OPTIONS.get(config.dataset)
   if options is not None:
@@ -85,6 +87,11 @@ def load_dataset(config, split: str = "train") -> data_lib.ArrayDataset:
       config.dataset, s, data_dir=config.get("data_dir") or None,
       source=config.get("data_source", "auto"))
   if split not in ("train", "validation", "train_all"):
+    return load(split)
+  if config.dataset in OWN_VALIDATION_SPLIT:     # held out by source file
+    if split == "train_all":
+      raise ValueError(f"{config.dataset} holds its validation sources out "
+                       "by file: load 'train' and 'validation' separately.")
     return load(split)
   full = load("train")
   fraction = validation_fraction(config)
