@@ -17,7 +17,10 @@ about 4).
 
 Methods that their papers judge by their own measure (CPC on sequences,
 colorization, split-brain, video colorization: ``ssljax.eval.by_method``) get
-that evaluation, written to ``DIR/method_eval.json``.
+that evaluation, written to ``DIR/method_eval.json`` (colorization and
+split-brain trained on ``colour_crops``: the colorization quality on its test
+sources, a picture of held-out crops, and linear probes of the frozen
+encoders for source identification and Fashion-MNIST).
 
 ``--suite`` runs sections of the extended suite instead (``ssljax.eval.suite``:
 clustering, pictures, robustness, transfer, health, efficiency, the augmented

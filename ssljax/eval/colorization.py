@@ -20,7 +20,9 @@ pixels' most frequent bin. :func:`evaluate_colorization` measures all of it
 for each given state (e.g. trained and random init);
 :func:`evaluate_splitbrain` gives split-brain's held-out losses beside the
 training marginals. :func:`save_colorization_png` draws gray input,
-colorizations and originals side by side.
+colorizations and originals side by side (:func:`colorize_holdout_photos`:
+the held-out photos whole; :func:`colorize_holdout_crops`: a few held-out
+crops of each source, for colorization or split-brain's L -> ab half).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from ssljax.losses.colorization import colorization_loss
 __all__ = [
     "AUC_MAX_ERROR",
     "ab_error_metrics",
+    "colorize_holdout_crops",
     "colorize_holdout_photos",
     "evaluate_colorization",
     "evaluate_splitbrain",
@@ -281,6 +284,41 @@ def colorize_holdout_photos(path: str, method, state, *,
   return save_colorization_png(
       path, np.stack([pad(p) for p in photos]), np.stack([pad(c) for c in cols]),
       extra={"mean (T=1)": np.stack([pad(m) for m in means])}, titles=names)
+
+
+def _recolored(method, state, images, temperature=None) -> np.ndarray:
+  """sRGB ``[N, H, W, 3]``: the images' own ``L`` with ``method.predict_ab``
+  (colorization, or split-brain's L -> ab half)."""
+  lab = rgb_to_lab(to_float(jnp.asarray(images)))
+  ab = method.predict_ab(state, jnp.asarray(images), temperature=temperature)
+  return np.asarray(lab_to_rgb(jnp.concatenate([lab[..., :1], ab], -1)))
+
+
+def colorize_holdout_crops(path: str, method, state, crops, *,
+                           per_source: int = 2, random_state=None) -> str:
+  """A PNG of held-out crops, ``per_source`` of each source (evenly spaced in
+  its stored order; ``crops.source_ids``, else the labels, say the source):
+  gray input, the colorization (annealed mean, T = the method's), the mean
+  (T = 1), the same network at ``random_state`` when given, and the
+  original. Rows are titled with the source's name. Returns ``path``."""
+  images = np.asarray(crops.images)
+  sids = getattr(crops, "source_ids", None)
+  sids = np.asarray(crops.labels if sids is None else sids)
+  names = (getattr(crops, "source_names", ()) or getattr(crops, "sources", ())
+           or ())
+  chosen = []
+  for s in np.unique(sids):
+    idx = np.flatnonzero(sids == s)
+    k = min(per_source, len(idx))
+    chosen += list(idx[((np.arange(k) + 0.5) * len(idx) / k).astype(int)])
+  x = images[np.asarray(chosen, np.int64)]
+  extra = {"mean (T=1)": _recolored(method, state, x, 1.0)}
+  if random_state is not None:
+    extra["random init"] = _recolored(method, random_state, x)
+  titles = [str(names[sids[i]]).split(":", 1)[-1] if len(names) > sids[i]
+            else f"source {sids[i]}" for i in chosen]
+  return save_colorization_png(path, x, _recolored(method, state, x),
+                               extra=extra, titles=titles)
 
 
 def save_colorization_png(path: str, originals, colorized, *,

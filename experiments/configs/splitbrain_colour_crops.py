@@ -1,0 +1,68 @@
+"""Split-brain autoencoder (Zhang et al. 2017) on 32x32 crops of all the
+colour data of this machine: ``dataset = "colour_crops"``
+(``ssljax/data/colour.py``: every opencv-doc colour photo, scikit-image's
+colour samples and every frame of every opencv-doc video, held out by
+source).
+
+Launch (needs ``apt-get install opencv-doc`` and ``pip install
+scikit-image``)::
+
+    python experiments/pretrain.py \
+        --config experiments/configs/splitbrain_colour_crops.py \
+        --workdir workdirs/splitbrain_colour_crops
+    python experiments/evaluate.py --workdir workdirs/splitbrain_colour_crops
+
+The networks are ``splitbrain_photos.py``'s: two disjoint small ResNets
+(half the colorization widths), L -> ab (261 ab bins, soft targets, no
+class rebalancing) and ab -> L (50 L bins); ``encode`` concatenates the two
+encoders' features. Training split: 33 sources, 33,792 crops
+(``ssljax.data.colour``).
+
+Budget: sized to about 45 minutes on a 2-core CPU. A 20-step run of this
+config went at about 470-530 crops/s (about 0.13 s a step of 64 crops; the
+machine was also running other jobs), so 19,000 steps (about 36 epochs)
+take about 40 minutes, plus about half a minute to load the crops and
+compile.
+
+``experiments/evaluate.py`` then writes ``method_eval.json``
+(``ssljax.eval.by_method``): the held-out losses beside the training
+marginals and the L -> ab half's colorization quality on the 8 test sources,
+a picture of held-out crops, and linear probes on each half's frozen
+features and their concatenation (``ssljax.eval.colour_features``): source
+identification on the test sources; Fashion-MNIST (gray: the L half only).
+"""
+
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.method = "splitbrain"
+  c.seed = 0
+  c.dataset = "colour_crops"
+  c.data_dir = ""
+  c.data_source = "auto"
+  c.batch_size = 64
+  c.num_epochs = 1.0
+  c.num_steps = 19000              # > 0 overrides epochs
+
+  c.encoder = ml_collections.ConfigDict(dict(
+      name="small_resnet", widths=(8, 16, 32), first_stage_stride=2))
+  # The per-pixel head of both halves (ssljax.models.ColorNet).
+  c.head = ml_collections.ConfigDict(dict(
+      hidden_dim=16, out_stride=4, hypercolumn=True))
+  # The method's fields (ssljax.methods.SplitBrain).
+  c.colorization = ml_collections.ConfigDict(dict(
+      grid=10.0, ab_range=110.0, num_neighbors=5, sigma=5.0,
+      rebalance_lambda=1.0,                  # 1.0: no class rebalancing
+      prior_sigma=5.0, prior_images=4000,
+      temperature=0.38, num_l_bins=50, flip=True))
+
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="adamw", base_lr=2e-3, lr_scaling="none", weight_decay=1e-4,
+      warmup_epochs=0.5))
+
+  c.log_every = 100
+  c.checkpoint_every = 2000
+  c.keep_checkpoints = 2
+  return c
