@@ -77,9 +77,8 @@ from __future__ import annotations
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import copy
-import json
-import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,6 +94,7 @@ import torch  # noqa: E402
 import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import _compare as cmp  # noqa: E402
 import simclr_throughput as sct  # noqa: E402
 from moco_queue import queue_copies  # noqa: E402
 import ssljax  # noqa: E402
@@ -108,6 +108,7 @@ NUM_EXAMPLES = sct.NUM_EXAMPLES
 IMAGE_SHAPE = sct.IMAGE_SHAPE
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "moco_throughput.json"
 QUICK_OUT = REPO / "benchmarks" / "results" / "moco_throughput_quick.json"
+DRY_RUN_OUT = Path(tempfile.gettempdir()) / "moco_throughput_dry_run.json"
 # MoCo's own SGD, as the config's comment spells it (--optimizer sgd).
 MOCO_SGD = dict(name="sgd", base_lr=0.03, weight_decay=1e-4, warmup_epochs=0.0)
 
@@ -122,10 +123,20 @@ def load_config():
 
 class _SplitBN:
   """BatchNorm over ``num_splits`` sub-batches in training mode (the official
-  MoCo CIFAR demo's SplitBatchNorm). ``x.reshape(N/G, G*C, ...)`` puts rows
-  ``j, G+j, 2G+j, ...`` into sub-batch j (strided groups); the running
+  MoCo CIFAR demo's SplitBatchNorm): sub-batch j holds rows ``j, G+j, 2G+j,
+  ...`` (strided groups, the demo's ``x.view(N/G, G*C, ...)``); the running
   statistics are updated per sub-batch and averaged, as ssljax averages the
-  vmapped groups' statistics."""
+  vmapped groups' statistics.
+
+  On a contiguous (NCHW or ``[N, C]``) input this is the demo's code: the
+  reshape to ``[N/G, G*C, H, W]`` is a view and ``F.batch_norm`` does the
+  rest. On a channels_last input that reshape would copy the activations
+  into NCHW at every layer (and hand NCHW to the next channels_last
+  convolution); there the input is viewed as ``[N/G, G, C, H, W]`` instead
+  (splitting the batch dimension is a view in any memory format), the
+  statistics of each ``(group, channel)`` are reduced over the other
+  dimensions, and the normalization is one fused multiply-add, so the output
+  keeps the input's memory format and nothing is copied."""
   num_splits = 1
 
   def forward(self, x):
@@ -133,14 +144,31 @@ class _SplitBN:
     if g == 1 or not self.training:
       return super().forward(x)
     n, c = x.shape[:2]
-    rm, rv = self.running_mean.repeat(g), self.running_var.repeat(g)
-    y = F.batch_norm(x.reshape(n // g, c * g, *x.shape[2:]), rm, rv,
-                     self.weight.repeat(g), self.bias.repeat(g), True,
-                     self.momentum, self.eps)
+    if x.is_contiguous():
+      rm, rv = self.running_mean.repeat(g), self.running_var.repeat(g)
+      y = F.batch_norm(x.view(n // g, c * g, *x.shape[2:]), rm, rv,
+                       self.weight.repeat(g), self.bias.repeat(g), True,
+                       self.momentum, self.eps)
+      with torch.no_grad():
+        self.running_mean.copy_(rm.view(g, c).mean(0))
+        self.running_var.copy_(rv.view(g, c).mean(0))
+      return y.view(x.shape)
+    xg = x.view(n // g, g, c, *x.shape[2:])
+    dims = (0,) + tuple(range(3, xg.dim()))
+    var, mean = torch.var_mean(xg, dim=dims, unbiased=False)     # [G, C]
+    scale = self.weight * torch.rsqrt(var + self.eps)
+    shift = self.bias - mean * scale
+    bshape = (1, g, c) + (1,) * (x.dim() - 2)
+    y = torch.addcmul(shift.view(bshape), xg, scale.view(bshape))
     with torch.no_grad():
-      self.running_mean.copy_(rm.view(g, c).mean(0))
-      self.running_var.copy_(rv.view(g, c).mean(0))
-    return y.reshape(x.shape)
+      # F.batch_norm's update of each group's copy (unbiased variance), then
+      # the mean over the groups; all copies start from the same statistics.
+      count = xg.numel() // (g * c)
+      m = self.momentum
+      self.running_mean.mul_(1 - m).add_(mean.mean(0), alpha=m)
+      self.running_var.mul_(1 - m).add_(
+          var.mean(0) * (count / max(count - 1, 1)), alpha=m)
+    return y.view(x.shape)
 
 
 class TorchSplitBatchNorm2d(_SplitBN, tnn.BatchNorm2d):
@@ -170,38 +198,48 @@ def l2_normalize(x):
   return x * torch.rsqrt(torch.clamp((x * x).sum(1, keepdim=True), min=1e-12))
 
 
-def torch_info_nce(q, k, queue, temperature: float):
+def torch_info_nce(q, k, queue, temperature: float, labels=None):
   """ssljax.losses.info_nce with a shared [K, D] queue: logits [N, 1 + K]
-  (cosine similarities / T, positive first), cross-entropy with label 0."""
+  (cosine similarities / T, positive first), cross-entropy with label 0.
+
+  ``labels``: the zeros ``[N]`` on the device (made here when not given: the
+  checks; the trainer makes them once)."""
   q = l2_normalize(q)
   s_pos = (q * l2_normalize(k)).sum(1, keepdim=True)
   s_neg = q @ l2_normalize(queue).T
   logits = torch.cat([s_pos, s_neg], 1) / temperature
-  labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+  if labels is None:
+    labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
   return F.cross_entropy(logits, labels)
 
 
 class TorchSGD:
   """ssljax's "sgd": add_decayed_weights(wd, mask) then optax.sgd(momentum):
   g <- g + wd * w for weights (ndim > 1); m <- g + momentum * m;
-  w <- w - lr * m. That is torch.optim.SGD with weight decay on the weights
-  only."""
+  w <- w - lr * m (torch.optim.SGD's update with weight decay on the weights
+  only, written with ``torch._foreach`` ops like :class:`TorchLARS` so that
+  ``lr`` can be a 0-d device tensor)."""
 
   def __init__(self, params, weight_decay: float, momentum: float):
     params = [p for p in params if p.requires_grad]
-    self.opt = torch.optim.SGD(
-        [{"params": [p for p in params if p.ndim > 1],
-          "weight_decay": float(weight_decay)},
-         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
-        lr=0.0, momentum=float(momentum), foreach=True)
+    self.decay = [p for p in params if p.ndim > 1]
+    self.params = self.decay + [p for p in params if p.ndim <= 1]
+    self.bufs = [torch.zeros_like(p) for p in self.params]
+    self.wd = float(weight_decay)
+    self.momentum = float(momentum)
 
   def zero_grad(self):
-    self.opt.zero_grad(set_to_none=True)
+    for p in self.params:
+      p.grad = None
 
-  def step(self, lr: float):
-    for group in self.opt.param_groups:
-      group["lr"] = lr
-    self.opt.step()
+  @torch.no_grad()
+  def step(self, lr):
+    if self.wd:
+      torch._foreach_add_([p.grad for p in self.decay], self.decay,
+                          alpha=self.wd)
+    torch._foreach_mul_(self.bufs, self.momentum)
+    torch._foreach_add_(self.bufs, [p.grad for p in self.params])
+    torch._foreach_add_(self.params, torch._foreach_mul(self.bufs, -lr))
 
 
 def make_torch_optimizer(params, opt_config):
@@ -216,71 +254,111 @@ def make_torch_optimizer(params, opt_config):
                    f"{opt_config.name!r}")
 
 
-class TorchMoCoTrainer:
+class TorchMoCoTrainer(sct._StepCounter):  # pylint: disable=protected-access
   """One MoCo step on pre-augmented views (NCHW float32), in the order of
-  ``ssljax.methods.moco.MoCo.train_step``."""
+  ``ssljax.methods.moco.MoCo.train_step``.
+
+  The key encoder is a deep copy of the query encoder, so its weights are in
+  the query's memory format; its split BN keeps that format (see
+  :class:`_SplitBN`), and the shuffled keys are gathered in it too, so the
+  key path runs in the query's format without a conversion at any layer.
+  The step count, the queue pointer, the learning rates and the key momenta
+  live on the device: no step reads a host value that changes every step.
+
+  Args:
+    model: the query model (a ``TorchSimCLRModel``) on the step's device.
+    queue: the initial ``[K, D]`` queue on that device.
+    opt_config: the config's optimizer (``lars`` or ``sgd``).
+    temperature: InfoNCE's T.
+    lrs, momenta: the learning rate and key momentum of each step.
+    shuffle_bn, bn_splits: split BN over the shuffled keys.
+    memory_format: the model's and the views' memory format.
+    compile: one of ``sct.TORCH_COMPILE_MODES``: ``model`` compiles both
+      forwards, ``step`` the whole step (momentum update, key forward, query
+      forward, InfoNCE, backward, optimizer, enqueue).
+    backend: ``torch.compile``'s backend.
+  """
 
   def __init__(self, model, queue, opt_config, temperature, lrs, momenta,
-               shuffle_bn, bn_splits, memory_format, compile_model=False):
+               shuffle_bn, bn_splits, memory_format, compile="none",  # pylint: disable=redefined-builtin
+               backend="inductor"):
+    if compile not in sct.TORCH_COMPILE_MODES:
+      raise ValueError(f"compile must be one of {sct.TORCH_COMPILE_MODES}; "
+                       f"got {compile!r}")
     self.model = model.to(memory_format=memory_format).train()
+    device = next(self.model.parameters()).device
     # The key encoder starts as a copy of the query encoder (params and BN
     # statistics), as MoCo.init does.
     self.key_model = split_bn_(copy.deepcopy(self.model),
                                bn_splits if shuffle_bn else 1).train()
     self.key_model.requires_grad_(False)
     self.memory_format = memory_format
-    # torch.compile (inductor) of both forwards; AOTAutograd compiles the
-    # query backward too. EMA, optimizer and enqueue stay eager.
-    self.forward = torch.compile(self.model) if compile_model else self.model
-    self.key_forward = (torch.compile(self.key_model) if compile_model
-                        else self.key_model)
+    self.compile = compile
+    self.forward = (torch.compile(self.model, backend=backend)
+                    if compile == "model" else self.model)
+    self.key_forward = (torch.compile(self.key_model, backend=backend)
+                        if compile == "model" else self.key_model)
     self.params = list(self.model.parameters())
     self.key_params = list(self.key_model.parameters())
     self.opt = make_torch_optimizer(self.params, opt_config)
     self.queue = queue.clone()
-    self.ptr = 0
+    self._slot = torch.zeros(1, dtype=torch.long, device=device)
     self.temperature = temperature
     self.shuffle_bn = shuffle_bn
     self.bn_splits = bn_splits if shuffle_bn else 1
-    self.lrs = lrs
-    self.momenta = momenta
-    self.count = 0
+    self._init_counter(device, lrs=lrs, momenta=momenta)
+    self._labels = None
+    self._step_fn = (sct.compile_step(self._step, backend)
+                     if compile == "step" else self._step)
 
-  def step(self, xq, xk, perm=None):
-    """``perm``: the key shuffle (ssljax's order: sub-batch g is
-    ``xk[perm[g*N/G:(g+1)*N/G]]``); default a fresh ``torch.randperm``."""
+  def _step(self, xq, xk, perm):
     n = xq.shape[0]
-    i = self.count
-    lr = float(self.lrs[min(i, len(self.lrs) - 1)])
-    m = np.float32(self.momenta[min(i, len(self.momenta) - 1)])
+    m = self._at(self.momenta)
     with torch.no_grad():
       # 1. momentum update of the key encoder (parameters only).
-      torch._foreach_mul_(self.key_params, float(m))
-      torch._foreach_add_(self.key_params, self.params,
-                          alpha=float(np.float32(1) - m))
+      torch._foreach_mul_(self.key_params, m)
+      torch._foreach_add_(self.key_params,
+                          torch._foreach_mul(self.params, 1 - m))
       # 2. keys without gradient, split BN over a shuffled batch.
       if self.shuffle_bn:
-        if perm is None:
-          perm = torch.randperm(n, device=xk.device)
         g = self.bn_splits
         # ssljax's contiguous sub-batches as _SplitBN's strided ones.
         p = perm.view(g, n // g).t().reshape(-1)
-        xs = xk.index_select(0, p).contiguous(memory_format=self.memory_format)
-        k = self.key_forward(xs).index_select(0, torch.argsort(p))
+        # Advanced indexing keeps xk's memory format (index_select does not).
+        k = self.key_forward(xk[p])[torch.argsort(p)]
       else:
         k = self.key_forward(xk)
       k = l2_normalize(k)
     # 3. query forward, InfoNCE against the queue before this step, update.
-    loss = torch_info_nce(self.forward(xq), k, self.queue, self.temperature)
+    loss = torch_info_nce(self.forward(xq), k, self.queue, self.temperature,
+                          self._labels)
     self.opt.zero_grad()
     loss.backward()
-    self.opt.step(lr)
-    # 4. enqueue this step's keys over the oldest batch.
+    self.opt.step(self._at(self.lrs))
+    # 4. enqueue this step's keys over the oldest batch (slot = ptr / N).
     with torch.no_grad():
-      self.queue[self.ptr:self.ptr + n] = k
-    self.ptr = (self.ptr + n) % self.queue.shape[0]
-    self.count += 1
+      self.queue.view(-1, n, self.queue.shape[1]).index_copy_(
+          0, self._slot, k[None])
+      self._slot.add_(1).remainder_(self.queue.shape[0] // n)
+    self._count += 1
     return loss.detach()
+
+  def state_tensors(self) -> list:
+    """The tensors a step changes that the compiled-vs-eager check compares:
+    the query and key encoders' parameters and the queue."""
+    return self.params + self.key_params + [self.queue]
+
+  def step(self, xq, xk, perm=None):
+    """``perm``: the key shuffle (ssljax's order: sub-batch g is
+    ``xk[perm[g*N/G:(g+1)*N/G]]``); default a fresh ``torch.randperm`` on
+    the device (outside the compiled step, which takes it as an input)."""
+    n = xq.shape[0]
+    if self._labels is None or self._labels.shape[0] != n:
+      self._labels = torch.zeros(n, dtype=torch.long, device=xq.device)
+    if perm is None:
+      perm = (torch.randperm(n, device=xk.device) if self.shuffle_bn else
+              self._labels)
+    return self._step_fn(xq, xk, perm)
 
 
 # --------------------------------------------------------------------------
@@ -325,9 +403,7 @@ def tree_max_rel_diff(a, b) -> float:
   return out
 
 
-def list_max_rel_diff(a, b) -> float:
-  return max(float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30))
-             for x, y in zip(a, b) if np.linalg.norm(y) > 0)
+list_max_rel_diff = sct.list_max_rel_diff
 
 
 def add_arguments(p):
@@ -340,15 +416,19 @@ def add_arguments(p):
 def parse_args(argv=None):
   return sct.parse_args(argv, description=__doc__.split("\n")[0],
                         default_out=DEFAULT_OUT, quick_out=QUICK_OUT,
+                        dry_run_out=DRY_RUN_OUT, dry_run_batch=16,
                         add_arguments=add_arguments)
 
 
 def main(argv=None):
   args = parse_args(argv)
+  load = sct.check_load(args)
   config = load_config()
   device = sct.prepare(args, config)
   if args.optimizer == "sgd":
     config.optimizer.update(MOCO_SGD)
+  if args.dry_run:
+    config.moco.queue_size = 16 * int(config.batch_size)
   batch = int(config.batch_size)
   queue_size = int(config.moco.queue_size)
   shuffle_bn = bool(config.moco.get("shuffle_bn", True))
@@ -357,7 +437,7 @@ def main(argv=None):
     raise SystemExit(f"--batch-size must divide the queue size {queue_size} "
                      f"and be a multiple of bn_splits={bn_splits}; got {batch}")
 
-  info, load_start = sct.announce_machine()
+  info = sct.announce_machine()
 
   # ---------------- JAX (the library) ----------------
   method, total = ssljax.train.build.build_method(config, NUM_EXAMPLES)
@@ -520,128 +600,105 @@ def main(argv=None):
     state_full, _ = jax_full_step(state_full, images_j, data_key)
   jax.block_until_ready((state, state_full))
 
-  formats = {"channels_last": torch.channels_last,
-             "contiguous": torch.contiguous_format}
-  candidates = (list(formats) if args.torch_memory_format == "auto"
-                else [args.torch_memory_format])
   torch.manual_seed(1)
   t_queue = l2_normalize(torch.randn(queue_size, out_dim))
-  probe = {}
-  trainers = {}
-  for name in candidates:
+
+  def make_trainer(mode, memory_format):
     m = sct.TorchSimCLRModel(config, IMAGE_SHAPE[2])
     m.load_state_dict(t_model.state_dict())
-    m = m.to(device)
-    tr = TorchMoCoTrainer(m, t_queue.to(device), opt, temperature, lrs,
-                          momenta, shuffle_bn, bn_splits, formats[name],
-                          compile_model=args.torch_compile)
-    tq = xq_t.to(device).contiguous(memory_format=formats[name])
-    tk = xk_t.to(device).contiguous(memory_format=formats[name])
-    t0 = time.perf_counter()
-    sct.timed_torch(tr, tq, tk, args.warmup)
-    print(f"  torch {name} warm-up ({time.perf_counter() - t0:.1f} s)",
-          flush=True)
-    if len(candidates) > 1:
-      probe[name] = args.steps * batch / sct.timed_torch(tr, tq, tk, args.steps)
-    trainers[name] = (tr, tq, tk)
-  fmt = max(probe, key=probe.get) if probe else candidates[0]
-  trainer, tq, tk = trainers[fmt]
-  # The same lr sequence as the JAX step from here on (which has taken at
-  # least one step: the check above).
-  trainer.count = max(args.warmup, 1)
-  del trainers
-  if probe:
-    print("torch memory-format probe (images/s): " + ", ".join(
-        f"{k} {v:.1f}" for k, v in probe.items()) + f" -> {fmt}")
+    return TorchMoCoTrainer(m.to(device), t_queue.to(device), opt,
+                            temperature, lrs, momenta, shuffle_bn, bn_splits,
+                            memory_format, compile=mode,
+                            backend=args.torch_compile_backend)
+
+  torch_sides = sct.prepare_torch_sides(
+      args, make_trainer=make_trainer, host_inputs=(xq_t, xk_t),
+      device=device, batch=batch,
+      step_kwargs={"perm": perm_t.to(device)})
+  for side in torch_sides.values():
+    # The same lr sequence as the JAX step from here on (which has taken at
+    # least one step: the check above).
+    side["trainer"].count = max(args.warmup, 1)
 
   # ---------------- timed rounds ----------------
   states = {"model": state, "full": state_full}
-
-  def run_jax(which, fn, args_):
-    def timer():
-      states[which], secs = sct.timed_jax(fn, states[which], args_, args.steps)
-      return secs
-    return timer
-
-  rows, med = sct.timed_rounds(
-      {"jax_model": run_jax("model", jax_model_step, (xq_j, xk_j, shuffle_key)),
-       "torch_model": lambda: sct.timed_torch(trainer, tq, tk, args.steps),
-       "jax_full": run_jax("full", jax_full_step, (images_j, data_key))},
-      rounds=args.rounds, steps=args.steps, batch=batch,
-      header=f"batch {batch} images (query + key view), queue K={queue_size}")
-  ratio = sct.print_summary(
-      med, views="each gives a query and a key view", torch_desc=(
-          f"{fmt}, {torch.get_num_threads()} threads, "
-          f"{'torch.compile' if args.torch_compile else 'eager'}"))
+  sides = {"jax_model": sct.jax_side(jax_model_step, states, "model",
+                                     (xq_j, xk_j, shuffle_key))}
+  for mode, side in torch_sides.items():
+    sides[sct.TORCH_SIDE_NAMES[mode]] = sct.torch_side(side["trainer"],
+                                                       side["inputs"])
+  sides["jax_full"] = sct.jax_side(jax_full_step, states, "full",
+                                   (images_j, data_key))
+  rounds, med, summaries = sct.compare_sides(
+      args, sides, batch=batch, views="each gives a query and a key view",
+      header=f"batch {batch} images (query + key view), queue K={queue_size}",
+      torch_desc=sct.torch_descriptions(torch_sides))
   flops = sct.flop_utilization(
       sct.step_flops(jax_model_step), med["jax_model"] / batch,
       config.get("compute_dtype", "float32"), args.peak_tflops)
   sct.print_flops(flops)
-  load_end = os.getloadavg()
+  cmp.finish_load(load)
+  print(f"load average at end: {load['end'][0]:.2f}")
 
-  print(f"load average at end: {load_end[0]:.2f}")
-
-  result = {
-      "benchmark": "moco_throughput",
-      "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-      "machine": info,
-      "load_average_1min": {"start": load_start[0], "end": load_end[0]},
-      "timed_region": (
-          "model comparison (jax_model, torch_model): the train step only -- "
-          "key-encoder momentum update, shuffled split-BN key forward (no "
-          "gradient), query forward, InfoNCE against the queue, backward, "
-          f"{opt.name.upper()} update, enqueue -- on pre-augmented float32 "
-          "views [B,28,28,1] (identical tensors for both frameworks); compile "
-          "and warm-up excluded. jax_full: ssljax MoCo.train_step on uint8 "
-          "images, augmentation and metrics included."),
-      "images_per_s_definition": ("source images per second (a query and a "
-                                  "key view each)"),
-      "config": {
-          "config_file": str(CONFIG_PATH.relative_to(REPO)),
-          "batch_size": batch, "views_per_step": 2 * batch,
-          "rounds": args.rounds, "steps_per_round": args.steps,
-          "warmup_steps": args.warmup, "quick": args.quick,
-          "encoder": config.encoder.to_dict(), "head": config.head.to_dict(),
-          "moco": config.moco.to_dict(),
-          "temperature": temperature, "queue_size": queue_size,
-          "key_dim": out_dim, "bn_splits_used": bn_splits,
-          "optimizer_option": args.optimizer,
-          "optimizer": config.optimizer.to_dict(),
-          "peak_lr": peak_lr, "schedule_total_steps": total,
-          "lr_first_timed_steps": lrs[args.warmup:args.warmup + 4].tolist(),
-          "key_momentum_first_timed_steps":
-              momenta[args.warmup:args.warmup + 4].tolist(),
-          "torch_memory_format": fmt,
-          "torch_compile": bool(args.torch_compile),
-          "torch_memory_format_probe_images_per_s": probe,
-          "torch_mode": "torch.compile" if args.torch_compile else "eager",
-          "torch_device": args.torch_device,
-          "torch_num_threads": torch.get_num_threads(),
-      },
-      "equivalence": {
-          "param_count_jax": jax_count, "param_count_torch": torch_count,
-          "loss_at_init_jax": jax_loss0, "loss_at_init_torch": torch_loss0,
-          "same_weights_loss_jax": float(l1_j), "same_weights_loss_torch": l1_t,
-          "same_weights_loss_rel_diff": loss_err,
-          "same_weights_enqueued_keys_max_abs_diff": keys_err,
-          "same_weights_update_max_rel_diff": upd_err,
-          "second_step_loss_jax": float(l2_j), "second_step_loss_torch": l2_t,
-          "second_step_loss_rel_diff": loss2_err,
-          "two_steps_key_momentum_update_max_rel_diff": ema_err,
-          "jax_model_step_vs_train_step_max_rel_diff": step_err,
-          "jax_compiled_queue_copies": copies,
-      },
-      "compile_seconds": {"jax_model": jax_model_compile_s,
-                          "jax_full": jax_full_compile_s},
-      "rounds": rows,
-      "median_images_per_s": med,
-      "ratio_jax_over_torch": ratio,
-      "jax_model_step_flops": flops,
-  }
-  args.out.parent.mkdir(parents=True, exist_ok=True)
-  args.out.write_text(json.dumps(result, indent=2) + "\n")
-  print(f"wrote {args.out}")
-  return result
+  record = cmp.results_record(
+      benchmark="moco_throughput", rounds=rounds, summaries=summaries,
+      load=load, machine=info, argv=[Path(sys.argv[0]).name] + (
+          sys.argv[1:] if argv is None else list(argv)),
+      extra={
+          "dry_run": bool(args.dry_run),
+          "timed_region": (
+              "model comparison (jax_model vs each torch side): the train "
+              "step only -- key-encoder momentum update, shuffled split-BN "
+              "key forward (no gradient), query forward, InfoNCE against the "
+              f"queue, backward, {opt.name.upper()} update, enqueue -- on "
+              "pre-augmented float32 views [B,28,28,1] (identical tensors "
+              "for both frameworks); compile and warm-up excluded. jax_full: "
+              "ssljax MoCo.train_step on uint8 images, augmentation and "
+              "metrics included."),
+          "images_per_s_definition": ("source images per second (a query "
+                                      "and a key view each)"),
+          "config": {
+              "config_file": str(CONFIG_PATH.relative_to(REPO)),
+              "batch_size": batch, "views_per_step": 2 * batch,
+              "quick": args.quick,
+              "encoder": config.encoder.to_dict(),
+              "head": config.head.to_dict(),
+              "moco": config.moco.to_dict(),
+              "temperature": temperature, "queue_size": queue_size,
+              "key_dim": out_dim, "bn_splits_used": bn_splits,
+              "optimizer_option": args.optimizer,
+              "optimizer": config.optimizer.to_dict(),
+              "peak_lr": peak_lr, "schedule_total_steps": total,
+              "lr_first_timed_steps": lrs[args.warmup:args.warmup + 4].tolist(),
+              "key_momentum_first_timed_steps":
+                  momenta[args.warmup:args.warmup + 4].tolist(),
+              "torch_compile": args.torch_compile,
+              "torch_device": args.torch_device,
+              "torch_num_threads": torch.get_num_threads(),
+          },
+          "torch_sides": sct.torch_sides_record(torch_sides, args),
+          "equivalence": {
+              "param_count_jax": jax_count, "param_count_torch": torch_count,
+              "loss_at_init_jax": jax_loss0, "loss_at_init_torch": torch_loss0,
+              "same_weights_loss_jax": float(l1_j),
+              "same_weights_loss_torch": l1_t,
+              "same_weights_loss_rel_diff": loss_err,
+              "same_weights_enqueued_keys_max_abs_diff": keys_err,
+              "same_weights_update_max_rel_diff": upd_err,
+              "second_step_loss_jax": float(l2_j),
+              "second_step_loss_torch": l2_t,
+              "second_step_loss_rel_diff": loss2_err,
+              "two_steps_key_momentum_update_max_rel_diff": ema_err,
+              "jax_model_step_vs_train_step_max_rel_diff": step_err,
+              "jax_compiled_queue_copies": copies,
+          },
+          "compile_seconds": {"jax_model": jax_model_compile_s,
+                              "jax_full": jax_full_compile_s},
+          "median_images_per_s": med,
+          "jax_model_step_flops": flops,
+      })
+  cmp.write_record(args.out, record)
+  return record
 
 
 if __name__ == "__main__":

@@ -48,12 +48,12 @@ import argparse
 import datetime
 import gc
 import importlib.util
-import json
 import math
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,6 +61,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
+import _compare as cmp  # noqa: E402
 from _machine import cpu_model, malloc_name  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -79,6 +80,7 @@ NUM_EXAMPLES = 60000          # Fashion-MNIST train split (sets the lr schedule)
 IMAGE_SHAPE = (28, 28, 1)
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "simclr_throughput.json"
 QUICK_OUT = REPO / "benchmarks" / "results" / "simclr_throughput_quick.json"
+DRY_RUN_OUT = Path(tempfile.gettempdir()) / "simclr_throughput_dry_run.json"
 
 
 def load_config():
@@ -205,19 +207,31 @@ class TorchSimCLRModel(tnn.Module):
     return self.head(self.encoder(x))
 
 
-def torch_nt_xent(z1, z2, temperature: float):
+def nt_xent_targets(n: int, device) -> tuple:
+  """The diagonal mask ``[2N, 2N]`` and each anchor's positive ``[2N]`` of
+  NT-Xent, made on ``device``. Made once per trainer, not in every step: an
+  index built on the host each step is a host-to-device copy (a sync) on an
+  accelerator."""
+  eye = torch.eye(2 * n, dtype=torch.bool, device=device)
+  positive = (torch.arange(2 * n, device=device) + n) % (2 * n)
+  return eye, positive
+
+
+def torch_nt_xent(z1, z2, temperature: float, targets=None):
   """ssljax.losses.nt_xent: 2N x 2N cosine similarities / T, diagonal masked,
-  mean over the 2N anchors of logsumexp - positive."""
+  mean over the 2N anchors of logsumexp - positive (the cross-entropy with
+  the other view as the target).
+
+  ``targets``: :func:`nt_xent_targets` for this batch size and device (made
+  here when not given: the checks; the trainers pass theirs)."""
   n = z1.shape[0]
+  eye, positive = targets if targets is not None else nt_xent_targets(
+      n, z1.device)
   z = torch.cat([z1, z2], 0)
   # l2_normalize: x * rsqrt(max(|x|^2, 1e-12)) == x / max(|x|, 1e-6)
   z = z * torch.rsqrt(torch.clamp((z * z).sum(1, keepdim=True), min=1e-12))
-  logits = (z @ z.T) / temperature
-  eye = torch.eye(2 * n, dtype=torch.bool, device=logits.device)
-  logits = logits.masked_fill(eye, float("-inf"))
-  idx = torch.arange(2 * n)
-  positive = logits[idx, (idx + n) % (2 * n)]
-  return (torch.logsumexp(logits, dim=1) - positive).mean()
+  logits = ((z @ z.T) / temperature).masked_fill(eye, float("-inf"))
+  return F.cross_entropy(logits, positive)
 
 
 class TorchLARS:
@@ -227,6 +241,9 @@ class TorchLARS:
   r = eta * |w| / |g| (1 when either norm is 0). Biases and BN parameters
   (ndim <= 1): neither weight decay nor trust ratio. Then for all:
   u = -lr * g; m <- u + momentum * m; w <- w + m (optax.trace after the lr).
+  ``step(lr)`` takes the learning rate as a number or a 0-d tensor on the
+  parameters' device (no host sync, and no recompilation per value under
+  ``torch.compile``).
   """
 
   def __init__(self, params, weight_decay: float, momentum: float,
@@ -245,7 +262,7 @@ class TorchLARS:
       p.grad = None
 
   @torch.no_grad()
-  def step(self, lr: float):
+  def step(self, lr):
     g = [p.grad for p in self.adapt]
     if self.wd:
       torch._foreach_add_(g, self.adapt, alpha=self.wd)
@@ -260,35 +277,127 @@ class TorchLARS:
     torch._foreach_add_(self.adapt, self.buf_adapt)
     gp = [p.grad for p in self.plain]
     torch._foreach_mul_(self.buf_plain, self.momentum)
-    torch._foreach_add_(self.buf_plain, gp, alpha=-lr)
+    torch._foreach_add_(self.buf_plain, torch._foreach_mul(gp, -lr))
     torch._foreach_add_(self.plain, self.buf_plain)
 
 
-class TorchTrainer:
-  """One SimCLR train step on pre-augmented views (NCHW float32)."""
+#: The PyTorch step's modes: ``none``: eager; ``model``: ``torch.compile`` of
+#: the model's forward (AOTAutograd compiles its backward), loss and
+#: optimizer eager; ``step``: ``torch.compile`` of the whole step (forward,
+#: loss, backward, optimizer and, for MoCo, the momentum update and the
+#: enqueue): dynamo breaks the graph only at ``loss.backward()``, whose
+#: backward graph AOTAutograd compiled with the forward.
+TORCH_COMPILE_MODES = ("none", "model", "step")
+
+
+def compile_step(fn, backend: str = "inductor"):
+  """``torch.compile`` of a whole train step ``fn``.
+
+  Where this torch's dynamo has ``trace_autograd_ops``, it is switched on
+  for the step's calls: dynamo then traces ``loss.backward()`` into the same
+  graph, and forward, backward and the updates compile as one program.
+  Elsewhere dynamo breaks the graph at ``loss.backward()`` (the backward is
+  then AOTAutograd's compiled one, and the updates after it a second
+  graph); :func:`step_capture` says which.
+  """
+  compiled = torch.compile(fn, backend=backend)
+  config = torch._dynamo.config  # pylint: disable=protected-access
+  if not hasattr(config, "trace_autograd_ops"):
+    return compiled
+
+  def step(*args, **kwargs):
+    with config.patch(trace_autograd_ops=True):
+      return compiled(*args, **kwargs)
+  return step
+
+
+def step_capture() -> str:
+  """How :func:`compile_step` captures the backward with this torch."""
+  return ("one graph (dynamo trace_autograd_ops)"
+          if hasattr(torch._dynamo.config, "trace_autograd_ops")  # pylint: disable=protected-access
+          else "graph break at loss.backward()")
+
+
+class _StepCounter:
+  """The step count on the device, for the trainers: the learning rate (and
+  key momentum) of a step is read from a device table there, so neither the
+  eager nor the compiled step reads a host value that changes every step."""
+
+  def _init_counter(self, device, **tables):
+    self._count = torch.zeros(1, dtype=torch.long, device=device)
+    for name, values in tables.items():
+      setattr(self, name, torch.as_tensor(np.asarray(values, np.float32),
+                                          device=device))
+    self._table_len = min(len(v) for v in tables.values())
+
+  def _at(self, table):
+    """``table[min(count, len - 1)]`` as a 0-d tensor, on the device."""
+    i = torch.clamp(self._count, max=self._table_len - 1)
+    return table.index_select(0, i).squeeze(0)
+
+  @property
+  def count(self) -> int:
+    """Steps taken (reads the device: not for the timed loop)."""
+    return int(self._count.item())
+
+  @count.setter
+  def count(self, value: int):
+    self._count.fill_(int(value))
+
+
+class TorchTrainer(_StepCounter):
+  """One SimCLR train step on pre-augmented views (NCHW float32).
+
+  Args:
+    model: a :class:`TorchSimCLRModel` on the device the step runs on.
+    opt_config: the config's optimizer (LARS).
+    temperature: NT-Xent's T.
+    lrs: the learning rate of each step (the last one repeats).
+    memory_format: ``torch.channels_last`` or ``torch.contiguous_format``
+      (the model's weights; the views should be in the same one).
+    compile: one of :data:`TORCH_COMPILE_MODES`.
+    backend: ``torch.compile``'s backend (``inductor``).
+  """
 
   def __init__(self, model, opt_config, temperature, lrs, memory_format,
-               compile_model=False):
+               compile="none", backend="inductor"):  # pylint: disable=redefined-builtin
+    if compile not in TORCH_COMPILE_MODES:
+      raise ValueError(f"compile must be one of {TORCH_COMPILE_MODES}; got "
+                       f"{compile!r}")
     self.model = model.to(memory_format=memory_format).train()
-    # torch.compile (inductor) of the forward; AOTAutograd compiles its
-    # backward too. The LARS update stays eager, as in the eager trainer.
-    self.forward = torch.compile(self.model) if compile_model else self.model
+    device = next(self.model.parameters()).device
+    self.compile = compile
+    self.forward = (torch.compile(self.model, backend=backend)
+                    if compile == "model" else self.model)
     self.opt = TorchLARS(self.model.parameters(), opt_config.weight_decay,
                          opt_config.get("momentum", 0.9),
                          opt_config.get("trust_coefficient", 1e-3))
     self.temperature = temperature
-    self.lrs = lrs
-    self.count = 0
+    self._init_counter(device, lrs=lrs)
+    self._targets = None
+    self._step_fn = (compile_step(self._step, backend)
+                     if compile == "step" else self._step)
+
+  def _step(self, v1, v2):
+    n = v1.shape[0]
+    z = self.forward(torch.cat([v1, v2], 0))
+    loss = torch_nt_xent(z[:n], z[n:], self.temperature, self._targets)
+    self.opt.zero_grad()
+    loss.backward()
+    self.opt.step(self._at(self.lrs))
+    self._count += 1
+    return loss.detach()
+
+  def state_tensors(self) -> list:
+    """The tensors a step changes that the compiled-vs-eager check compares
+    (the parameters)."""
+    return list(self.model.parameters())
 
   def step(self, v1, v2):
     n = v1.shape[0]
-    z = self.forward(torch.cat([v1, v2], 0))
-    loss = torch_nt_xent(z[:n], z[n:], self.temperature)
-    self.opt.zero_grad()
-    loss.backward()
-    self.opt.step(float(self.lrs[min(self.count, len(self.lrs) - 1)]))
-    self.count += 1
-    return loss.detach()
+    if self._targets is None or self._targets[1].shape[0] != 2 * n:
+      self._targets = nt_xent_targets(n, v1.device)
+    return self._step_fn(v1, v2)
 
 
 def load_flax_into_torch(model: TorchSimCLRModel, params, batch_stats):
@@ -402,18 +511,15 @@ def param_sizes_torch(model):
   return sorted(p.numel() for p in model.parameters())
 
 
-def timed_jax(fn, state, args, steps):
-  jax.block_until_ready(state)
-  gc.collect()
-  t0 = time.perf_counter()
-  out = None
-  for _ in range(steps):
-    state, out = fn(state, *args)
-  jax.block_until_ready((state, out))
-  return state, time.perf_counter() - t0
+def list_max_rel_diff(a, b) -> float:
+  """max over pairs of |x - y| / |y| (Frobenius norms), over the pairs with
+  |y| > 0 (0.0 when there are none)."""
+  return max((float(np.linalg.norm(x - y) / np.linalg.norm(y))
+              for x, y in zip(a, b) if np.linalg.norm(y) > 0), default=0.0)
 
 
 def timed_torch(trainer, v1, v2, steps):
+  """Seconds for ``steps`` steps of ``trainer`` (the memory-format probe)."""
   gc.collect()
   if v1.is_cuda:
     torch.cuda.synchronize()
@@ -425,40 +531,174 @@ def timed_torch(trainer, v1, v2, steps):
   return time.perf_counter() - t0
 
 
-def timed_rounds(timers, *, rounds: int, steps: int, batch: int, header: str):
-  """Alternate ``timers`` (name -> callable running ``steps`` steps and
-  returning seconds), reversing the order every other round; prints a row per
-  round and returns ``(rows, median images/s per name)``."""
-  names = tuple(timers)
-  print(f"\n{header}, {rounds} rounds x {steps} steps")
-  print(f"{'round':>5}  {'order':<34} " + " ".join(f"{n + ' s':>13}" for n in names))
-  rows = []
-  for r in range(rounds):
-    order = names if r % 2 == 0 else names[::-1]
-    secs = {name: timers[name]() for name in order}
-    rows.append({"round": r, "order": list(order),
-                 **{f"{k}_s": v for k, v in secs.items()},
-                 **{f"{k}_images_per_s": steps * batch / v for k, v in secs.items()}})
-    print(f"{r:>5}  {','.join(order):<34} " +
-          " ".join(f"{secs[n]:>13.3f}" for n in names), flush=True)
-  med = {k: statistics.median(row[f"{k}_images_per_s"] for row in rows)
-         for k in names}
-  return rows, med
+def jax_side(fn, states: dict, which: str, args_):
+  """A side for ``_compare.interleaved_rounds``: ``steps`` calls of the
+  jitted ``fn(state, *args_)`` from ``states[which]`` (donated, so the new
+  state is stored back), blocking until the device is done."""
+  def run(steps):
+    state, out = states[which], None
+    for _ in range(steps):
+      state, out = fn(state, *args_)
+    jax.block_until_ready((state, out))
+    states[which] = state
+  return run
 
 
-def print_summary(med, *, views: str, torch_desc: str) -> float:
-  """Prints the medians of :func:`timed_rounds` (``jax_model``,
-  ``torch_model``, ``jax_full``) and returns the ratio jax / torch."""
-  ratio = med["jax_model"] / med["torch_model"]
+def torch_side(trainer, inputs):
+  """A side for ``_compare.interleaved_rounds``: ``steps`` torch steps,
+  ending with the last loss read back to the host (waits for the device)."""
+  def run(steps):
+    loss = None
+    for _ in range(steps):
+      loss = trainer.step(*inputs)
+    float(loss)
+  return run
+
+
+#: The name of the torch side for each compile mode.
+TORCH_SIDE_NAMES = {"none": "torch_eager", "model": "torch_compiled_model",
+                    "step": "torch_compiled_step"}
+
+#: Tolerances of the compiled-vs-eager check (relative).
+COMPILED_LOSS_TOL = 1e-3
+COMPILED_UPDATE_TOL = 1e-2
+
+
+def compare_first_steps(ref, trainer, inputs, steps: int = 3,
+                        step_kwargs=None) -> dict:
+  """Runs the same ``steps`` steps with an eager trainer ``ref`` and a
+  compiled ``trainer`` that start from the same state, and compares them:
+  the largest relative difference of the losses, and of the change of every
+  tensor of ``state_tensors()`` over the steps (the parameters; for MoCo
+  the key encoder and the queue too). Three steps, so that the learning
+  rate (0 at step 0 of a warm-up schedule) and the key encoder's momentum
+  update (the identity while the key encoder equals the query encoder) are
+  seen."""
+  kw = step_kwargs or {}
+  before = [t.detach().clone() for t in ref.state_tensors()]
+  loss_ref = [float(ref.step(*inputs, **kw)) for _ in range(steps)]
+  loss_new = [float(trainer.step(*inputs, **kw)) for _ in range(steps)]
+  delta = lambda tr: [(t.detach() - b).double().cpu().numpy()
+                      for t, b in zip(tr.state_tensors(), before)]
+  return {
+      "steps": steps,
+      "loss_eager": loss_ref, "loss_compiled": loss_new,
+      "loss_max_rel_diff": max(abs(x - y) / max(abs(x), 1e-30)
+                               for x, y in zip(loss_ref, loss_new)),
+      "update_max_rel_diff": list_max_rel_diff(delta(trainer), delta(ref)),
+  }
+
+
+def prepare_torch_sides(args, *, make_trainer, host_inputs, device,
+                        batch: int, step_kwargs=None) -> dict:
+  """The torch sides of a run, one per mode of ``args.torch_compile``.
+
+  For each mode and each candidate memory format (both with
+  ``--torch-memory-format auto``): builds the trainer
+  (``make_trainer(mode, memory_format)``), moves the views to the device in
+  that format, checks a compiled trainer's first steps against an eager
+  one's (:func:`compare_first_steps`; compilation happens there), warms it
+  up and, with two candidates, times ``args.steps`` steps of each and keeps
+  the faster format.
+
+  Returns:
+    mode -> dict: ``trainer``, ``inputs``, ``memory_format``, ``probe``
+    (images/s per format), ``compiled_check`` (per format),
+    ``warmup_seconds_incl_compile`` (per format).
+  """
+  formats = {"channels_last": torch.channels_last,
+             "contiguous": torch.contiguous_format}
+  candidates = (list(formats) if args.torch_memory_format == "auto"
+                else [args.torch_memory_format])
+  sides = {}
+  for mode in args.torch_compile:
+    built, probe, checks, warm = {}, {}, {}, {}
+    for name in candidates:
+      fmt = formats[name]
+      inputs = tuple(x.to(device).contiguous(memory_format=fmt)
+                     for x in host_inputs)
+      tr = make_trainer(mode, fmt)
+      t0 = time.perf_counter()
+      if mode != "none":
+        check = compare_first_steps(make_trainer("none", fmt), tr, inputs,
+                                    step_kwargs=step_kwargs)
+        checks[name] = check
+        print(f"  torch {TORCH_SIDE_NAMES[mode]} ({name}) vs eager, "
+              f"{check['steps']} steps: losses max rel. diff "
+              f"{check['loss_max_rel_diff']:.1e}, updates max rel. diff "
+              f"{check['update_max_rel_diff']:.1e}", flush=True)
+        if (check["loss_max_rel_diff"] > COMPILED_LOSS_TOL
+            or check["update_max_rel_diff"] > COMPILED_UPDATE_TOL):
+          raise SystemExit(f"the compiled torch step ({mode}) does not match "
+                           "the eager one")
+      timed_torch(tr, *inputs, args.warmup)
+      warm[name] = time.perf_counter() - t0
+      print(f"  torch {TORCH_SIDE_NAMES[mode]} {name} ready "
+            f"({warm[name]:.1f} s incl. compile)", flush=True)
+      if len(candidates) > 1:
+        probe[name] = args.steps * batch / timed_torch(tr, *inputs,
+                                                       args.steps)
+      built[name] = (tr, inputs)
+    fmt = max(probe, key=probe.get) if probe else candidates[0]
+    if probe:
+      print(f"  {TORCH_SIDE_NAMES[mode]} memory-format probe (images/s): " +
+            ", ".join(f"{k} {v:.1f}" for k, v in probe.items()) +
+            f" -> {fmt}")
+    sides[mode] = {"trainer": built[fmt][0], "inputs": built[fmt][1],
+                   "memory_format": fmt, "probe": probe,
+                   "compiled_check": checks,
+                   "warmup_seconds_incl_compile": warm}
+    del built
+  return sides
+
+
+def torch_sides_record(torch_sides: dict, args) -> dict:
+  """The JSON description of :func:`prepare_torch_sides`' sides."""
+  return {TORCH_SIDE_NAMES[mode]: {
+      "compile": mode,
+      "backend": args.torch_compile_backend if mode != "none" else None,
+      "step_capture": step_capture() if mode == "step" else None,
+      "memory_format": side["memory_format"],
+      "memory_format_probe_images_per_s": side["probe"],
+      "compiled_vs_eager": side["compiled_check"],
+      "warmup_seconds_incl_compile": side["warmup_seconds_incl_compile"],
+  } for mode, side in torch_sides.items()}
+
+
+def compare_sides(args, sides: dict, *, batch: int, header: str,
+                  views: str, torch_desc: dict):
+  """Times ``sides`` (name -> callable, see ``_compare``) in interleaved
+  rounds and summarizes them: the median images/s of each side, and the
+  ratio of ``jax_model`` to every torch side (per-round ratios, their median
+  and bootstrap interval). Prints a table and returns ``(rounds, medians,
+  summaries)``."""
+  print(f"\n{header}")
+  rounds = cmp.interleaved_rounds(
+      sides, rounds=args.rounds, steps_per_round=args.steps, warmup=0,
+      order=args.order)
+  med = {k: statistics.median(args.steps * batch / t for t in v)
+         for k, v in rounds.times.items()}
+  summaries = {
+      f"jax_model_vs_{name}": cmp.ratio_summary(
+          rounds.times["jax_model"], rounds.times[name],
+          confidence=args.confidence, n_boot=args.n_boot)
+      for name in sides if name.startswith("torch_")}
   print(f"\nmedian images/s (source images; {views})")
   print(f"  ssljax (JAX)  train step, pre-augmented float views : "
         f"{med['jax_model']:9.1f}")
-  print(f"  PyTorch       train step, pre-augmented float views : "
-        f"{med['torch_model']:9.1f}   ({torch_desc})")
-  print(f"  ratio jax/torch                                      : {ratio:9.3f}")
-  print(f"  ssljax full train_step (uint8 in, augmentation incl.): "
-        f"{med['jax_full']:9.1f}")
-  return ratio
+  for name in sides:
+    if name.startswith("torch_"):
+      print(f"  PyTorch       train step, pre-augmented float views : "
+            f"{med[name]:9.1f}   ({name}: {torch_desc[name]})")
+  if "jax_full" in med:
+    print(f"  ssljax full train_step (uint8 in, augmentation incl.): "
+          f"{med['jax_full']:9.1f}")
+  print("ratio = torch seconds / JAX seconds of the same round (> 1: JAX "
+        "faster)")
+  for key, summary in summaries.items():
+    print("  " + cmp.format_summary(summary, "jax_model",
+                                    key.split("_vs_", 1)[1]))
+  return rounds, med, summaries
 
 
 #: Dense peak TFLOP/s by accelerator (vendor data sheets), for model FLOP
@@ -510,33 +750,49 @@ def print_flops(util: dict) -> None:
 
 
 def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
-               quick_out=QUICK_OUT, add_arguments=None):
+               quick_out=QUICK_OUT, dry_run_out=DRY_RUN_OUT,
+               dry_run_batch: int = 8, add_arguments=None):
   """The command line; the keyword arguments let sibling benchmarks
-  (moco_throughput.py) reuse it with their own description, outputs and
-  extra options (``add_arguments(parser)``)."""
+  (moco_throughput.py) reuse it with their own description, outputs, dry-run
+  batch and extra options (``add_arguments(parser)``)."""
   p = argparse.ArgumentParser(description=description or __doc__.split("\n")[0])
   p.add_argument("--batch-size", type=int, default=None,
                  help="source images per step (default: the config's, 256)")
-  p.add_argument("--rounds", type=int, default=5)
+  cmp.add_arguments(p, rounds=cmp.MIN_ROUNDS)
   p.add_argument("--steps", type=int, default=5, help="timed steps per round")
   p.add_argument("--warmup", type=int, default=2,
                  help="untimed steps per side before the rounds (compile etc.)")
   p.add_argument("--quick", action="store_true",
-                 help="smoke test: batch 16, 1 round, 2 steps, 1 warm-up step")
+                 help="smoke test: batch 16, 1 round, 2 steps, 1 warm-up step "
+                      "(times even on a busy machine, flagged)")
+  p.add_argument("--dry_run", "--dry-run", action="store_true",
+                 help="check every code path, no timing to read: a tiny "
+                      "model and batch, every torch mode (eager, compiled "
+                      "model, compiled step) in both memory formats, 1 round "
+                      "of 1 step, 1 torch thread; never refused for load")
   p.add_argument("--torch-memory-format", default="auto",
                  choices=("auto", "channels_last", "contiguous"),
                  help="auto: time both after warm-up, keep the faster")
   p.add_argument("--torch-threads", type=int, default=None,
-                 help="torch.set_num_threads (default: torch's own choice)")
+                 help="torch.set_num_threads (default: torch's own choice; "
+                      "1 with --dry_run)")
   p.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda"),
                  help="where the torch step runs (JAX uses its default "
                       "backend); the equivalence checks always run on CPU")
-  p.add_argument("--torch-compile", action="store_true",
-                 help="torch.compile the torch model (inductor; compilation "
-                      "happens in the untimed warm-up)")
+  p.add_argument("--torch-compile", nargs="?", const="step", default="none",
+                 metavar="MODES",
+                 help="the torch sides, comma-separated: none (eager), "
+                      "model (torch.compile of the model only), step "
+                      "(torch.compile of the whole train step); the flag "
+                      "alone means step; e.g. --torch-compile none,step "
+                      "times both against JAX in the same rounds")
+  p.add_argument("--torch-compile-backend", default="inductor",
+                 help="torch.compile's backend (default inductor; aot_eager "
+                      "traces without generating code, for quick checks)")
   p.add_argument("--out", type=Path, default=None,
                  help=f"JSON output (default {default_out.relative_to(REPO)}; "
-                      f"{quick_out.relative_to(REPO)} with --quick)")
+                      f"{quick_out.relative_to(REPO)} with --quick, "
+                      f"{dry_run_out} with --dry_run)")
   p.add_argument("--peak-tflops", type=float, default=None,
                  help="the device's peak TFLOP/s for the MFU figure "
                       "(default: known GPUs' data-sheet values)")
@@ -547,18 +803,39 @@ def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
   if add_arguments is not None:
     add_arguments(p)
   args = p.parse_args(argv)
-  if args.quick:
+  if args.dry_run:
+    args.batch_size = args.batch_size or dry_run_batch
+    args.rounds, args.steps, args.warmup = 1, 1, 1
+    args.torch_compile = ",".join(TORCH_COMPILE_MODES)
+    args.torch_threads = args.torch_threads or 1
+  elif args.quick:
     args.batch_size = args.batch_size or 16
     args.rounds, args.steps, args.warmup = 1, 2, 1
+  modes = [m.strip() for m in args.torch_compile.split(",") if m.strip()]
+  bad = [m for m in modes if m not in TORCH_COMPILE_MODES]
+  if bad or not modes or len(set(modes)) != len(modes):
+    p.error(f"--torch-compile takes distinct modes from {TORCH_COMPILE_MODES}; "
+            f"got {args.torch_compile!r}")
+  args.torch_compile = modes
   if args.out is None:
-    args.out = quick_out if args.quick else default_out
+    args.out = (dry_run_out if args.dry_run else
+                quick_out if args.quick else default_out)
   return args
+
+
+def shrink_config(config) -> None:
+  """The dry run's tiny model: widths 8-16-32, head 32 -> 16."""
+  config.encoder.widths = (8, 16, 32)
+  if config.encoder.get("out_width", 0):
+    config.encoder.out_width = 32
+  config.head.hidden_dim = 32
+  config.head.out_dim = 16
 
 
 def prepare(args, config):
   """Applies the shared options (torch threads and device, TF32 on CUDA as
-  XLA uses, ``--conv-impl``, ``--batch-size``) to torch and ``config``;
-  returns the torch device."""
+  XLA uses, ``--conv-impl``, ``--batch-size``, the dry run's tiny model) to
+  torch and ``config``; returns the torch device."""
   if args.torch_threads:
     torch.set_num_threads(args.torch_threads)
   device = torch.device(args.torch_device)
@@ -572,31 +849,44 @@ def prepare(args, config):
     config.encoder.conv_impl = args.conv_impl
   if args.batch_size:
     config.batch_size = args.batch_size
+  if args.dry_run:
+    shrink_config(config)
   return device
 
 
-def announce_machine():
-  """Prints the machine and its load (warning when busy); returns
-  ``(machine_info(), load average at start)``."""
+def check_load(args) -> dict:
+  """``_compare.check_load`` with the command line's threshold; the smoke
+  test and the dry run are never refused (but flagged)."""
+  return cmp.check_load(args.max_load,
+                        args.allow_load or args.quick or args.dry_run)
+
+
+def announce_machine() -> dict:
+  """Prints the machine; returns :func:`machine_info`."""
   info = machine_info()
-  load_start = os.getloadavg()
   print(f"CPU: {info['cpu_model']} | {info['logical_cores']} logical cores "
         f"({info['cores_available_to_process']} available) | jax {info['jax']} "
         f"| torch {info['torch']} ({info['torch_num_threads']} threads)")
-  print(f"load average at start: {load_start[0]:.2f}")
-  if load_start[0] > 0.5 * (info["cores_available_to_process"] or 1):
-    print("WARNING: the machine is busy; timings will be noisy/low.")
-  return info, load_start
+  return info
+
+
+def torch_descriptions(torch_sides: dict) -> dict:
+  """Side name -> a short description (memory format, threads, mode)."""
+  return {TORCH_SIDE_NAMES[mode]: (
+      f"{side['memory_format']}, {torch.get_num_threads()} threads, "
+      f"{'eager' if mode == 'none' else 'torch.compile of the ' + ('model' if mode == 'model' else 'whole step')}")
+      for mode, side in torch_sides.items()}
 
 
 def main(argv=None):
   args = parse_args(argv)
+  load = check_load(args)
   config = load_config()
   device = prepare(args, config)
   batch = int(config.batch_size)
   if batch < 2:
     raise SystemExit("--batch-size must be >= 2 (NT-Xent needs negatives)")
-  info, load_start = announce_machine()
+  info = announce_machine()
 
   # ---------------- JAX (the library) ----------------
   method, total = ssljax.train.build.build_method(config, NUM_EXAMPLES)
@@ -614,7 +904,7 @@ def main(argv=None):
   v1_np, v2_np = np.asarray(v1_j), np.asarray(v2_j)
 
   def model_step(state, v1, v2):
-    (loss, (batch_stats, _, _)), grads = jax.value_and_grad(
+    (loss, (batch_stats, _)), grads = jax.value_and_grad(
         method.loss, has_aux=True)(state.params, state.batch_stats, v1, v2)
     updates, opt_state = method.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -672,8 +962,7 @@ def main(argv=None):
   l_t = float(ctrainer.step(v1_t, v2_t))
   t_upd = [(p.detach() - b).numpy() for p, b in zip(check.parameters(), before)]
   j_upd = flax_to_torch_order(check, upd)
-  upd_err = max(float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-                for a, b in zip(t_upd, j_upd) if np.linalg.norm(b) > 0)
+  upd_err = list_max_rel_diff(t_upd, j_upd)
   loss_err = abs(float(l_j) - l_t) / abs(float(l_j))
   print(f"same weights: loss ssljax {float(l_j):.6f} | torch {l_t:.6f} "
         f"(rel. diff {loss_err:.1e}); one LARS step, max rel. diff of the "
@@ -698,108 +987,82 @@ def main(argv=None):
   jax_full_compile_s = time.perf_counter() - t0
   print(f"  jax full step ready ({jax_full_compile_s:.1f} s)", flush=True)
 
-  formats = {"channels_last": torch.channels_last,
-             "contiguous": torch.contiguous_format}
-  candidates = (list(formats) if args.torch_memory_format == "auto"
-                else [args.torch_memory_format])
-  probe = {}
-  trainers = {}
-  for name in candidates:
+  def make_trainer(mode, memory_format):
     m = TorchSimCLRModel(config, IMAGE_SHAPE[2])
     m.load_state_dict(t_model.state_dict())
-    m = m.to(device)
-    tr = TorchTrainer(m, opt, temperature, lrs, formats[name],
-                      compile_model=args.torch_compile)
-    tv1 = v1_t.to(device).contiguous(memory_format=formats[name])
-    tv2 = v2_t.to(device).contiguous(memory_format=formats[name])
-    t0 = time.perf_counter()
-    timed_torch(tr, tv1, tv2, args.warmup)
-    print(f"  torch {name} warm-up ({time.perf_counter() - t0:.1f} s)", flush=True)
-    if len(candidates) > 1:
-      probe[name] = args.steps * batch / timed_torch(tr, tv1, tv2, args.steps)
-    trainers[name] = (tr, tv1, tv2)
-  fmt = max(probe, key=probe.get) if probe else candidates[0]
-  trainer, tv1, tv2 = trainers[fmt]
-  trainer.count = args.warmup   # same lr sequence as the JAX step from here on
-  del trainers
-  if probe:
-    print("torch memory-format probe (images/s): " + ", ".join(
-        f"{k} {v:.1f}" for k, v in probe.items()) + f" -> {fmt}")
+    return TorchTrainer(m.to(device), opt, temperature, lrs, memory_format,
+                        compile=mode, backend=args.torch_compile_backend)
+
+  torch_sides = prepare_torch_sides(args, make_trainer=make_trainer,
+                                    host_inputs=(v1_t, v2_t), device=device,
+                                    batch=batch)
+  for side in torch_sides.values():
+    side["trainer"].count = args.warmup   # the JAX step's lr sequence
 
   # ---------------- timed rounds ----------------
   states = {"model": state, "full": state_full}
-
-  def run_jax(which, fn, args_):
-    def timer():
-      states[which], secs = timed_jax(fn, states[which], args_, args.steps)
-      return secs
-    return timer
-
-  rows, med = timed_rounds(
-      {"jax_model": run_jax("model", jax_model_step, (v1_j, v2_j)),
-       "torch_model": lambda: timed_torch(trainer, tv1, tv2, args.steps),
-       "jax_full": run_jax("full", jax_full_step, (images_j, data_key))},
-      rounds=args.rounds, steps=args.steps, batch=batch,
-      header=f"batch {batch} images (x2 views)")
-  ratio = print_summary(med, views="each gives 2 views", torch_desc=(
-      f"{fmt}, {torch.get_num_threads()} threads, "
-      f"{'torch.compile' if args.torch_compile else 'eager'}"))
+  sides = {"jax_model": jax_side(jax_model_step, states, "model",
+                                 (v1_j, v2_j))}
+  for mode, side in torch_sides.items():
+    sides[TORCH_SIDE_NAMES[mode]] = torch_side(side["trainer"], side["inputs"])
+  sides["jax_full"] = jax_side(jax_full_step, states, "full",
+                               (images_j, data_key))
+  rounds, med, summaries = compare_sides(
+      args, sides, batch=batch, views="each gives 2 views",
+      header=f"batch {batch} images (x2 views)",
+      torch_desc=torch_descriptions(torch_sides))
   flops = flop_utilization(
       step_flops(jax_model_step.lower(states["model"], v1_j, v2_j).compile()),
       med["jax_model"] / batch, config.get("compute_dtype", "float32"),
       args.peak_tflops)
   print_flops(flops)
-  load_end = os.getloadavg()
+  cmp.finish_load(load)
+  print(f"load average at end: {load['end'][0]:.2f}")
 
-  print(f"load average at end: {load_end[0]:.2f}")
-
-  result = {
-      "benchmark": "simclr_throughput",
-      "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-      "machine": info,
-      "load_average_1min": {"start": load_start[0], "end": load_end[0]},
-      "timed_region": (
-          "model comparison (jax_model, torch_model): the train step only -- "
-          "forward of both views as one batch, NT-Xent, backward, LARS update -- "
-          "on pre-augmented float32 views [B,28,28,1] (identical tensors for "
-          "both frameworks); compile and warm-up excluded. jax_full: "
-          "ssljax SimCLR.train_step on uint8 images, augmentation included."),
-      "images_per_s_definition": "source images per second (2 views each)",
-      "config": {
-          "config_file": str(CONFIG_PATH.relative_to(REPO)),
-          "batch_size": batch, "views_per_step": 2 * batch,
-          "rounds": args.rounds, "steps_per_round": args.steps,
-          "warmup_steps": args.warmup, "quick": args.quick,
-          "encoder": config.encoder.to_dict(), "head": config.head.to_dict(),
-          "temperature": temperature,
-          "optimizer": config.optimizer.to_dict(),
-          "peak_lr": peak_lr, "schedule_total_steps": total,
-          "lr_first_timed_steps": lrs[args.warmup:args.warmup + 4].tolist(),
-          "torch_memory_format": fmt,
-          "torch_compile": bool(args.torch_compile),
-          "torch_memory_format_probe_images_per_s": probe,
-          "torch_mode": "torch.compile" if args.torch_compile else "eager",
-          "torch_device": args.torch_device,
-          "torch_num_threads": torch.get_num_threads(),
-      },
-      "equivalence": {
-          "param_count_jax": jax_count, "param_count_torch": torch_count,
-          "loss_at_init_jax": jax_loss0, "loss_at_init_torch": torch_loss0,
-          "same_weights_loss_jax": float(l_j), "same_weights_loss_torch": l_t,
-          "same_weights_loss_rel_diff": loss_err,
-          "same_weights_lars_update_max_rel_diff": upd_err,
-      },
-      "warmup_seconds_incl_compile": {"jax_model": jax_model_compile_s,
-                                      "jax_full": jax_full_compile_s},
-      "rounds": rows,
-      "median_images_per_s": med,
-      "ratio_jax_over_torch": ratio,
-      "jax_model_step_flops": flops,
-  }
-  args.out.parent.mkdir(parents=True, exist_ok=True)
-  args.out.write_text(json.dumps(result, indent=2) + "\n")
-  print(f"wrote {args.out}")
-  return result
+  record = cmp.results_record(
+      benchmark="simclr_throughput", rounds=rounds, summaries=summaries,
+      load=load, machine=info, argv=[Path(sys.argv[0]).name] + (
+          sys.argv[1:] if argv is None else list(argv)),
+      extra={
+          "dry_run": bool(args.dry_run),
+          "timed_region": (
+              "model comparison (jax_model vs each torch side): the train "
+              "step only -- forward of both views as one batch, NT-Xent, "
+              "backward, LARS update -- on pre-augmented float32 views "
+              "[B,28,28,1] (identical tensors for both frameworks); compile "
+              "and warm-up excluded. jax_full: ssljax SimCLR.train_step on "
+              "uint8 images, augmentation included."),
+          "images_per_s_definition": "source images per second (2 views each)",
+          "config": {
+              "config_file": str(CONFIG_PATH.relative_to(REPO)),
+              "batch_size": batch, "views_per_step": 2 * batch,
+              "quick": args.quick,
+              "encoder": config.encoder.to_dict(),
+              "head": config.head.to_dict(),
+              "temperature": temperature,
+              "optimizer": config.optimizer.to_dict(),
+              "peak_lr": peak_lr, "schedule_total_steps": total,
+              "lr_first_timed_steps": lrs[args.warmup:args.warmup + 4].tolist(),
+              "torch_compile": args.torch_compile,
+              "torch_device": args.torch_device,
+              "torch_num_threads": torch.get_num_threads(),
+          },
+          "torch_sides": torch_sides_record(torch_sides, args),
+          "equivalence": {
+              "param_count_jax": jax_count, "param_count_torch": torch_count,
+              "loss_at_init_jax": jax_loss0, "loss_at_init_torch": torch_loss0,
+              "same_weights_loss_jax": float(l_j),
+              "same_weights_loss_torch": l_t,
+              "same_weights_loss_rel_diff": loss_err,
+              "same_weights_lars_update_max_rel_diff": upd_err,
+          },
+          "warmup_seconds_incl_compile": {"jax_model": jax_model_compile_s,
+                                          "jax_full": jax_full_compile_s},
+          "median_images_per_s": med,
+          "jax_model_step_flops": flops,
+      })
+  cmp.write_record(args.out, record)
+  return record
 
 
 if __name__ == "__main__":

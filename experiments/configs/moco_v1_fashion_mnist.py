@@ -1,12 +1,15 @@
 """MoCo v1 on Fashion-MNIST: moco_v2_fashion_mnist.py with v1's linear head
-and T = 0.07 (He et al. 2020), same budget.
+and T = 0.07 (He et al. 2020), same budget. Measured under the standard
+protocol (seed 0): 85.47% linear / 80.18% kNN, fine-tuned 82.27% / 88.73%
+with 1% / 10% of the labels (the same network from scratch 81.38% / 89.43%;
+benchmarks/results/reproduce/moco_v1_s0.json).
 
 Launch::
 
     python experiments/pretrain.py \
         --config experiments/configs/moco_v1_fashion_mnist.py \
         --workdir workdirs/moco_v1_fmnist
-    python experiments/linear_eval.py --workdir workdirs/moco_v1_fmnist
+    python experiments/evaluate.py --workdir workdirs/moco_v1_fmnist
 """
 
 import os

@@ -1,15 +1,17 @@
-"""Rotation prediction (RotNet) on Fashion-MNIST: 2.5 epochs, about 10
-minutes of training on 2 CPU cores. Measured: 87.61% linear / 82.73% kNN
-(random init 69.38% / 58.28%, raw pixels 84.55% / 78.85%;
-benchmarks/results/rotation_fashion_mnist_2p5ep_eval.json; the budget was set
-for the time it takes, before the run, not tuned on any split).
+"""Rotation prediction (RotNet) on Fashion-MNIST: 2.5 epochs of the 54,000
+training images (the validation split held out). Measured under the standard
+protocol (seed 0): 87.43% linear / 82.06% kNN, fine-tuned 81.27% / 89.01%
+with 1% / 10% of the labels (random init 69.26% / 57.75%, raw pixels 84.26% /
+78.60%, the same network from scratch 81.42% / 89.74%;
+benchmarks/results/reproduce/rotation_s0.json; the budget was set for the
+time it takes, before any run, not tuned on any split).
 
 Launch::
 
     python experiments/pretrain.py \
         --config experiments/configs/rotation_fashion_mnist.py \
         --workdir workdirs/rotation_fmnist
-    python experiments/linear_eval.py --workdir workdirs/rotation_fmnist
+    python experiments/evaluate.py --workdir workdirs/rotation_fmnist
 
 Every image is shown in all four rotations (0/90/180/270 degrees, 4-way
 classification; Gidaris et al. 2018), so a batch of B images trains on 4B.
@@ -29,7 +31,7 @@ def get_config():
   c.data_dir = ""
   c.data_source = "auto"
   c.batch_size = 64                 # 256 rotated images a step
-  c.num_epochs = 2.5               # 2,342 steps
+  c.num_epochs = 2.5               # 2,108 steps
   c.num_steps = 0                   # > 0 overrides num_epochs
 
   c.encoder = ml_collections.ConfigDict(dict(
