@@ -43,20 +43,22 @@ EOF
 # JAX would otherwise take 75% of the GPU's memory before torch starts.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 # --conv-impl xla: the backend's own convolutions (what the command-1 config's
-# conv_impl "auto" resolves to on a GPU; explicit here).
+# conv_impl "auto" resolves to on a GPU; explicit here). --allow_load: a lent
+# session is not thrown away by the host load check (benchmarks/_compare.py);
+# a busy host is still recorded, as load_flagged, in each JSON.
 echo "=== throughput, batch 256 (the config's) ==="
 timeout -k 5 110 $PY benchmarks/simclr_throughput.py --torch-device cuda --conv-impl xla \
-  --rounds 5 --steps 20 --warmup 3 --out "$OUT/throughput_b256.json"
+  --rounds 10 --steps 10 --warmup 3 --allow_load --out "$OUT/throughput_b256.json"
 date -u
 echo "=== throughput, batch 1024 ==="
 timeout -k 5 100 $PY benchmarks/simclr_throughput.py --torch-device cuda --conv-impl xla \
-  --batch-size 1024 --rounds 5 --steps 20 --warmup 3 \
+  --batch-size 1024 --rounds 10 --steps 10 --warmup 3 --allow_load \
   --out "$OUT/throughput_b1024.json"
 
 date -u
 echo "=== MoCo v2 throughput, batch 256 ==="
 timeout -k 5 110 $PY benchmarks/moco_throughput.py --torch-device cuda --conv-impl xla \
-  --rounds 5 --steps 20 --warmup 3 --out "$OUT/moco_throughput_b256.json"
+  --rounds 10 --steps 10 --warmup 3 --allow_load --out "$OUT/moco_throughput_b256.json"
 date -u
 echo "=== linear probe vs scikit-learn (raw pixels) ==="
 timeout -k 5 150 $PY benchmarks/probe_vs_sklearn.py --features raw \

@@ -3,6 +3,8 @@
 Launch (on an otherwise idle machine)::
 
     python benchmarks/moco_throughput.py
+    python benchmarks/moco_throughput.py --torch-compile none,step  # + compiled
+    python benchmarks/moco_throughput.py --dry_run  # every code path, no timing
     python benchmarks/moco_throughput.py --quick --out /tmp/quick.json  # smoke test
 
 The MoCo sibling of ``simclr_throughput.py``, whose command line, torch
@@ -27,12 +29,14 @@ both sides to MoCo's SGD as described in the config) at the config's batch size
   ``MoCo.train_step`` (``momentum_at`` + ``ema_update``, ``MoCo.keys``,
   ``MoCo.loss``, ``tx.update``, ``enqueue``) minus the augmentation and the
   monitoring metrics; the script checks that it reproduces ``train_step``.
-* PyTorch side: written in this file (eager mode, channels_last or contiguous,
-  whichever is faster): query model + deep-copied key model whose
-  BatchNorm2d layers are split BN (the official MoCo CIFAR demo's
-  ``SplitBatchNorm``: the shuffled batch reshaped to ``[N/G, G*C, H, W]``),
-  EMA with ``torch._foreach``, the queue as a ``[K, D]`` tensor with
-  ``queue[ptr:ptr+N] = k``.
+* PyTorch side: written in this file (channels_last or contiguous,
+  whichever is faster; eager, or ``torch.compile`` of the two forwards, or of
+  the whole step, ``--torch-compile``): query model + deep-copied key model
+  whose BatchNorm2d layers are split BN (the official MoCo CIFAR demo's
+  ``SplitBatchNorm``: sub-batch j holds rows j, G+j, ...; without a copy in
+  either memory format, see ``_SplitBN``), EMA with ``torch._foreach``, the
+  queue as a ``[K, D]`` tensor written batch-slot by batch-slot with
+  ``index_copy_`` at a pointer kept on the device.
 
 Timed region. For the side-by-side comparison ONLY the train step is timed
 (momentum update, shuffled key forward without gradient, query forward,
@@ -45,10 +49,11 @@ augmentation and metrics included) is timed too. "images/s" counts source
 images (each yields a query and a key view). Compile time and warm-up steps
 are excluded; JAX timings end with ``jax.block_until_ready``.
 
-The three measurements are interleaved in one process: every round times the
-JAX step, the torch step and the full ssljax step (order reversed on odd
-rounds); the reported figure is the median over rounds, and the ratio is
-``jax images/s / torch images/s`` (> 1: JAX faster).
+The measurements are interleaved in one process as in
+``simclr_throughput.py`` (``_compare.py``: 10 rounds by default, the order
+alternating; per torch side the median per-round ratio ``torch seconds / JAX
+seconds``, > 1: JAX faster, with a 95% bootstrap interval; a busy machine
+refused unless ``--allow_load``).
 
 Before timing, equivalence is checked: equal parameter counts (and equal
 per-tensor sizes); the JAX initial query weights, a key encoder with other
@@ -60,16 +65,17 @@ peak learning rate), and after a second step the same loss and the same
 momentum updates of the key encoder. The composed JAX model step is also
 checked against ``MoCo.train_step`` (same state after one step from the same
 state), and the compiled JAX steps are checked not to copy the ``[K, D]``
-queue.
+queue. Each compiled torch step must match the eager one over three steps
+with the same key shuffle.
 
 Differences that remain (they enter neither the loss nor the update): the
 BatchNorm running variance (query and key encoders) is updated with the
 biased batch variance in flax and the unbiased one in torch; in the timed
 model step JAX derives the key permutation in the step from a fixed key (the
 full ``train_step`` folds in the step number) while torch draws a new one
-with ``torch.randperm`` each step; the JAX model step leaves out the
-monitoring metrics of ``train_step`` (pos_sim, neg_sim, mi_bound), which
-torch does not compute either.
+with ``torch.randperm`` each step (outside the compiled step); the JAX model
+step leaves out the monitoring metrics of ``train_step`` (pos_sim, neg_sim,
+mi_bound), which torch does not compute either.
 """
 
 from __future__ import annotations
@@ -279,8 +285,8 @@ class TorchMoCoTrainer(sct._StepCounter):  # pylint: disable=protected-access
     backend: ``torch.compile``'s backend.
   """
 
-  def __init__(self, model, queue, opt_config, temperature, lrs, momenta,
-               shuffle_bn, bn_splits, memory_format, compile="none",  # pylint: disable=redefined-builtin
+  def __init__(self, model, queue, opt_config, temperature, lrs, momenta,  # pylint: disable=redefined-builtin
+               shuffle_bn, bn_splits, memory_format, compile="none",
                backend="inductor"):
     if compile not in sct.TORCH_COMPILE_MODES:
       raise ValueError(f"compile must be one of {sct.TORCH_COMPILE_MODES}; "
@@ -518,49 +524,72 @@ def main(argv=None):
     s1, l1_j = check_step(s0, xq_j, xk_j, shuffle_key)
     s2, l2_j = check_step(s1, xq_j, xk_j, shuffle_key)
   jax_loss0 = float(l0_j)
-  check = sct.TorchSimCLRModel(config, IMAGE_SHAPE[2]).train()
-  sct.load_flax_into_torch(check, state.params, state.batch_stats)
-  ctrainer = TorchMoCoTrainer(
-      check, torch.from_numpy(np.array(state.queue)), opt, temperature,
-      np.array([peak_lr]), momenta, shuffle_bn, bn_splits,
-      torch.contiguous_format)
-  sct.load_flax_into_torch(ctrainer.key_model, s0.key_params,
-                           s0.key_batch_stats)
-  before = [p.detach().clone() for p in check.parameters()]
-  key_before = [p.detach().clone() for p in ctrainer.key_model.parameters()]
-  l1_t = float(ctrainer.step(xq_t, xk_t, perm=perm_t))
-  t_upd = [(p.detach() - b).numpy() for p, b in zip(check.parameters(), before)]
-  j_upd = sct.flax_to_torch_order(check, jax.tree.map(
-      lambda a, b: np.asarray(a) - np.asarray(b), s1.params, s0.params))
-  upd_err = list_max_rel_diff(t_upd, j_upd)
-  keys_err = float(np.max(np.abs(ctrainer.queue[:batch].numpy()
-                                 - np.asarray(s1.queue[:batch]))))
-  l2_t = float(ctrainer.step(xq_t, xk_t, perm=perm_t))
-  # The key encoder's change over the two momentum updates.
-  t_ema = [(p.detach() - b).numpy()
-           for p, b in zip(ctrainer.key_model.parameters(), key_before)]
-  j_ema = sct.flax_to_torch_order(check, jax.tree.map(
-      lambda a, b: np.asarray(a) - np.asarray(b), s2.key_params,
-      s0.key_params))
-  ema_err = list_max_rel_diff(t_ema, j_ema)
-  loss_err = abs(float(l1_j) - l1_t) / abs(float(l1_j))
-  loss2_err = abs(float(l2_j) - l2_t) / abs(float(l2_j))
+  j_upd_tree = jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b),
+                            s1.params, s0.params)
+  j_ema_tree = jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b),
+                            s2.key_params, s0.key_params)
+
+  def torch_two_steps(memory_format) -> dict:
+    """The torch side of the check in ``memory_format`` (models and views),
+    compared with the JAX steps: in channels_last the key encoder's split BN
+    takes its own path (``_SplitBN``), which must match too."""
+    check = sct.TorchSimCLRModel(config, IMAGE_SHAPE[2]).train()
+    sct.load_flax_into_torch(check, state.params, state.batch_stats)
+    ctrainer = TorchMoCoTrainer(
+        check, torch.from_numpy(np.array(state.queue)), opt, temperature,
+        np.array([peak_lr]), momenta, shuffle_bn, bn_splits, memory_format)
+    sct.load_flax_into_torch(ctrainer.key_model, s0.key_params,
+                             s0.key_batch_stats)
+    xq, xk = (x.contiguous(memory_format=memory_format) for x in (xq_t, xk_t))
+    before = [p.detach().clone() for p in check.parameters()]
+    key_before = [p.detach().clone() for p in ctrainer.key_model.parameters()]
+    l1_t = float(ctrainer.step(xq, xk, perm=perm_t))
+    t_upd = [(p.detach() - b).numpy()
+             for p, b in zip(check.parameters(), before)]
+    keys_err = float(np.max(np.abs(ctrainer.queue[:batch].numpy()
+                                   - np.asarray(s1.queue[:batch]))))
+    l2_t = float(ctrainer.step(xq, xk, perm=perm_t))
+    # The key encoder's change over the two momentum updates.
+    t_ema = [(p.detach() - b).numpy()
+             for p, b in zip(ctrainer.key_model.parameters(), key_before)]
+    return {
+        "loss": l1_t, "loss2": l2_t,
+        "loss_err": abs(float(l1_j) - l1_t) / abs(float(l1_j)),
+        "loss2_err": abs(float(l2_j) - l2_t) / abs(float(l2_j)),
+        "upd_err": list_max_rel_diff(
+            t_upd, sct.flax_to_torch_order(check, j_upd_tree)),
+        "ema_err": list_max_rel_diff(
+            t_ema, sct.flax_to_torch_order(check, j_ema_tree)),
+        "keys_err": keys_err,
+    }
+
   print(f"loss at init (own initialization, queue, shuffle): ssljax "
         f"{jax_loss0:.5f} | torch {torch_loss0:.5f} (log(1+K) = "
         f"{np.log1p(queue_size):.5f})")
-  print(f"same weights/queue/views/shuffle: loss ssljax {float(l1_j):.6f} | "
-        f"torch {l1_t:.6f} (rel. diff {loss_err:.1e}); enqueued keys max abs "
-        f"diff {keys_err:.1e}; one {opt.name.upper()} step, max rel. diff of "
-        f"the per-tensor updates {upd_err:.1e}")
-  print(f"second step: loss ssljax {float(l2_j):.6f} | torch {l2_t:.6f} "
-        f"(rel. diff {loss2_err:.1e}); key-encoder momentum updates (2 steps), "
-        f"max rel. diff of the per-tensor changes {ema_err:.1e}")
-  if (loss_err > 1e-4 or loss2_err > 1e-4 or upd_err > 1e-2 or ema_err > 1e-2
-      or keys_err > 1e-4):
-    raise SystemExit("equivalence check failed: the torch model/optimizer "
-                     "does not match ssljax")
-  del check, ctrainer, before, key_before, s_init, s0, s1, s2
-  del other_key_params
+  same = {}
+  for fmt_name, fmt in (("contiguous", torch.contiguous_format),
+                        ("channels_last", torch.channels_last)):
+    e = same[fmt_name] = torch_two_steps(fmt)
+    print(f"same weights/queue/views/shuffle ({fmt_name}): loss ssljax "
+          f"{float(l1_j):.6f} | torch {e['loss']:.6f} (rel. diff "
+          f"{e['loss_err']:.1e}); enqueued keys max abs diff "
+          f"{e['keys_err']:.1e}; one {opt.name.upper()} step, max rel. diff "
+          f"of the per-tensor updates {e['upd_err']:.1e}")
+    print(f"  second step: loss ssljax {float(l2_j):.6f} | torch "
+          f"{e['loss2']:.6f} (rel. diff {e['loss2_err']:.1e}); key-encoder "
+          f"momentum updates (2 steps), max rel. diff of the per-tensor "
+          f"changes {e['ema_err']:.1e}")
+    if (e["loss_err"] > 1e-4 or e["loss2_err"] > 1e-4 or e["upd_err"] > 1e-2
+        or e["ema_err"] > 1e-2 or e["keys_err"] > 1e-4):
+      raise SystemExit(f"equivalence check failed ({fmt_name}): the torch "
+                       "model/optimizer does not match ssljax")
+  l1_t, l2_t = same["contiguous"]["loss"], same["contiguous"]["loss2"]
+  loss_err, loss2_err = (same["contiguous"]["loss_err"],
+                         same["contiguous"]["loss2_err"])
+  upd_err, ema_err, keys_err = (same["contiguous"]["upd_err"],
+                                same["contiguous"]["ema_err"],
+                                same["contiguous"]["keys_err"])
+  del s_init, s2, other_key_params
 
   # ---------------- JAX compile; model step vs train_step ----------------
   print("compiling the JAX steps ...", flush=True)
@@ -689,6 +718,7 @@ def main(argv=None):
               "second_step_loss_torch": l2_t,
               "second_step_loss_rel_diff": loss2_err,
               "two_steps_key_momentum_update_max_rel_diff": ema_err,
+          "same_weights_channels_last": same["channels_last"],
               "jax_model_step_vs_train_step_max_rel_diff": step_err,
               "jax_compiled_queue_copies": copies,
           },
