@@ -6,7 +6,7 @@ Launch::
     python experiments/pretrain.py \
         --config experiments/configs/inpainting_fashion_mnist.py \
         --workdir workdirs/inpainting_fmnist
-    python experiments/linear_eval.py --workdir workdirs/inpainting_fmnist
+    python experiments/evaluate.py --workdir workdirs/inpainting_fmnist
     python experiments/inpainting_samples.py --workdir workdirs/inpainting_fmnist
 
 The generator (the SimCLR / rotation Fashion-MNIST encoder, so the linear
@@ -14,8 +14,12 @@ probes are comparable, then a transposed-convolution decoder from its pooled
 features) paints a 14x14 centre hole (half the side) and a small
 discriminator judges the completed images; loss 0.999 L2 (the 2-pixel band
 just inside the hole weighs 10x) + 0.001 adversarial, Adam 2e-4 with beta1
-0.5 for both networks, as in the paper. Sized for 2 CPU cores; only a
-70-step run is kept (benchmarks/results/inpainting_70steps_eval.json).
+0.5 for both networks, as in the paper. Sized for 2 CPU cores: 8 epochs
+(1,680 steps; 174 images/s median beside other jobs). Measured under the standard protocol
+(seed 0; benchmarks/results/reproduce/inpainting_s0.json): 81.21% linear /
+73.71% kNN, above the same network at random init (69.30% / 58.66%) but below
+raw pixels (84.26% / 78.60%); fine-tuned 81.47% / 87.76% with 1% / 10% of the
+labels against 81.14% / 89.81% from scratch.
 Override anything on the command line, e.g. ``--config.num_steps=100`` or
 ``--config.inpainting.mask=random_regions``.
 """
