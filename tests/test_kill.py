@@ -151,7 +151,7 @@ def _without_time(rows):
   return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in rows]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_sigkill_anywhere_then_resume_is_exact(reference, tmp_path, seed):
   rng = np.random.default_rng(seed)
   workdir = str(tmp_path / "run")

@@ -58,7 +58,9 @@ def test_shipped_config_is_valid_and_names_its_method(method):
   assert get_method(method).name == method
 
 
-@pytest.mark.parametrize("method", METHODS)
+# SimSiam and VICReg train through the loop, with their health metrics
+# checked, in test_health_metrics_catch_a_collapsing_variant.
+@pytest.mark.parametrize("method", ("byol", "barlow_twins", "dino"))
 def test_trains_through_the_loop_with_health_metrics(method, tmp_path):
   _, state = pretrain(method_config(method), str(tmp_path),
                       dataset=tiny_dataset(n=64), progress=False)

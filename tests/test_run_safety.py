@@ -355,10 +355,10 @@ def test_cli_user_mistakes_are_one_message_and_status_1(tmp_path):
 def test_cli_locked_workdir_and_refused_resume(tmp_path):
   cfg = _config(tmp_path)
   work = tmp_path / "w"
-  proc = _cli(["--config", cfg, "--workdir", str(work)])
-  out, err = proc.communicate(timeout=300)
-  assert proc.returncode == 0, err[-3000:]
-  assert os.path.exists(work / "finished.json")
+  # The run to refuse, trained in this process (the CLI's own runs are
+  # tested above and below); its config is the file's.
+  from helpers import load_module  # pylint: disable=import-outside-toplevel
+  pretrain(load_module(cfg, "cli_cfg").get_config(), str(work), progress=False)
   with _holder_process(work) as holder_proc:
     _one_message(_cli(["--config", cfg, "--workdir", str(work)]),
                  f"pid {holder_proc.pid}", "another --workdir")

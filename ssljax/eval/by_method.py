@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ssljax.data import ArrayDataset, DatasetNotAvailableError
+from ssljax.data import ArrayDataset, DatasetNotAvailableError, holdout, load
 from ssljax.data.colour import COLOUR_CROPS
 from ssljax.data.photos import load_photos
 from ssljax.eval.colorization import (colorize_holdout_crops,
@@ -81,7 +81,6 @@ def _evenly(ds: ArrayDataset, k: int) -> ArrayDataset:
 def _fashion_mnist(run, options: ColourCropsEvalOptions):
   if options.fashion_mnist_data is not None:
     return tuple(options.fashion_mnist_data)
-  from ssljax.data import holdout, load  # pylint: disable=import-outside-toplevel
   train = load("fashion_mnist", "train",
                source=run.config.get("data_source", "auto"))
   fit, val = holdout(train)

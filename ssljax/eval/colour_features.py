@@ -50,7 +50,7 @@ import numpy as np
 
 from ssljax.augment import to_float
 from ssljax.augment.lab import rgb_to_lab
-from ssljax.data import ArrayDataset, holdout
+from ssljax.data import ArrayDataset, holdout, load
 from ssljax.eval.features import extract_features, map_in_batches
 from ssljax.eval.standard import ProtocolOptions, probe
 from ssljax.methods.base import encoder_variables
@@ -244,7 +244,6 @@ def evaluate_fashion_mnist_transfer(
     "splits": {...}, "input": ...}``.
   """
   if data is None:
-    from ssljax.data import load  # pylint: disable=import-outside-toplevel
     fit, val = holdout(load("fashion_mnist", "train", data_dir=data_dir))
     test = load("fashion_mnist", "test", data_dir=data_dir)
   else:
