@@ -33,43 +33,17 @@ and for source identification on the test sources, against random init and
 raw pixels.
 """
 
-import ml_collections
+import os
+
+from ssljax.train.build import load_config_file
 
 
 def get_config():
-  c = ml_collections.ConfigDict()
-  c.method = "colorization"
-  c.seed = 0
+  """``colorization_photos.py`` on ``colour_crops``, with this budget."""
+  c = load_config_file(
+      os.path.join(os.path.dirname(__file__), "colorization_photos.py"))
   c.dataset = "colour_crops"
-  c.data_dir = ""
-  c.data_source = "auto"
-  c.batch_size = 64
-  c.num_epochs = 1.0
   c.num_steps = 19000              # > 0 overrides epochs
-
-  # Sized for a CPU: 32 -> 16 -> 8 -> 4 (the stem's 32x32 map joins the
-  # hypercolumn). On an accelerator: widths=(64, 128, 256), first_stage_stride=1.
-  c.encoder = ml_collections.ConfigDict(dict(
-      name="small_resnet", widths=(16, 32, 64), first_stage_stride=2))
-  # The per-pixel head (ssljax.models.ColorNet). Predictions at 1/4
-  # resolution (8x8 for 32x32 crops), as in the paper.
-  c.head = ml_collections.ConfigDict(dict(
-      hidden_dim=32, out_stride=4, hypercolumn=True))
-  # The method's fields (ssljax.methods.Colorization).
-  c.colorization = ml_collections.ConfigDict(dict(
-      grid=10.0, ab_range=110.0,             # 261 sRGB bins
-      num_neighbors=5, sigma=5.0,            # soft encoding
-      rebalance_lambda=0.5, prior_sigma=5.0, prior_images=4000,
-      temperature=0.38,                      # annealed mean
-      flip=True))
-
-  # Zhang et al. train with Adam (beta2 0.99, weight decay 1e-3) at 3e-5 on
-  # ImageNet; a small net on few photos takes a larger rate.
-  c.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", base_lr=2e-3, lr_scaling="none", weight_decay=1e-4,
-      warmup_epochs=0.5))
-
   c.log_every = 100
   c.checkpoint_every = 2000
-  c.keep_checkpoints = 2
   return c

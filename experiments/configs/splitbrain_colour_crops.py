@@ -32,37 +32,17 @@ features and their concatenation (``ssljax.eval.colour_features``): source
 identification on the test sources; Fashion-MNIST (gray: the L half only).
 """
 
-import ml_collections
+import os
+
+from ssljax.train.build import load_config_file
 
 
 def get_config():
-  c = ml_collections.ConfigDict()
-  c.method = "splitbrain"
-  c.seed = 0
+  """``splitbrain_photos.py`` on ``colour_crops``, with this budget."""
+  c = load_config_file(
+      os.path.join(os.path.dirname(__file__), "splitbrain_photos.py"))
   c.dataset = "colour_crops"
-  c.data_dir = ""
-  c.data_source = "auto"
-  c.batch_size = 64
-  c.num_epochs = 1.0
   c.num_steps = 19000              # > 0 overrides epochs
-
-  c.encoder = ml_collections.ConfigDict(dict(
-      name="small_resnet", widths=(8, 16, 32), first_stage_stride=2))
-  # The per-pixel head of both halves (ssljax.models.ColorNet).
-  c.head = ml_collections.ConfigDict(dict(
-      hidden_dim=16, out_stride=4, hypercolumn=True))
-  # The method's fields (ssljax.methods.SplitBrain).
-  c.colorization = ml_collections.ConfigDict(dict(
-      grid=10.0, ab_range=110.0, num_neighbors=5, sigma=5.0,
-      rebalance_lambda=1.0,                  # 1.0: no class rebalancing
-      prior_sigma=5.0, prior_images=4000,
-      temperature=0.38, num_l_bins=50, flip=True))
-
-  c.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", base_lr=2e-3, lr_scaling="none", weight_decay=1e-4,
-      warmup_epochs=0.5))
-
   c.log_every = 100
   c.checkpoint_every = 2000
-  c.keep_checkpoints = 2
   return c
