@@ -12,8 +12,10 @@ labels alone; every choice on the validation split, the test split read once.
 Writes ``DIR/eval_protocol.json`` (and ``--results``, with the command, commit,
 date and machine). The from-scratch baseline does not depend on the
 pre-training: it is computed once per network and label subset and cached in
-``--baselines`` (about 15 minutes on a 2-core CPU, then the evaluation takes
-about 4).
+``--baselines`` (5 minutes for the SimCLR network on a 2-core CPU); the
+evaluation itself then takes 7.6 minutes there, 2 of them without the
+fine-tuning (``--no_finetune``); ``benchmarks/results/reproduce/simclr_s0.json``,
+field ``seconds``.
 
 Methods that their papers judge by their own measure (CPC on sequences,
 colorization, split-brain, video colorization: ``ssljax.eval.by_method``) get

@@ -6,7 +6,13 @@
 * :func:`audio_probes`: sequence CPC on spoken words (``ssljax.data.speech``):
   linear probes of word and voice identity on frozen features pooled over
   time (``c``: mean context, ``z``: mean encoder output, ``c_last``: the
-  last context vector), plus the held-out step accuracy.
+  last context vector), plus the held-out step accuracy; beside them the
+  trivial baseline of speech, log-mel and MFCC features of the same
+  utterances (``ssljax.data.spectral``: 25 ms / 10 ms frames, 40 mel bands,
+  13 MFCCs) pooled over frames the same way (mean; mean and std), probed by
+  the same probe (:func:`audio_spectral_baselines`). Every probe's weight
+  decay is chosen on a seeded validation part of the *training* utterances
+  (``val_fraction``), never on the test split.
 * :func:`image_cpc_evaluation`: image CPC: linear probe and weighted kNN of
   features pooled over the patch grid (``z``, ``c``, ``zc``), raw pixels as
   the trivial baseline, plus the held-out step accuracy.
@@ -28,16 +34,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssljax.eval.features import extract_features
+from ssljax.data import spectral
+from ssljax.eval.features import extract_features, map_in_batches
 from ssljax.eval.knn import knn_accuracy
-from ssljax.eval.linear import linear_probe_accuracy
+from ssljax.eval.linear import linear_probe, linear_probe_accuracy
 from ssljax.methods.base import encoder_variables
 from ssljax.methods.cpc import SequenceCPC
 from ssljax.parallel import data_sharding, make_data_mesh, replicated_sharding
 from ssljax.train.build import EvalConfig
 
-__all__ = ["audio_probes", "evaluate_cpc", "format_cpc",
-           "held_out_prediction_accuracy", "image_cpc_evaluation"]
+__all__ = ["AUDIO_VAL_FRACTION", "audio_probes", "audio_spectral_baselines",
+           "evaluate_cpc", "format_cpc", "held_out_prediction_accuracy",
+           "image_cpc_evaluation", "spectral_features"]
 
 
 def _params(state, mesh=None) -> dict:
@@ -85,22 +93,140 @@ def _step_scores(method, state, inputs, *, batch_size, mesh, max_batches=None):
           "test_step_accuracy": [float(v) for v in acc_k]}
 
 
+def _probe_kwargs(ev) -> dict:
+  """The SGD linear probe of ``ev`` (``EvalConfig``); a tuple of weight
+  decays is a grid searched on the validation split."""
+  wd = ev.linear_weight_decay
+  return dict(epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
+              lr=ev.linear_lr,
+              weight_decay=tuple(wd) if isinstance(wd, (list, tuple)) else wd)
+
+
 def _linear(ev, seed, train_x, train_y, test_x, test_y, num_classes):
   return linear_probe_accuracy(
-      train_x, train_y, test_x, test_y, num_classes=num_classes,
-      epochs=ev.linear_epochs, batch_size=ev.linear_batch_size,
-      lr=ev.linear_lr, weight_decay=ev.linear_weight_decay, seed=seed)
+      train_x, train_y, test_x, test_y, num_classes=num_classes, seed=seed,
+      **_probe_kwargs(ev))
+
+
+#: The share of the training utterances the audio probes choose their weight
+#: decay on (seeded; 180 of the 900 training clips of the shipped config).
+AUDIO_VAL_FRACTION = 0.2
+
+
+def _audio_probe(ev, seed, val_fraction, train_x, test_x, train, test, label
+                 ) -> dict:
+  """:func:`ssljax.eval.linear.linear_probe` of ``label`` (``"word"`` or
+  ``"voice"``) on ``[N, F]`` features of the train / test utterances."""
+  return linear_probe(train_x, getattr(train, label), test_x,
+                      getattr(test, label),
+                      num_classes=len(getattr(train, label + "s")),
+                      solver="sgd", val_fraction=val_fraction, seed=seed,
+                      **_probe_kwargs(ev))
+
+
+def _choice(probe: Mapping) -> dict:
+  """What a probe chose and on what: its weight decay and, when it was
+  selected, the validation accuracy of every grid value."""
+  out = {"weight_decay": probe["weight_decay"]}
+  if "validation" in probe:
+    out["validation"] = {str(k): v for k, v in probe["validation"].items()}
+  return out
+
+
+def _probe_all(ev, seed, val_fraction, feats: Mapping, pools, train, test
+               ) -> tuple[dict, dict]:
+  """Word and voice probes of every pool of ``feats`` (``{"train": {pool:
+  [N, F]}, "test": {...}}``): ``({"<label>/<pool>": test accuracy},
+  {"<label>/<pool>": choice})``."""
+  accuracy, choices = {}, {}
+  for pool in pools:
+    for label in ("word", "voice"):
+      probe = _audio_probe(ev, seed, val_fraction, feats["train"][pool],
+                           feats["test"][pool], train, test, label)
+      accuracy[f"{label}/{pool}"] = probe["accuracy"]
+      choices[f"{label}/{pool}"] = _choice(probe)
+  return accuracy, choices
+
+
+@functools.partial(jax.jit, static_argnames=("sample_rate",))
+def _pooled_spectral(audio, *, sample_rate: int):
+  """``{"log_mel" | "mfcc": {pool: [b, F]}}`` of int16 ``audio [b, L]``."""
+  log_mel = spectral.log_mel_spectrogram(audio.astype(jnp.float32) / 32768.0,
+                                         sample_rate=sample_rate)
+  feats = {"log_mel": log_mel, "mfcc": spectral.mfcc_from_log_mel(log_mel)}
+  return {name: {pool: spectral.pool_frames(f, pool=pool)
+                 for pool in spectral.POOLS} for name, f in feats.items()}
+
+
+def spectral_features(audio: np.ndarray, *, sample_rate: int,
+                      batch_size: int = 64) -> dict:
+  """Log-mel and MFCC features of int16 waveforms ``audio [N, L]`` pooled
+  over frames: ``{"log_mel": {"mean": [N, 40], "mean_std": [N, 80]},
+  "mfcc": {"mean": [N, 13], "mean_std": [N, 26]}}`` (float32 numpy; the
+  front end of ``ssljax.data.spectral`` with its defaults: 25 ms periodic
+  Hann windows every 10 ms, 512-point FFT at 16 kHz, 40 HTK-mel bands from
+  0 Hz to the Nyquist frequency, natural log, 13 MFCCs), computed
+  ``batch_size`` clips at a time."""
+  audio = np.asarray(audio)
+  if audio.ndim != 2 or len(audio) == 0:
+    raise ValueError(f"audio must be [N, L] with N >= 1; got shape "
+                     f"{audio.shape}.")
+  fn = functools.partial(_pooled_spectral, sample_rate=int(sample_rate))
+  return map_in_batches(fn, audio, batch=min(batch_size, len(audio)))
+
+
+def audio_spectral_baselines(train, test, *, ev, seed: int,
+                             val_fraction: float = AUDIO_VAL_FRACTION,
+                             front_ends=("log_mel", "mfcc"),
+                             pools=spectral.POOLS) -> tuple[dict, dict]:
+  """The trivial baseline of :func:`audio_probes`: log-mel and MFCC
+  features (:func:`spectral_features`) of the ``SpeechDataset`` splits,
+  probed for word and voice identity by the same probe as the networks
+  (``ev``'s SGD probe, its weight decay chosen on the same validation split
+  of the training utterances). Returns ``({"log_mel": {"word/mean": acc,
+  "voice/mean": acc, "word/mean_std": ..., "seconds" (probes),
+  "feature_seconds" (both front ends, both splits)}, "mfcc": {...}},
+  {"log_mel": {"word/mean": choice, ...}, "mfcc": ...})``; ``front_ends``
+  and ``pools`` restrict the rows (the default is all of them)."""
+  if not (front_ends and set(front_ends) <= {"log_mel", "mfcc"}
+          and pools and set(pools) <= set(spectral.POOLS)):
+    raise ValueError(f"front_ends must be among ('log_mel', 'mfcc') and pools "
+                     f"among {spectral.POOLS}; got {front_ends}, {pools}.")
+  t0 = time.perf_counter()
+  feats = {split: spectral_features(ds.audio, sample_rate=ds.sample_rate,
+                                    batch_size=ev.feature_batch_size)
+           for split, ds in (("train", train), ("test", test))}
+  feature_seconds = time.perf_counter() - t0
+  results, choices = {}, {}
+  for name in front_ends:
+    t1 = time.perf_counter()
+    results[name], choices[name] = _probe_all(
+        ev, seed, val_fraction,
+        {split: feats[split][name] for split in feats}, pools, train, test)
+    results[name]["seconds"] = time.perf_counter() - t1
+    results[name]["feature_seconds"] = feature_seconds   # both front ends
+  return results, choices
 
 
 def audio_probes(method, states: Mapping, train, test, *, ev, seed: int,
-                 batch_size: int, mesh=None) -> dict:
+                 batch_size: int, mesh=None,
+                 val_fraction: float = AUDIO_VAL_FRACTION) -> dict:
   """Word / voice linear probes and held-out step accuracy of a
-  ``SequenceCPC`` for each of ``states`` on ``SpeechDataset`` splits.
+  ``SequenceCPC`` for each of ``states`` on ``SpeechDataset`` splits,
+  beside log-mel and MFCC features of the same utterances
+  (:func:`audio_spectral_baselines`).
 
   ``ev``: the run's ``EvalConfig`` (``pools``, ``linear_*``,
-  ``feature_batch_size``); ``batch_size``: the held-out batches of the step
-  accuracy (the training batch size). Returns ``{state name: {"word/<pool>":
-  acc, "voice/<pool>": acc, "test_step_accuracy": [K], ...}}``.
+  ``feature_batch_size``; a tuple ``linear_weight_decay`` is a grid searched
+  per probe on a seeded ``val_fraction`` of the training utterances, the
+  same split for every probe; the test split is read once per probe);
+  ``batch_size``: the held-out batches of the step accuracy (the training
+  batch size). Returns ``{state name: {"word/<pool>": acc, "voice/<pool>":
+  acc, "test_step_accuracy": [K], ...}, "log_mel": {"word/mean": acc,
+  "voice/mean": acc, "word/mean_std": ..., ...}, "mfcc": {...},
+  "probe": {the probe's settings, "choices": {row: {"<label>/<pool>":
+  {"weight_decay", "validation"}}}}, "spectral": {the front end},
+  "dataset": {...}}``.
   """
   mesh = make_data_mesh() if mesh is None else mesh
   zd = int(method.model.encoder.features[-1])
@@ -110,7 +236,7 @@ def audio_probes(method, states: Mapping, train, test, *, ev, seed: int,
     z, c = method.representations(variables, x)
     return jnp.concatenate([z.mean(1), c.mean(1), c[:, -1]], -1)
 
-  results = {}
+  results, choices = {}, {}
   for name, state in states.items():
     t0 = time.perf_counter()
     feats = {}
@@ -120,27 +246,75 @@ def audio_probes(method, states: Mapping, train, test, *, ev, seed: int,
                            desc=f"{name} {split}")
       feats[split] = {"z": f[:, :zd], "c": f[:, zd:zd + cd],
                       "c_last": f[:, zd + cd:]}
-    res = {}
-    for pool in ev.pools or ("c", "z", "c_last"):
-      for label in ("word", "voice"):
-        res[f"{label}/{pool}"] = _linear(
-            ev, seed, feats["train"][pool], getattr(train, label),
-            feats["test"][pool], getattr(test, label),
-            len(getattr(train, label + "s")))
+    res, choices[name] = _probe_all(ev, seed, val_fraction, feats,
+                                    ev.pools or ("c", "z", "c_last"), train,
+                                    test)
     res.update(_step_scores(method, state, test.audio, batch_size=batch_size,
                             mesh=mesh))
     res["seconds"] = time.perf_counter() - t0
     results[name] = res
+  baselines, base_choices = audio_spectral_baselines(
+      train, test, ev=ev, seed=seed, val_fraction=val_fraction)
+  results.update(baselines)
+  choices.update(base_choices)
+  results["probe"] = {
+      "solver": "sgd", **{k: (list(v) if isinstance(v, tuple) else v)
+                          for k, v in _probe_kwargs(ev).items()},
+      "seed": int(seed), "val_fraction": float(val_fraction),
+      "selected_on": ("a seeded random val_fraction of the training "
+                      "utterances, the same for every row; the classifier is "
+                      "then refitted on all training utterances; the test "
+                      "split is never used for a choice"),
+      "choices": choices}
+  results["spectral"] = _spectral_settings(train)
   results["dataset"] = {"train": len(train), "test": len(test),
                         "words": list(train.words), "voices": list(train.voices)}
   return results
 
 
+def _spectral_settings(ds) -> dict:
+  """The front end of :func:`spectral_features` on ``ds`` (JSON-ready)."""
+  frame, hop = (int(round(ms * ds.sample_rate / 1000))
+                for ms in (spectral.WINDOW_MS, spectral.HOP_MS))
+  return {"sample_rate": int(ds.sample_rate), "window_ms": spectral.WINDOW_MS,
+          "hop_ms": spectral.HOP_MS, "window": "periodic Hann",
+          "n_fft": spectral.default_n_fft(frame),
+          "frames": spectral.num_frames(ds.length, frame_length=frame,
+                                        hop_length=hop),
+          "mel_bands": spectral.NUM_MELS,
+          "mel_scale": "HTK, triangles of peak 1, 0 Hz to sample_rate / 2",
+          "log": f"natural, floor {spectral.LOG_FLOOR}",
+          "mfcc": f"orthonormal DCT-II of the log-mel energies, first "
+                  f"{spectral.NUM_MFCC} (c0 included, no liftering)",
+          "input": "int16 / 32768, no pre-emphasis, no dither",
+          "pools": {"mean": "mean over frames",
+                    "mean_std": "mean and std over frames"}}
+
+
+def _pct(v) -> str:
+  return f"{100 * v:>7.2f}%"
+
+
 def _format_audio(results: Mapping) -> str:
   cpc, rnd = results["cpc"], results["random_init"]
-  lines = [f"{'features':<16} {'CPC':>8} {'random':>8}"]
-  lines += [f"{key:<16} {100 * cpc[key]:>7.2f}% {100 * rnd[key]:>7.2f}%"
+  lines = [f"{'features':<24} {'CPC':>8} {'random':>8}"]
+  lines += [f"{key:<24} {_pct(cpc[key])} {_pct(rnd[key])}"
             for key in cpc if "/" in key]
+  if "log_mel" in results or "mfcc" in results:
+    lines.append(f"{'baseline, same probe':<24} {'word':>8} {'voice':>8}")
+    for name, label in (("log_mel", "log-mel"), ("mfcc", "MFCC")):
+      row = results.get(name, {})
+      lines += [f"{label + ' ' + pool.replace('_', '+'):<24} "
+                f"{_pct(row['word/' + pool])} {_pct(row['voice/' + pool])}"
+                for pool in spectral.POOLS if "word/" + pool in row]
+  if "probe" in results:
+    p = results["probe"]
+    wd = p["weight_decay"]
+    how = (f"weight decay chosen per row from {wd} on a seeded "
+           f"{100 * p['val_fraction']:.0f}% of the training utterances"
+           if isinstance(wd, list) else f"weight decay {wd} (fixed)")
+    lines.append(f"the same linear probe for every row: SGD {p['epochs']} "
+                 f"epochs, lr {p['lr']}, {how}")
   return "\n".join(lines + _step_lines(cpc, rnd))
 
 
