@@ -402,6 +402,29 @@ def results_record(*, benchmark: str, rounds: RoundTimes,
   return record
 
 
+def plain_record(*, benchmark: str, argv: Sequence[str] | None = None,
+                 machine: Mapping | None = None,
+                 extra: Mapping | None = None) -> dict:
+  """The JSON record of a benchmark that times no rounds (e.g. a memory
+  measurement): ``benchmark``, ``date`` (UTC), ``command``, ``git``
+  (``commit``, ``dirty``) and ``machine``, as in :func:`results_record`,
+  plus ``extra`` at the top level (it may not replace those fields)."""
+  argv = list(sys.argv if argv is None else argv)
+  record = {
+      "benchmark": benchmark,
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"),
+      "command": " ".join(shlex.quote(a) for a in argv),
+      "git": git_state(),
+      "machine": {**machine_record(), **dict(machine or {})},
+  }
+  for key, value in dict(extra or {}).items():
+    if key in record:
+      raise ValueError(f"extra field {key!r} would replace a record field")
+    record[key] = value
+  return record
+
+
 def write_record(path: Path | str, record: dict) -> None:
   """Writes a :func:`results_record` (one JSON file per comparison)."""
   write_result(path, record)

@@ -21,6 +21,12 @@ outputs), and the largest N whose temporaries fit a budget (``--memory-mib``,
 compile only, doubling then bisection). PyTorch's CPU allocator keeps no peak
 statistics, so its memory is given as the size of the tensors autograd keeps
 for this formula (the [2N, 2N] logits and their softmax), not measured.
+
+The memory figures here are XLA's compile-time estimates for the loss alone
+(and, with ``--run-target``, one blockwise call's peak-RSS growth after
+compilation). The measured peaks -- the whole SimCLR step with its encoder,
+dense vs blockwise, each in a fresh process, and the dense loss run until it
+fails on the machine -- are ``benchmarks/contrastive_memory.py``'s.
 """
 
 from __future__ import annotations

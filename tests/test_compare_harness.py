@@ -237,6 +237,18 @@ def test_results_record_fields(monkeypatch, tmp_path):
                        load=load, extra={"summary": 1})
 
 
+def test_plain_record_fields():
+  """A record without rounds (memory benchmarks): the same header fields."""
+  rec = cmp.plain_record(benchmark="mem", argv=["mem.py", "--n", "2"],
+                         machine={"memory": 1}, extra={"rows": [1]})
+  assert rec["benchmark"] == "mem" and rec["command"] == "mem.py --n 2"
+  assert rec["date"].endswith("+00:00") and set(rec["git"]) == {"commit", "dirty"}
+  assert rec["machine"]["memory"] == 1 and "cpu_model" in rec["machine"]
+  assert rec["rows"] == [1] and "rounds" not in rec
+  with pytest.raises(ValueError):
+    cmp.plain_record(benchmark="mem", extra={"git": 1})
+
+
 # --------------------------------------------------------------------------
 # The benchmarks' dry runs
 # --------------------------------------------------------------------------

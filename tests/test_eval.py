@@ -72,6 +72,31 @@ def test_lbfgs_probe_equals_sklearn_logistic_regression():
                              atol=2e-3)
 
 
+def test_lbfgs_stopping_rule_and_iterations():
+  """``grad_norm="inf"`` (scikit-learn's gtol test: the largest gradient
+  entry) stops no later than the Euclidean norm at the same tolerance, and
+  the iterations come back with ``return_iterations``."""
+  import jax
+  import jax.numpy as jnp
+  from ssljax.eval.linear import _softmax_objective, fit_logistic_regression
+  x, y = _blobs(400, 6, 4, 3, spread=0.5)
+  kw = dict(num_classes=4, l2=1e-2, tol=1e-3, max_iter=200)
+  counts = {}
+  for rule in ("l2", "inf"):
+    params, count = fit_logistic_regression(x, y, grad_norm=rule,
+                                            return_iterations=True, **kw)
+    counts[rule] = int(count)
+    g = jax.grad(_softmax_objective)(params, jnp.asarray(x, jnp.float32),
+                                     jnp.asarray(y), 1e-2)
+    leaves = [np.asarray(a) for a in jax.tree.leaves(g)]
+    size = (max(np.abs(a).max() for a in leaves) if rule == "inf" else
+            np.sqrt(sum((a ** 2).sum() for a in leaves)))
+    assert size < 1e-3, (rule, size)
+  assert 0 < counts["inf"] <= counts["l2"] < 200
+  with pytest.raises(ValueError, match="grad_norm"):
+    fit_logistic_regression(x, y, grad_norm="l1", **kw)
+
+
 def test_lbfgs_probe_selects_l2_on_held_out_train_split():
   from ssljax.eval.linear import linear_probe
   x, y = _blobs(1500, 10, 5, 4, spread=0.5)

@@ -41,8 +41,23 @@ def _softmax_objective(params, x, y, l2):
   return ce + 0.5 * l2 * jnp.sum(params["w"] ** 2)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))
-def _lbfgs_fit(x, y, l2, *, num_classes: int, max_iter: int, tol: float):
+def _grad_size(grad, grad_norm: str):
+  """The size of the gradient the stopping rule compares with ``tol``:
+  ``"l2"``, its Euclidean norm; ``"inf"``, its largest absolute entry (scipy's
+  L-BFGS-B ``gtol`` test, which scikit-learn's ``LogisticRegression(
+  solver="lbfgs", tol)`` uses)."""
+  if grad_norm == "l2":
+    return otu.tree_norm(grad)
+  if grad_norm == "inf":
+    return functools.reduce(jnp.maximum, [jnp.max(jnp.abs(g)) for g in
+                                          jax.tree.leaves(grad)])
+  raise ValueError(f"grad_norm must be 'l2' or 'inf'; got {grad_norm!r}")
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "max_iter",
+                                             "grad_norm"))
+def _lbfgs_fit(x, y, l2, *, num_classes: int, max_iter: int, tol: float,
+               grad_norm: str = "l2"):
   fun = functools.partial(_softmax_objective, x=x, y=y, l2=l2)
   opt = optax.lbfgs()
   value_and_grad = optax.value_and_grad_from_state(fun)
@@ -57,8 +72,8 @@ def _lbfgs_fit(x, y, l2, *, num_classes: int, max_iter: int, tol: float):
   def keep_going(carry):
     _, state = carry
     count = otu.tree_get(state, "count")
-    grad_norm = otu.tree_norm(otu.tree_get(state, "grad"))
-    return (count == 0) | ((count < max_iter) & (grad_norm >= tol))
+    size = _grad_size(otu.tree_get(state, "grad"), grad_norm)
+    return (count == 0) | ((count < max_iter) & (size >= tol))
 
   params = {"w": jnp.zeros((x.shape[1], num_classes), jnp.float32),
             "b": jnp.zeros((num_classes,), jnp.float32)}
@@ -67,13 +82,23 @@ def _lbfgs_fit(x, y, l2, *, num_classes: int, max_iter: int, tol: float):
 
 
 def fit_logistic_regression(train_x, train_y, *, num_classes: int, l2: float,
-                            max_iter: int = 500, tol: float = 1e-4):
+                            max_iter: int = 500, tol: float = 1e-4,
+                            grad_norm: str = "l2",
+                            return_iterations: bool = False):
   """Converged L2-regularized multinomial logistic regression on ``[N, F]``
-  features (full-batch L-BFGS); returns ``{"w": [F, C], "b": [C]}``."""
-  params, _ = _lbfgs_fit(jnp.asarray(train_x, jnp.float32),
-                         jnp.asarray(train_y, jnp.int32), jnp.float32(l2),
-                         num_classes=num_classes, max_iter=max_iter, tol=tol)
-  return params
+  features (full-batch L-BFGS); returns ``{"w": [F, C], "b": [C]}``.
+
+  It stops after ``max_iter`` iterations or when the gradient's size is
+  below ``tol``: its Euclidean norm (``grad_norm="l2"``, the default) or its
+  largest absolute entry (``"inf"``: scikit-learn's rule for
+  ``LogisticRegression(solver="lbfgs", tol=tol)``). With
+  ``return_iterations``: ``(params, iterations)``, the iterations an int
+  array (the L-BFGS updates made)."""
+  params, count = _lbfgs_fit(jnp.asarray(train_x, jnp.float32),
+                             jnp.asarray(train_y, jnp.int32), jnp.float32(l2),
+                             num_classes=num_classes, max_iter=max_iter,
+                             tol=tol, grad_norm=grad_norm)
+  return (params, count) if return_iterations else params
 
 
 def _sgd_tx(lr, wd, total_steps: int):
