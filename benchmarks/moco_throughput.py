@@ -283,11 +283,13 @@ class TorchMoCoTrainer(sct._StepCounter):  # pylint: disable=protected-access
       forwards, ``step`` the whole step (momentum update, key forward, query
       forward, InfoNCE, backward, optimizer, enqueue).
     backend: ``torch.compile``'s backend.
+    amp: both forwards under ``torch.autocast(dtype=torch.bfloat16)``;
+      keys, queue and loss in float32 (``--compute-dtype bfloat16``).
   """
 
   def __init__(self, model, queue, opt_config, temperature, lrs, momenta,  # pylint: disable=redefined-builtin
                shuffle_bn, bn_splits, memory_format, compile="none",
-               backend="inductor"):
+               backend="inductor", amp=False):
     if compile not in sct.TORCH_COMPILE_MODES:
       raise ValueError(f"compile must be one of {sct.TORCH_COMPILE_MODES}; "
                        f"got {compile!r}")
@@ -310,6 +312,7 @@ class TorchMoCoTrainer(sct._StepCounter):  # pylint: disable=protected-access
     self.queue = queue.clone()
     self._slot = torch.zeros(1, dtype=torch.long, device=device)
     self.temperature = temperature
+    self.amp = bool(amp)
     self.shuffle_bn = shuffle_bn
     self.bn_splits = bn_splits if shuffle_bn else 1
     self._init_counter(device, lrs=lrs, momenta=momenta)
@@ -326,17 +329,21 @@ class TorchMoCoTrainer(sct._StepCounter):  # pylint: disable=protected-access
       torch._foreach_add_(self.key_params,
                           torch._foreach_mul(self.params, 1 - m))
       # 2. keys without gradient, split BN over a shuffled batch.
-      if self.shuffle_bn:
-        g = self.bn_splits
-        # ssljax's contiguous sub-batches as _SplitBN's strided ones.
-        p = perm.view(g, n // g).t().reshape(-1)
-        # Advanced indexing keeps xk's memory format (index_select does not).
-        k = self.key_forward(xk[p])[torch.argsort(p)]
-      else:
-        k = self.key_forward(xk)
-      k = l2_normalize(k)
+      with sct.autocast(xk.device, self.amp):
+        if self.shuffle_bn:
+          g = self.bn_splits
+          # ssljax's contiguous sub-batches as _SplitBN's strided ones.
+          p = perm.view(g, n // g).t().reshape(-1)
+          # Advanced indexing keeps xk's memory format (index_select does
+          # not).
+          k = self.key_forward(xk[p])[torch.argsort(p)]
+        else:
+          k = self.key_forward(xk)
+      k = l2_normalize(k.float())
     # 3. query forward, InfoNCE against the queue before this step, update.
-    loss = torch_info_nce(self.forward(xq), k, self.queue, self.temperature,
+    with sct.autocast(xq.device, self.amp):
+      q = self.forward(xq)
+    loss = torch_info_nce(q.float(), k, self.queue, self.temperature,
                           self._labels)
     self.opt.zero_grad()
     loss.backward()
@@ -510,7 +517,11 @@ def main(argv=None):
       opt.name, peak_lr, weight_decay=opt.weight_decay,
       momentum=opt.get("momentum", 0.9),
       trust_coefficient=opt.get("trust_coefficient", 1e-3))
-  check_step = jax.jit(make_jax_model_step(method, check_tx))
+  # The checks compare float32 arithmetic, whatever --compute-dtype times.
+  check_method = (method if config.get("compute_dtype", "float32") ==
+                  "float32" else ssljax.train.build.build_method(
+                      sct.float32_twin(config), NUM_EXAMPLES)[0])
+  check_step = jax.jit(make_jax_model_step(check_method, check_tx))
   noise = np.random.default_rng(7)
   other_key_params = jax.tree.map(
       lambda a: jnp.asarray(
@@ -638,7 +649,8 @@ def main(argv=None):
     return TorchMoCoTrainer(m.to(device), t_queue.to(device), opt,
                             temperature, lrs, momenta, shuffle_bn, bn_splits,
                             memory_format, compile=mode,
-                            backend=args.torch_compile_backend)
+                            backend=args.torch_compile_backend,
+                            amp=args.compute_dtype == "bfloat16")
 
   torch_sides = sct.prepare_torch_sides(
       args, make_trainer=make_trainer, host_inputs=(xq_t, xk_t),
@@ -703,6 +715,7 @@ def main(argv=None):
                   momenta[args.warmup:args.warmup + 4].tolist(),
               "torch_compile": args.torch_compile,
               "torch_device": args.torch_device,
+              "compute_dtype": args.compute_dtype,
               "torch_num_threads": torch.get_num_threads(),
           },
           "torch_sides": sct.torch_sides_record(torch_sides, args),

@@ -8,6 +8,8 @@ Launch (on an otherwise idle machine)::
     python benchmarks/simclr_throughput.py --quick --out /tmp/quick.json  # smoke test
     python benchmarks/simclr_throughput.py --torch-device cuda --batch-size 1024 \
         --out benchmarks/results/simclr_throughput_h200_b1024.json      # on a GPU
+    python benchmarks/simclr_throughput.py --torch-device cuda \
+        --compute-dtype bfloat16 --torch-compile none,step   # bf16 / PyTorch AMP
 
 On a GPU, JAX runs on its default backend and torch on ``cuda`` with TF32
 allowed (XLA's default float32 precision there); the equivalence checks are
@@ -32,7 +34,11 @@ at the config's batch size (256 source images = 512 views a step).
 Timed region. For the side-by-side comparison ONLY the train step is timed
 (forward of both views in one batch, NT-Xent, backward, LARS update) on views
 that were augmented beforehand, as float32 ``[B, 28, 28, 1]``; the very same
-view tensors feed both frameworks. Separately, the full ssljax step
+view tensors feed both frameworks. With ``--compute-dtype bfloat16`` the
+JAX steps compute in bf16 (``config.compute_dtype``) and the torch steps run
+their forward under ``torch.autocast(dtype=torch.bfloat16)`` (AMP), the loss
+in float32 on both sides; the equivalence checks below stay float32.
+Separately, the full ssljax step
 (``SimCLR.train_step``: uint8 images in, augmentation on the fly) is timed too.
 "images/s" counts source images (each yields 2 views). Compile time and
 warm-up steps are excluded; JAX timings end with ``jax.block_until_ready``.
@@ -57,6 +63,8 @@ from __future__ import annotations
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
 import argparse
+import contextlib
+import copy
 import datetime
 import gc
 import importlib.util
@@ -293,6 +301,24 @@ class TorchLARS:
     torch._foreach_add_(self.plain, self.buf_plain)
 
 
+def autocast(device, enabled: bool):
+  """``torch.autocast(dtype=torch.bfloat16)`` on ``device``'s type when
+  ``enabled`` (AMP: convolutions and matmuls in bf16, parameters and the
+  optimizer in float32), else nothing."""
+  if not enabled:
+    return contextlib.nullcontext()
+  return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def float32_twin(config):
+  """A copy of ``config`` computing in float32: the equivalence checks
+  compare float32 arithmetic on both sides whatever ``--compute-dtype``
+  times."""
+  twin = copy.deepcopy(config)
+  twin.compute_dtype = "float32"
+  return twin
+
+
 #: The PyTorch step's modes: ``none``: eager; ``model``: ``torch.compile`` of
 #: the model's forward (AOTAutograd compiles its backward), loss and
 #: optimizer eager; ``step``: ``torch.compile`` of the whole step (forward,
@@ -370,10 +396,13 @@ class TorchTrainer(_StepCounter):
       (the model's weights; the views should be in the same one).
     compile: one of :data:`TORCH_COMPILE_MODES`.
     backend: ``torch.compile``'s backend (``inductor``).
+    amp: the forward under ``torch.autocast(dtype=torch.bfloat16)`` (AMP;
+      ``--compute-dtype bfloat16``), the loss in float32 after it, as
+      ssljax's ``compute_dtype="bfloat16"`` does.
   """
 
   def __init__(self, model, opt_config, temperature, lrs, memory_format,  # pylint: disable=redefined-builtin
-               compile="none", backend="inductor"):
+               compile="none", backend="inductor", amp=False):
     if compile not in TORCH_COMPILE_MODES:
       raise ValueError(f"compile must be one of {TORCH_COMPILE_MODES}; got "
                        f"{compile!r}")
@@ -386,6 +415,7 @@ class TorchTrainer(_StepCounter):
                          opt_config.get("momentum", 0.9),
                          opt_config.get("trust_coefficient", 1e-3))
     self.temperature = temperature
+    self.amp = bool(amp)
     self._init_counter(device, lrs=lrs)
     self._targets = None
     self._step_fn = (compile_step(self._step, backend)
@@ -393,7 +423,9 @@ class TorchTrainer(_StepCounter):
 
   def _step(self, v1, v2):
     n = v1.shape[0]
-    z = self.forward(torch.cat([v1, v2], 0))
+    with autocast(v1.device, self.amp):
+      z = self.forward(torch.cat([v1, v2], 0))
+    z = z.float()
     loss = torch_nt_xent(z[:n], z[n:], self.temperature, self._targets)
     self.opt.zero_grad()
     loss.backward()
@@ -580,6 +612,17 @@ TORCH_SIDE_NAMES = {"none": "torch_eager", "model": "torch_compiled_model",
 COMPILED_LOSS_TOL = 1e-3
 COMPILED_UPDATE_TOL = 1e-3
 COMPILED_TENSOR_TOL = 1e-1
+#: The same under AMP (bf16), where the compiled step may round at other
+#: places than the eager one (fused kernels keep float32 intermediates):
+#: losses and the update of all tensors together; no bound per tensor.
+COMPILED_TOLS_AMP = (2e-2, 1e-1, math.inf)
+
+
+def compiled_tolerances(args) -> tuple:
+  """(loss, update, one tensor) tolerances of the compiled-vs-eager check."""
+  if getattr(args, "compute_dtype", "float32") == "bfloat16":
+    return COMPILED_TOLS_AMP
+  return COMPILED_LOSS_TOL, COMPILED_UPDATE_TOL, COMPILED_TENSOR_TOL
 
 
 def compare_first_steps(ref, trainer, inputs, steps: int = 3,
@@ -670,9 +713,10 @@ def prepare_torch_sides(args, *, make_trainer, host_inputs, device,
               f"{check['loss_max_rel_diff']:.1e}, updates rel. diff "
               f"{check['update_rel_diff']:.1e} (largest of one tensor "
               f"{check['update_max_rel_diff']:.1e})", flush=True)
-        if (check["loss_max_rel_diff"] > COMPILED_LOSS_TOL
-            or check["update_rel_diff"] > COMPILED_UPDATE_TOL
-            or check["update_max_rel_diff"] > COMPILED_TENSOR_TOL):
+        loss_tol, update_tol, tensor_tol = compiled_tolerances(args)
+        if (check["loss_max_rel_diff"] > loss_tol
+            or check["update_rel_diff"] > update_tol
+            or check["update_max_rel_diff"] > tensor_tol):
           print(f"  worst tensor: {check['update_worst_tensor']}")
           raise SystemExit(f"the compiled torch step ({mode}) does not match "
                            "the eager one")
@@ -841,6 +885,12 @@ def parse_args(argv=None, *, description=None, default_out=DEFAULT_OUT,
   p.add_argument("--peak-tflops", type=float, default=None,
                  help="the device's peak TFLOP/s for the MFU figure "
                       "(default: known GPUs' data-sheet values)")
+  p.add_argument("--compute-dtype", choices=("float32", "bfloat16"),
+                 default="float32",
+                 help="the timed steps' compute dtype: ssljax's "
+                      "config.compute_dtype, and on the torch side AMP "
+                      "(torch.autocast bf16 around the forward, the loss in "
+                      "float32); the equivalence checks stay float32")
   p.add_argument("--conv-impl", choices=("config", "auto", "xla", "matmul", "cpu", "onednn"),
                  default="config",
                  help="the JAX encoder's convolution gradients "
@@ -892,6 +942,8 @@ def prepare(args, config):
     torch.backends.cudnn.benchmark = True
   if args.conv_impl != "config":
     config.encoder.conv_impl = args.conv_impl
+  if args.compute_dtype != "float32":
+    config.compute_dtype = args.compute_dtype
   if args.batch_size:
     config.batch_size = args.batch_size
   if args.dry_run:
@@ -984,7 +1036,11 @@ def main(argv=None):
 
   exact = jax.default_matmul_precision("highest")   # no TF32 in the checks
   # Jitted: op by op, the gradient would compile every operation on its own.
-  loss_and_grad = jax.jit(jax.value_and_grad(method.loss, has_aux=True))
+  check_method = (method if config.get("compute_dtype", "float32") ==
+                  "float32" else ssljax.train.build.build_method(
+                      float32_twin(config), NUM_EXAMPLES)[0])
+  loss_and_grad = jax.jit(jax.value_and_grad(check_method.loss,
+                                             has_aux=True))
   with exact:
     (jax_loss0, _), _ = loss_and_grad(state.params, state.batch_stats, v1_j,
                                       v2_j)
@@ -1043,7 +1099,8 @@ def main(argv=None):
     m = TorchSimCLRModel(config, IMAGE_SHAPE[2])
     m.load_state_dict(t_model.state_dict())
     return TorchTrainer(m.to(device), opt, temperature, lrs, memory_format,
-                        compile=mode, backend=args.torch_compile_backend)
+                        compile=mode, backend=args.torch_compile_backend,
+                        amp=args.compute_dtype == "bfloat16")
 
   torch_sides = prepare_torch_sides(args, make_trainer=make_trainer,
                                     host_inputs=(v1_t, v2_t), device=device,
@@ -1097,6 +1154,7 @@ def main(argv=None):
               "lr_first_timed_steps": lrs[args.warmup:args.warmup + 4].tolist(),
               "torch_compile": args.torch_compile,
               "torch_device": args.torch_device,
+              "compute_dtype": args.compute_dtype,
               "torch_num_threads": torch.get_num_threads(),
           },
           "torch_sides": torch_sides_record(torch_sides, args),
