@@ -513,7 +513,7 @@ def test_load_clips_splits_by_source_video(tmp_path):
     _write_video(tmp_path / name, num=16)
   kw = dict(data_dir=str(tmp_path), names=None, width=16, multiple=4,
             holdout=("b.avi",), test_fraction=0.25, gap=2, num_refs=2,
-            stride=1, cache_dir=str(tmp_path / "cache"))
+            stride=1, gap_range=None, cache_dir=str(tmp_path / "cache"))
   train, test = load_clips("train", **kw), load_clips("test", **kw)
   assert sorted(train.videos) == ["a.avi"]           # b.avi held out whole
   assert sorted(test.videos) == ["a.avi[12:]", "b.avi"]
@@ -524,6 +524,11 @@ def test_load_clips_splits_by_source_video(tmp_path):
   assert train.name.startswith("opencv_videos:train")
   with pytest.raises(ValueError, match="split"):
     load_clips("validation", **kw)
+  # random gaps (the default kind of clip): within the range, same frames
+  ranged = load_clips("train", **{**kw, "gap_range": (2, 4),
+                                  "clips_per_target": 2})
+  assert ranged.gaps.min() >= 2 and ranged.gaps.max() <= 4
+  assert ranged.frame_ids.max() <= 9                 # no held-out frame
 
 
 # ----------------------------------------------------------------------------
@@ -651,31 +656,41 @@ def test_pretrain_through_the_loop_resumes_exactly(tmp_path):
 
 
 def test_evaluation_on_tiny_videos(tiny, tmp_path):
+  """The whole evaluation (colorization by gap with and without the local
+  window, tracking by speed, verdicts, pictures) on tiny videos; every
+  network call is jitted."""
   from PIL import Image  # pylint: disable=import-outside-toplevel
   method, state, _ = tiny
   photo = tmp_path / "photo.png"
   Image.fromarray(np.random.default_rng(1).integers(
       0, 256, (32, 40, 3)).astype(np.uint8)).save(photo)
   train = clip_dataset(_moving_videos(("a.avi",), num=8), num_refs=2,
-                       stride=1)
+                       stride=1, gap_range=(1, 3), clips_per_target=2)
   test = clip_dataset(_moving_videos(("b.avi", "c.avi"), num=10, seed=20),
                       num_refs=2, stride=1)
   options = VideoEvalOptions(clip_every=2, batch_size=4, gaps=(1, 2),
-                             num_sequences=2, length=5,
-                             object_size=(4, 6), png_frames=3)
-  states = {"trained": state, "random_init": state}
+                             speeds=(("static", 0.0), ("slow", 1.0)),
+                             sequences_per_speed=1, length=5,
+                             object_size=(4, 6), png_frames=3,
+                             colorization_radius=1, real_motion_sequences=0)
+  states = {"trained": state}              # one network: half the compiling
   seqs = make_tracking_sequences(test.videos, options, photos=[str(photo)])
-  assert len(seqs) == 2 and seqs[0][0].shape == (5, 16, 16, 3)
+  assert len(seqs) == 2 and seqs[0].frames.shape == (5, 16, 16, 3)
   track, preds = eval_tracking(method, states, seqs, options)
-  j = track["copy_first_mask"]["J_over_time"]
+  j = track["all"]["copy_first_mask"]["J_over_time"]
   assert j[0] == 1.0 and len(j) == 5
-  assert set(preds) == set(states)
+  static = track["by_speed"]["static"]["copy_first_mask"]
+  assert static["J_mean_frames_1_to_end"] == 1.0       # nothing moved
+  assert track["moving"]["num_sequences"] == 1
+  assert set(preds) == set(states) and preds["trained"].shape == (2, 5, 16, 16)
   out = evaluate_video_colorization(method, states, train, test, options,
                                     out_dir=str(tmp_path), photos=[str(photo)])
   pooled = out["colorization"]["all_held_out"]
-  assert {"trained", "random_init", "copy_reference", "train_mean_color",
+  assert {"trained", "copy_reference", "train_mean_color",
           "quantization_floor"} <= set(pooled)
   assert pooled["quantization_floor"]["cluster_acc"] == 1.0
+  assert out["training_clips"] == {"num": len(train), "gap_min": 1,
+                                   "gap_max": 3}
   # the same numbers as the method's own evaluation of those clips
   clips = all_clips(test.videos["b.avi"], num_refs=2, stride=1, every=2)
   ev = eval_colorization(method, {"trained": state}, {"b.avi":
@@ -687,7 +702,25 @@ def test_evaluation_on_tiny_videos(tiny, tmp_path):
                              ref["acc"], rtol=1e-6)
   np.testing.assert_allclose(ev["all_held_out"]["trained"]["loss"],
                              ref["loss"], rtol=1e-5)
-  assert set(out["colorization_by_gap"]["all_held_out"]) == {"1", "2"}
+  by_gap = out["colorization_by_gap"]
+  assert set(by_gap["all_held_out"]) == {"1", "2"}
+  row = by_gap["all_held_out"]["2"]
+  assert {"trained", "trained_local", "copy_reference"} <= set(row)
+  # the local window's scores are the method's with that radius
+  gap_clips = np.concatenate([all_clips(
+      f, num_refs=2, stride=1, gap=2, first_target=3)
+                              for f in test.videos.values()])
+  local = jax.jit(lambda st, c: method.evaluate(st, c, radius=1))(
+      state, jnp.asarray(gap_clips))
+  np.testing.assert_allclose(row["trained_local"]["cluster_acc"],
+                             local["acc"], rtol=1e-5)
+  d = by_gap["paired_cluster_acc"]["trained_minus_copy_reference"]["2"]
+  np.testing.assert_allclose(d["mean"], row["trained"]["cluster_acc"]
+                             - row["copy_reference"]["cluster_acc"], atol=1e-6)
+  assert set(out["verdict"]) == {"colorization", "colorization_local",
+                                 "tracking"}
+  assert out["verdict"]["colorization"][
+      "beats_copy_reference_at_every_gap_from_8"] is False   # no gap >= 8
   for p in out["pngs"].values():
     assert os.path.getsize(p) > 0
   np.testing.assert_array_equal(tracking_iou(np.ones((2, 2), bool),

@@ -14,7 +14,9 @@ have it built.
 pixels wide (height a multiple of ``multiple``, keeping the aspect ratio),
 and splits them: the whole of ``tree.avi`` and the last ``test_fraction`` of
 every other video are held out (after a gap of ``gap`` frames), the rest is
-for training::
+for training. By default (``test_fraction=0``) videos are held out by source
+file, as in :mod:`ssljax.data.colour`: the whole of ``tree.avi`` is held out
+and every frame of ``vtest.avi`` and ``Megamind.avi`` is for training::
 
     splits = load_opencv_videos(width=96)       # VideoSplits
     it = clip_batches(list(splits.train.values()), batch_size=16,
@@ -27,12 +29,21 @@ Clips are ``[R + 1, H, W, 3]``: the reference frames ``t - R s, ..., t - s``
 What the training loop batches is a :class:`ClipDataset`: every clip of a
 split in memory, ``images`` uint8 ``[N, R + 1, H, W, 3]`` (``ssljax.data.
 batches`` takes any example shape), and the split's frames (``videos``).
-:func:`load_clips` is the dataset ``"opencv_videos"`` (the splits above,
-824 training clips ``[4, 72, 96, 3]`` with the defaults)::
+:func:`load_clips` is the dataset ``"opencv_videos"``: the splits above,
+cut into clips whose gap (frames from the last reference to the target) is
+drawn uniformly from :data:`TRAIN_GAP_RANGE` = 8-32 frames,
+:data:`CLIPS_PER_TARGET` = 4 draws per target frame
+(:func:`random_gap_indices`): at these gaps copying the last reference's
+colours stops working on the moving videos
+(``benchmarks/results/video_copy_baseline_by_gap.json``). With the
+defaults that is 3,890 training clips ``[4, 72, 96, 3]`` (323 MB) from all
+1,065 frames of Megamind.avi and vtest.avi, and 196 held-out clips of
+tree.avi::
 
     train = load_clips("train")          # ClipDataset
     it = ssljax.data.batches(train, batch_size=16, seed=0)
     next(it)["image"].shape              # (16, 4, 72, 96, 3)
+    train.gaps                           # int64 [N], each in 8..32
 Everything is deterministic given the arguments (batch ``i`` draws from
 ``numpy.random.default_rng([seed, i])``, so a resumed run sees the batches an
 uninterrupted one would). Decoded, resized frames are cached as ``.npz``
@@ -44,6 +55,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -52,9 +64,11 @@ from ssljax.data.dataset import DatasetNotAvailableError
 
 __all__ = [
     "ClipDataset",
+    "CLIPS_PER_TARGET",
     "HOLDOUT_VIDEOS",
     "OPENCV_VIDEOS",
     "OPENCV_VIDEOS_DATASET",
+    "TRAIN_GAP_RANGE",
     "VIDEOS_DIR",
     "VIDEO_CACHE_ENV",
     "VideoSplits",
@@ -69,6 +83,7 @@ __all__ = [
     "load_davis",
     "load_opencv_videos",
     "load_video",
+    "random_gap_indices",
     "read_video",
     "resize_frames",
     "sample_clips",
@@ -81,8 +96,15 @@ VIDEOS_DIR = "/usr/share/doc/opencv-doc/examples/data"
 OPENCV_VIDEOS = ("Megamind.avi", "tree.avi", "vtest.avi")
 #: The dataset name of :func:`load_clips` (``config.dataset``).
 OPENCV_VIDEOS_DATASET = "opencv_videos"
-#: Videos held out whole for evaluation.
+#: Videos held out whole for evaluation (the test video of
+#: :mod:`ssljax.data.colour` too).
 HOLDOUT_VIDEOS = ("tree.avi",)
+#: ``(low, high)``: the gaps of :func:`load_clips`'s clips (frames from the
+#: last reference to the target, both ends included), drawn uniformly per
+#: clip: gaps where copying the reference fails on the moving videos.
+TRAIN_GAP_RANGE = (8, 32)
+#: Gaps drawn per target frame by :func:`load_clips` (duplicates dropped).
+CLIPS_PER_TARGET = 4
 #: Environment variable naming the folder of the decoded-frame cache
 #: (default ``~/.cache/ssljax/videos``).
 VIDEO_CACHE_ENV = "SSLJAX_VIDEO_CACHE"
@@ -283,12 +305,15 @@ def load_opencv_videos(*, data_dir: str | None = None,
                        names: Sequence[str] | None = OPENCV_VIDEOS,
                        width: int = 96, multiple: int = 8,
                        holdout: Sequence[str] = HOLDOUT_VIDEOS,
-                       test_fraction: float = 0.2, gap: int = 8,
+                       test_fraction: float = 0.0, gap: int = 8,
                        cache_dir: str | None = None, cache: bool = True
                        ) -> VideoSplits:
   """The opencv-doc videos (or ``names`` in ``data_dir``), resized to
-  ``width`` wide and split by :func:`split_videos`. Different videos may
-  have different heights; the opencv-doc ones all give 72x96 at width 96."""
+  ``width`` wide and split by :func:`split_videos`: by default by source
+  file (``holdout`` whole, every frame of the others for training; a
+  ``test_fraction > 0`` also holds out the tail of each other video).
+  Different videos may have different heights; the opencv-doc ones all
+  give 72x96 at width 96."""
   paths = find_videos(data_dir, names)
   videos = {os.path.basename(p): load_video(p, width=width, multiple=multiple,
                                             cache_dir=cache_dir, cache=cache)
@@ -354,6 +379,49 @@ def clip_indices(num_frames: int, *, num_refs: int = 3, stride: int = 2,
     first = max(first, int(first_target))
   targets = np.arange(first, num_frames, max(int(every), 1), dtype=np.int64)
   return targets[:, None] + _clip_offsets(num_refs, stride, gap)[None]
+
+
+def _check_gap_range(gap_range) -> tuple[int, int]:
+  try:
+    lo, hi = (int(g) for g in gap_range)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"gap_range must be (low, high); got {gap_range!r}.") from e
+  if not 1 <= lo <= hi:
+    raise ValueError(f"gap_range must be (low, high) with 1 <= low <= high; "
+                     f"got {gap_range!r}.")
+  return lo, hi
+
+
+def random_gap_indices(num_frames: int, *, gap_range: tuple[int, int],
+                       num_refs: int = 3, stride: int = 2,
+                       clips_per_target: int = 1,
+                       rng: np.random.Generator) -> np.ndarray:
+  """Frame indices (int64 ``[N, num_refs + 1]``) of clips whose gap (last
+  reference to target) is drawn uniformly from ``gap_range = (low, high)``
+  (both included): for every target ``t`` that has all its references at
+  gap ``low`` (``t >= (num_refs - 1) stride + low``), ``clips_per_target``
+  gaps from ``low .. min(high, t - (num_refs - 1) stride)``; a gap drawn
+  twice for one target gives one clip. Rows are sorted by target, then
+  gap; references ``t - g - (num_refs - 1) stride, ..., t - g``, then
+  ``t``. Every frame of the video is in some clip when it is longer than
+  ``(num_refs - 1) stride + low``."""
+  _check_clip_args(num_refs, stride)
+  lo, hi = _check_gap_range(gap_range)
+  if clips_per_target < 1:
+    raise ValueError(f"clips_per_target must be >= 1; got {clips_per_target}.")
+  base = (num_refs - 1) * stride
+  targets = np.arange(base + lo, num_frames, dtype=np.int64)
+  if not len(targets):
+    return np.zeros((0, num_refs + 1), np.int64)
+  top = np.minimum(hi, targets - base)                     # >= lo
+  gaps = rng.integers(lo, top[:, None] + 1,
+                      size=(len(targets), int(clips_per_target)))
+  pairs = np.unique(np.stack([np.repeat(targets, gaps.shape[1]),
+                              gaps.ravel()], 1), axis=0)   # [N, (t, g)]
+  t, g = pairs[:, 0], pairs[:, 1]
+  refs = t[:, None] - g[:, None] - stride * np.arange(
+      num_refs - 1, -1, -1, dtype=np.int64)[None]
+  return np.concatenate([refs, t[:, None]], 1)
 
 
 def sample_clips(videos: Sequence[np.ndarray], num: int, *, num_refs: int = 3,
@@ -464,13 +532,24 @@ class ClipDataset:
     """One example's shape: ``(R + 1, H, W, C)``."""
     return tuple(self.images.shape[1:])
 
+  @property
+  def gaps(self) -> np.ndarray:
+    """int64 ``[N]``: each clip's gap, frames from its last reference to its
+    target."""
+    return self.frame_ids[:, -1] - self.frame_ids[:, -2]
+
 
 def clip_dataset(videos: Mapping[str, np.ndarray], *, num_refs: int = 3,
                  stride: int = 2, every: int = 1, gap: int | None = None,
+                 gap_range: tuple[int, int] | None = None,
+                 clips_per_target: int = 1, seed: int = 0,
                  name: str = "") -> ClipDataset:
-  """The :class:`ClipDataset` of every ``every``-th clip (:func:`all_clips`)
-  of each video of ``videos`` (``{name: uint8 [T, H, W, 3]}``, one frame
-  size), in name order."""
+  """The :class:`ClipDataset` of each video of ``videos`` (``{name: uint8
+  [T, H, W, 3]}``, one frame size), in name order: every ``every``-th clip
+  at gap ``gap`` (:func:`all_clips`), or, with ``gap_range``, clips at
+  random gaps (:func:`random_gap_indices`, ``clips_per_target`` draws per
+  target, from ``numpy.random.default_rng([seed, crc32(video name)])``:
+  a video's clips do not depend on the other videos)."""
   names = sorted(videos)
   if not names:
     raise ValueError("no videos to cut into clips.")
@@ -480,8 +559,14 @@ def clip_dataset(videos: Mapping[str, np.ndarray], *, num_refs: int = 3,
   clips, vids, fids = [], [], []
   for i, key in enumerate(names):
     frames = np.asarray(videos[key])
-    idx = clip_indices(len(frames), num_refs=num_refs, stride=stride, gap=gap,
-                       every=every)
+    if gap_range is None:
+      idx = clip_indices(len(frames), num_refs=num_refs, stride=stride,
+                         gap=gap, every=every)
+    else:
+      idx = random_gap_indices(
+          len(frames), gap_range=gap_range, num_refs=num_refs, stride=stride,
+          clips_per_target=clips_per_target,
+          rng=np.random.default_rng([int(seed), zlib.crc32(key.encode())]))
     clips.append(frames[idx] if len(idx) else
                  np.zeros((0, num_refs + 1, *frames.shape[1:]), frames.dtype))
     vids.append(np.full(len(idx), i, np.int32))
@@ -489,8 +574,9 @@ def clip_dataset(videos: Mapping[str, np.ndarray], *, num_refs: int = 3,
   images = np.ascontiguousarray(np.concatenate(clips)).astype(np.uint8,
                                                               copy=False)
   if not len(images):
-    raise ValueError(f"no video is longer than {clip_span(num_refs, stride, gap)}"
-                     " frames: no clip.")
+    span = clip_span(num_refs, stride, gap if gap_range is None
+                     else _check_gap_range(gap_range)[0])
+    raise ValueError(f"no video is longer than {span} frames: no clip.")
   return ClipDataset(images=images, labels=np.full(len(images), -1, np.int32),
                      video_ids=np.concatenate(vids),
                      frame_ids=np.concatenate(fids), videos=dict(videos),
@@ -501,18 +587,26 @@ def clip_dataset(videos: Mapping[str, np.ndarray], *, num_refs: int = 3,
 def load_clips(split: str = "train", *, data_dir: str | None = None,
                names: Sequence[str] | None = OPENCV_VIDEOS, width: int = 96,
                multiple: int = 8, holdout: Sequence[str] = HOLDOUT_VIDEOS,
-               test_fraction: float = 0.2, gap: int = 8, num_refs: int = 3,
-               stride: int = 2, every: int = 1, cache_dir: str | None = None,
-               cache: bool = True) -> ClipDataset:
+               test_fraction: float = 0.0, gap: int = 8, num_refs: int = 3,
+               stride: int = 2, every: int = 1,
+               gap_range: tuple[int, int] | None = TRAIN_GAP_RANGE,
+               clips_per_target: int = CLIPS_PER_TARGET, seed: int = 0,
+               cache_dir: str | None = None, cache: bool = True
+               ) -> ClipDataset:
   """Clips of the opencv-doc videos (``ssljax.data.load("opencv_videos",
   split)``): :func:`load_opencv_videos` (``width`` wide, split by source
-  video: ``holdout`` whole and the last ``test_fraction`` of the others,
-  after ``gap`` frames, are ``"test"``; no held-out frame is in a training
-  clip), cut into every ``every``-th clip of ``num_refs`` references
-  ``stride`` frames apart and a target (:func:`clip_dataset`).
+  video: ``holdout`` whole, and with ``test_fraction > 0`` the last
+  ``test_fraction`` of the others after ``gap`` frames, are ``"test"``; no
+  held-out frame is in a training clip), cut into clips of ``num_refs``
+  references ``stride`` frames apart and a target (:func:`clip_dataset`):
+  ``clips_per_target`` random gaps from ``gap_range`` per target frame
+  (seeded by ``seed``), or, with ``gap_range=None``, every ``every``-th clip
+  at gap ``stride``.
 
-  The defaults give the video colorization run's data: 824 training clips
-  ``[4, 72, 96, 3]`` from Megamind.avi and vtest.avi.
+  The defaults give the video colorization run's data: 3,890 training clips
+  ``[4, 72, 96, 3]`` at gaps 8-32 from all frames of Megamind.avi and
+  vtest.avi; the held-out split is tree.avi (its ``videos`` are what the
+  evaluation reads).
   """
   if split not in ("train", "test"):
     raise ValueError(f"split must be 'train' or 'test'; got {split!r}.")
@@ -522,7 +616,8 @@ def load_clips(split: str = "train", *, data_dir: str | None = None,
                               cache_dir=cache_dir, cache=cache)
   videos = getattr(splits, split)
   return clip_dataset(videos, num_refs=num_refs, stride=stride, every=every,
-                      name=f"{OPENCV_VIDEOS_DATASET}:{split}"
+                      gap_range=gap_range, clips_per_target=clips_per_target,
+                      seed=seed, name=f"{OPENCV_VIDEOS_DATASET}:{split}"
                       f"[{','.join(sorted(videos))}]")
 
 

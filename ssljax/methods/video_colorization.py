@@ -52,6 +52,7 @@ Usage::
     step = jax.jit(method.train_step, donate_argnums=0)
     state, metrics = step(state, clips_uint8, key)   # loss, acc, lr
     probs = method.predict(state, clips)["probs"]    # [B, h, w, K], T = 0.5
+    local = method.predict(state, clips, radius=4)   # a local window, dense
     masks = method.propagate(state, frames, first_mask_onehot, topk=20,
                              radius=4, num_prev=3)   # [T, H, W, C]
 """
@@ -92,6 +93,7 @@ __all__ = [
     "propagate_labels",
     "standin_centroids",
     "training_frames",
+    "window_mask",
 ]
 
 #: The per-frame networks by ``config.encoder.name``.
@@ -117,7 +119,8 @@ def _check_attention_args(f_ref, labels_ref, f_tgt, temperature):
     raise ValueError(f"temperature must be > 0; got {temperature}.")
 
 
-def attention_weights(f_ref, f_tgt, *, temperature: float = 1.0) -> jax.Array:
+def attention_weights(f_ref, f_tgt, *, temperature: float = 1.0,
+                      mask=None) -> jax.Array:
   """``A [B, M, N]``: for each target pixel ``j`` a softmax over the reference
   pixels ``i`` of ``f_i . f_j / T`` (so ``A[b, j, :]`` sums to 1; the
   paper's ``A_ij`` is ``A[b, j, i]``).
@@ -127,17 +130,24 @@ def attention_weights(f_ref, f_tgt, *, temperature: float = 1.0) -> jax.Array:
       pixels, flattened).
     f_tgt: ``[B, M, D]`` target-pixel embeddings.
     temperature: ``T`` (1 in training, 0.5 at test time).
+    mask: optional bool ``[M, N]``: which reference pixels each target
+      pixel may attend to (e.g. :func:`window_mask`; each row needs one).
   """
   if f_ref.ndim != 3 or f_tgt.ndim != 3 or f_ref.shape[2] != f_tgt.shape[2]:
     raise ValueError(f"need f_ref [B, N, D] and f_tgt [B, M, D]; got "
                      f"{f_ref.shape} and {f_tgt.shape}.")
   s = jnp.einsum("bmd,bnd->bmn", f_tgt.astype(jnp.float32),
                  f_ref.astype(jnp.float32)) / temperature
+  if mask is not None:
+    if tuple(mask.shape) != (f_tgt.shape[1], f_ref.shape[1]):
+      raise ValueError(f"mask must be [M, N] = {(f_tgt.shape[1], f_ref.shape[1])}"
+                       f"; got {tuple(mask.shape)}.")
+    s = jnp.where(jnp.asarray(mask)[None], s, -jnp.inf)
   return jax.nn.softmax(s, axis=-1)
 
 
-def attend_dense(f_ref, labels_ref, f_tgt, *, temperature: float = 1.0
-                 ) -> jax.Array:
+def attend_dense(f_ref, labels_ref, f_tgt, *, temperature: float = 1.0,
+                 mask=None) -> jax.Array:
   """``y [B, M, K]``, ``y_j = sum_i A_ij c_i`` with the whole ``[B, M, N]``
   attention in memory.
 
@@ -147,9 +157,10 @@ def attend_dense(f_ref, labels_ref, f_tgt, *, temperature: float = 1.0
       colour clusters in training; soft labels when tracking).
     f_tgt: ``[B, M, D]`` target embeddings.
     temperature: ``T > 0``.
+    mask: optional bool ``[M, N]`` (:func:`attention_weights`).
   """
   _check_attention_args(f_ref, labels_ref, f_tgt, temperature)
-  a = attention_weights(f_ref, f_tgt, temperature=temperature)
+  a = attention_weights(f_ref, f_tgt, temperature=temperature, mask=mask)
   return jnp.einsum("bmn,bnk->bmk", a, labels_ref.astype(jnp.float32))
 
 
@@ -292,6 +303,18 @@ def _clusters_of(dataset, *, num_clusters: int, stride: int, seed: int
 
 # ---------------------------------------------------------------------------
 # Label propagation (tracking).
+
+
+def window_mask(h: int, w: int, radius: int, *, num_refs: int = 1
+                ) -> jax.Array:
+  """bool ``[h w, num_refs h w]``: target cell ``j`` of an ``h x w`` grid
+  may attend to cell ``i`` of each of ``num_refs`` reference frames when
+  their Chebyshev distance is at most ``radius`` cells (a local window;
+  the same place in every reference)."""
+  if radius < 0 or num_refs < 1:
+    raise ValueError(f"need radius >= 0 and num_refs >= 1; got {radius} and "
+                     f"{num_refs}.")
+  return jnp.tile(_window_mask(h, w, radius), (1, num_refs))
 
 
 def _window_mask(h: int, w: int, radius: int | None):
@@ -554,8 +577,10 @@ class VideoColorization(Method):
       images = images[:, -1]
     return self.embed(variables_or_state, images).mean((1, 2))
 
-  def _forward(self, variables, lab, temperature):
-    """``(probs [B, M, K], targets [B, M], hw)`` of a Lab clip batch."""
+  def _forward(self, variables, lab, temperature, radius=None):
+    """``(probs [B, M, K], targets [B, M], hw)`` of a Lab clip batch
+    (``radius``: attend only to reference cells within that many cells of
+    the target cell, dense)."""
     b, r1, big_h, big_w, _ = lab.shape
     f = self._embed(variables, lab.reshape(b * r1, big_h, big_w, 3))
     h, w, d = f.shape[1:]
@@ -564,10 +589,15 @@ class VideoColorization(Method):
     clusters = clusters.reshape(b, r1, h * w)
     onehot = jax.nn.one_hot(clusters[:, :-1], self.num_clusters,
                             dtype=jnp.float32)
-    probs = attend(f[:, :-1].reshape(b, (r1 - 1) * h * w, d),
-                   onehot.reshape(b, (r1 - 1) * h * w, self.num_clusters),
-                   f[:, -1], temperature=temperature,
-                   block_size=self.block_size)
+    args = (f[:, :-1].reshape(b, (r1 - 1) * h * w, d),             # refs
+            onehot.reshape(b, (r1 - 1) * h * w, self.num_clusters),
+            f[:, -1])                                              # target
+    if radius is None:
+      probs = attend(*args, temperature=temperature,
+                     block_size=self.block_size)
+    else:
+      probs = attend_dense(*args, temperature=temperature,
+                           mask=window_mask(h, w, radius, num_refs=r1 - 1))
     return probs, clusters[:, -1], (h, w)
 
   def loss(self, params, batch_stats, lab):
@@ -612,29 +642,36 @@ class VideoColorization(Method):
   # -- evaluation ------------------------------------------------------------
 
   def predict(self, variables_or_state, clips, *,
-              temperature: float | None = None) -> dict[str, jax.Array]:
+              temperature: float | None = None,
+              radius: int | None = None) -> dict[str, jax.Array]:
     """Colour distributions of the target frames at the test temperature:
     ``{"probs": [B, h, w, K], "targets": int32 [B, h, w]}`` (the targets'
-    own clusters)."""
+    own clusters). ``radius``: attend only to reference cells within
+    ``radius`` cells (Chebyshev) of the target cell (``None``: all, as in
+    training)."""
     self._check_clips(clips)
     t = self.test_temperature if temperature is None else temperature
     probs, targets, (h, w) = self._forward(
-        _variables(variables_or_state), _lab(clips), t)
+        _variables(variables_or_state), _lab(clips), t, radius)
     b = clips.shape[0]
     return {"probs": probs.reshape(b, h, w, -1),
             "targets": targets.reshape(b, h, w)}
 
   def evaluate(self, variables_or_state, clips, *,
-               temperature: float | None = None) -> dict[str, jax.Array]:
-    """Held-out ``loss`` and ``acc`` (at the test temperature, no flips)."""
-    out = self.predict(variables_or_state, clips, temperature=temperature)
+               temperature: float | None = None,
+               radius: int | None = None) -> dict[str, jax.Array]:
+    """Held-out ``loss`` and ``acc`` (at the test temperature, no flips;
+    ``radius`` as in :meth:`predict`)."""
+    out = self.predict(variables_or_state, clips, temperature=temperature,
+                       radius=radius)
     loss = video_colorization_loss(out["probs"], out["targets"])
     acc = jnp.mean((jnp.argmax(out["probs"], -1) == out["targets"])
                    .astype(jnp.float32))
     return {"loss": loss, "acc": acc}
 
   def clip_scores(self, variables_or_state, clips, *,
-                  temperature: float | None = None) -> dict[str, jax.Array]:
+                  temperature: float | None = None,
+                  radius: int | None = None) -> dict[str, jax.Array]:
     """Per-clip scores ``[B]`` of colorizing the targets of ``clips`` at the
     test temperature: ``cluster_acc`` (cells whose most likely cluster is
     their own), ``loss`` (the cross-entropy of
@@ -642,8 +679,9 @@ class VideoColorization(Method):
     ab error at full resolution, decoding by :meth:`decode_ab`
     ``mode="mean"`` (``ab_error``) and ``"argmax"`` (``ab_error_argmax``).
     With frames of one size, the means over clips are the pooled means over
-    pixels."""
-    out = self.predict(variables_or_state, clips, temperature=temperature)
+    pixels. ``radius`` as in :meth:`predict`."""
+    out = self.predict(variables_or_state, clips, temperature=temperature,
+                       radius=radius)
     probs, targets = out["probs"], out["targets"]
     true_ab = _lab(clips)[:, -1, ..., 1:]
     hw = true_ab.shape[1:3]
