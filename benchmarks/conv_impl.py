@@ -77,7 +77,14 @@ def main(argv=None):
       config.batch_size = args.batch_size
     images = images[:config.batch_size]
     methods[impl], _ = build_method(config, 60_000)
-    states[impl] = methods[impl].init(jax.random.key(0), IMAGE_SHAPE)
+    # conv_impl changes how gradients are computed, not the parameters: one
+    # init (a compile of several seconds on a CPU) serves every impl when the
+    # shapes agree (copied: the steps donate their state).
+    if states and (jax.eval_shape(lambda m=methods[impl]: m.init(
+        jax.random.key(0), IMAGE_SHAPE)) == jax.eval_shape(lambda: states[ref])):
+      states[impl] = jax.tree.map(jnp.copy, states[ref])
+    else:
+      states[impl] = methods[impl].init(jax.random.key(0), IMAGE_SHAPE)
     steps[impl] = jax.jit(methods[impl].train_step, donate_argnums=0)
 
   # Same loss and gradients on one batch of views.
@@ -85,10 +92,15 @@ def main(argv=None):
   v1, v2 = jax.jit(m.views)(images, jax.random.key(2))
   # At initialization each block's last BN scale is zero, which stops the
   # gradients of the block's convolutions: compare at perturbed parameters.
-  leaves, treedef = jax.tree.flatten(states[ref].params)
-  check_params = jax.tree.unflatten(treedef, [
-      a + 0.1 * jax.random.normal(k, a.shape, a.dtype)
-      for a, k in zip(leaves, jax.random.split(jax.random.key(3), len(leaves)))])
+  # (One jitted function: drawn op by op, the ~100 normals compile one by one.)
+  @jax.jit
+  def perturb(params):
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(3), len(leaves))
+    return jax.tree.unflatten(treedef, [
+        a + 0.1 * jax.random.normal(k, a.shape, a.dtype)
+        for a, k in zip(leaves, keys)])
+  check_params = perturb(states[ref].params)
   grads = {}
   for impl, meth in methods.items():
     st = states[impl]
