@@ -30,8 +30,10 @@ def get_config():
   c.data_dir = ""
   c.data_source = "auto"
   c.batch_size = 32
-  # 5 epochs of the 54,000 training images (a CPU-sized budget; no
-  # measured run of it is kept in benchmarks/results/ yet).
+  # 5 epochs of the 54,000 training images (8,435 steps, about 50 min on
+  # 2 cores). Measured (benchmarks/results/reproduce/cpc_image_s0.json,
+  # seed 0): linear 82.29% / kNN 76.24%, above random init (70.67 / 64.47),
+  # below raw pixels (84.26 / 78.60).
   c.num_epochs = 5.0
   c.num_steps = 0                   # > 0 overrides num_epochs
 
