@@ -131,3 +131,50 @@ def test_nothing_in_ssljax_imports_the_cpu_layer():
   assert not offenders, offenders
   for old in ("malloc.py", "xla_cpu.py", "startup.py", "kernels"):
     assert not (REPO / "ssljax" / old).exists(), f"ssljax/{old} belongs in ssljax/cpu/"
+
+
+@pytest.mark.parametrize("impl", ["cpu", "onednn", "auto"])
+def test_cpc_patch_encoder_takes_conv_impl(impl):
+  """Image CPC's patch encoder (stem, stride-2 and residual 3x3 convolutions
+  on 8x8 patches) with a CPU convolution: the same parameters and, up to
+  float rounding, the same outputs and gradients as with XLA's."""
+  from ssljax.models.cpc import PatchEncoder
+  x = jax.random.normal(jax.random.key(0), (12, 8, 8, 1))
+  ref = PatchEncoder(widths=(8, 16), blocks=(0, 1), features=8)
+  variables = ref.init(jax.random.key(1), x)
+  # the residual block's last conv starts at zero: perturb so every conv
+  # carries gradient
+  leaves, tree = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  variables = jax.tree.unflatten(tree, [
+      a + 0.1 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)])
+  other = PatchEncoder(widths=(8, 16), blocks=(0, 1), features=8,
+                       conv_impl=impl)
+  assert (jax.tree.structure(other.init(jax.random.key(1), x))
+          == jax.tree.structure(variables))
+
+  def loss(model):
+    return jax.jit(jax.value_and_grad(
+        lambda v, x: jnp.sum(jnp.sin(model.apply(v, x))), argnums=(0, 1)))
+  (l_ref, (g_ref, gx_ref)) = loss(ref)(variables, x)
+  (l_imp, (g_imp, gx_imp)) = loss(other)(variables, x)
+  np.testing.assert_allclose(l_imp, l_ref, rtol=1e-5)
+  np.testing.assert_allclose(gx_imp, gx_ref, rtol=1e-4, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(g_imp), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_cpc_patch_encoder_routes_every_conv_through_conv_impl():
+  """Every convolution of the patch encoder goes through ``conv_impl`` (a
+  spy function): stem, the stride-2 convolution and both of the residual
+  block's."""
+  from ssljax.models.cpc import PatchEncoder
+  calls = []
+
+  def spy(*args, **kwargs):
+    calls.append(kwargs.get("window_strides", args[2] if len(args) > 2 else None))
+    return lax.conv_general_dilated(*args, **kwargs)
+  model = PatchEncoder(widths=(8, 16), blocks=(0, 1), features=8, conv_impl=spy)
+  model.init(jax.random.key(1), jnp.zeros((2, 8, 8, 1)))
+  assert len(calls) == 4, calls
+  assert sum(tuple(s) == (2, 2) for s in calls) == 1, calls

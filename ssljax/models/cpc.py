@@ -20,13 +20,14 @@ u <= i) only, which the tests check through exact-zero gradients.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from ssljax.config import check
+from ssljax.models.conv import get_conv_impl
 
 __all__ = ["CausalConvEncoder", "GRUContext", "GRID_CONTEXTS", "ImageCPCModel",
            "PATCH_ENCODERS", "PatchEncoder", "RowCausalContext",
@@ -192,14 +193,18 @@ def extract_patches(images: jax.Array, patch: int, stride: int) -> jax.Array:
 class _PreActBlock(nn.Module):
   """LayerNorm -> ReLU -> 3x3 conv, twice, plus the identity."""
   features: int
+  conv_impl: str | Callable = "xla"
 
   @nn.compact
   def __call__(self, x):
+    conv = get_conv_impl(self.conv_impl)
     y = nn.relu(nn.LayerNorm(reduction_axes=(-3, -2, -1))(x))
-    y = nn.Conv(self.features, (3, 3), padding=1)(y)
+    y = nn.Conv(self.features, (3, 3), padding=1,
+                conv_general_dilated=conv)(y)
     y = nn.relu(nn.LayerNorm(reduction_axes=(-3, -2, -1))(y))
     y = nn.Conv(self.features, (3, 3), padding=1,
-                kernel_init=nn.initializers.zeros)(y)
+                kernel_init=nn.initializers.zeros,
+                conv_general_dilated=conv)(y)
     return x + y
 
 
@@ -210,23 +215,32 @@ class PatchEncoder(nn.Module):
   3x3 convolution (the first stage keeps the resolution) and ``blocks``
   residual blocks; LayerNorm over each patch's (H, W, C), mean pool, linear
   projection to ``features``.
+
+  ``conv_impl`` picks the convolution as for
+  :class:`ssljax.models.ResNet` (:mod:`ssljax.models.conv`; ``"auto"``:
+  XLA's own on GPU/TPU, the faster CPU formulations on a CPU); it changes
+  how the values are computed, not the parameters.
   """
   widths: Sequence[int] = (32, 64)
   blocks: Sequence[int] = (0, 1)
   features: int = 64
+  conv_impl: str | Callable = "xla"
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     del train
     if x.ndim != 4:
       raise ValueError(f"PatchEncoder expects [N, p, p, C]; got {x.shape}.")
-    x = nn.Conv(self.widths[0], (3, 3), padding=1, name="stem")(x)
+    conv = get_conv_impl(self.conv_impl)
+    x = nn.Conv(self.widths[0], (3, 3), padding=1, name="stem",
+                conv_general_dilated=conv)(x)
     for i, (w, nb) in enumerate(zip(self.widths, self.blocks)):
       if i > 0:
         x = nn.relu(nn.LayerNorm(reduction_axes=(-3, -2, -1))(x))
-        x = nn.Conv(w, (3, 3), strides=(2, 2), padding=1, name=f"down{i}")(x)
+        x = nn.Conv(w, (3, 3), strides=(2, 2), padding=1, name=f"down{i}",
+                    conv_general_dilated=conv)(x)
       for _ in range(nb):
-        x = _PreActBlock(w)(x)
+        x = _PreActBlock(w, conv_impl=self.conv_impl)(x)
     x = nn.relu(nn.LayerNorm(reduction_axes=(-3, -2, -1))(x))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.features, name="proj")(x)

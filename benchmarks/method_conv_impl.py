@@ -1,0 +1,156 @@
+"""Any method's full train step with two ``encoder.conv_impl`` values, side by
+side (interleaved rounds, median ratio with a bootstrap interval, load check).
+
+    python benchmarks/method_conv_impl.py \
+        --config experiments/configs/cpc_fashion_mnist.py \
+        --impls xla,auto --rounds 10 --steps 5 \
+        --out benchmarks/results/cpc_image_conv_impl.json
+
+Built for image CPC (issue 24: too slow to reach a useful budget), whose patch
+encoder ran XLA's own convolutions while the ResNets used the faster CPU
+formulations (``ssljax.cpu.conv``); it takes any config with an
+``encoder.conv_impl`` key whose method's ``loss`` is ``(params, batch, key)``
+(image and sequence CPC; ``benchmarks/conv_impl.py`` does SimCLR). Both
+sides run the library's ``train_step`` (uint8 batch of the config's size,
+augmentation on device) from the same initial state. Before timing, the loss
+and gradients of each at the same parameters, batch and key must agree up to
+float rounding (recorded). Ratio: the first impl's time over the second's per round
+(above 1: the second is faster).
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import _compare as cmp  # noqa: E402
+
+import ssljax.cpu.conv  # noqa: E402,F401  (registers the CPU convolutions)
+from ssljax.models.conv import resolve_conv_impl  # noqa: E402
+from ssljax.train.build import build_method  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE_SHAPE = (28, 28, 1)
+
+
+def _config(path: str, impl: str, batch_size: int):
+  spec = importlib.util.spec_from_file_location("bench_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.encoder.conv_impl = impl
+  if batch_size:
+    config.batch_size = batch_size
+  return config
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--config", default="experiments/configs/cpc_fashion_mnist.py")
+  p.add_argument("--impls", default="xla,auto",
+                 help="two conv_impl values: reference, candidate")
+  p.add_argument("--steps", type=int, default=5, help="steps per round")
+  p.add_argument("--batch_size", "--batch-size", type=int, default=0,
+                 help="default: the config's")
+  p.add_argument("--out", default="benchmarks/results/cpc_image_conv_impl.json")
+  p.add_argument("--quick", action="store_true",
+                 help="a smoke run: batch 4, 1 round of 1 step, no load check")
+  cmp.add_arguments(p)
+  args = p.parse_args(argv)
+  if args.quick:
+    args.batch_size, args.rounds, args.steps = 4, 1, 1
+    args.allow_load = True
+  impls = [s.strip() for s in args.impls.split(",") if s.strip()]
+  if len(impls) != 2:
+    p.error(f"--impls takes two conv_impl values; got {impls}")
+  load = cmp.check_load(args.max_load, args.allow_load)
+
+  methods, states, steps = {}, {}, {}
+  for impl in impls:
+    config = _config(args.config, impl, args.batch_size)
+    methods[impl], _ = build_method(config, 54_000, input_shape=IMAGE_SHAPE)
+    batch_size = int(config.batch_size)
+    states[impl] = methods[impl].init(jax.random.key(0), IMAGE_SHAPE)
+    steps[impl] = jax.jit(methods[impl].train_step, donate_argnums=0)
+  images = jnp.asarray(np.random.default_rng(0).integers(
+      0, 256, size=(batch_size, *IMAGE_SHAPE), dtype=np.uint8))
+  key = jax.random.key(1)
+
+  # The same computation: loss and gradients of each at the same (perturbed:
+  # the residual blocks' last convolutions start at zero) parameters, batch
+  # and key. (Not one optimizer step: AdamW's first update is the sign of the
+  # gradient and would hide differences.)
+  a, b = impls
+  same_init = all(jax.tree.leaves(jax.tree.map(
+      lambda x, y: bool(jnp.array_equal(x, y)), states[a].params,
+      states[b].params)))
+
+  @jax.jit
+  def perturb(params):
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(3), len(leaves))
+    return jax.tree.unflatten(treedef, [
+        x + 0.1 * jax.random.normal(k, x.shape, x.dtype)
+        for x, k in zip(leaves, keys)])
+  params = perturb(states[a].params)
+  grads = {}
+  for impl in impls:
+    (loss, _), g = jax.jit(jax.value_and_grad(methods[impl].loss, has_aux=True))(
+        params, images, key)
+    grads[impl] = (float(loss), g)
+  loss_rel = abs(grads[a][0] - grads[b][0]) / abs(grads[a][0])
+  grad_rel = max(jax.tree.leaves(jax.tree.map(
+      lambda x, y: float(jnp.linalg.norm(x - y) / (jnp.linalg.norm(x) + 1e-30)),
+      grads[a][1], grads[b][1])))
+  print(f"same initial parameters: {same_init}; loss {a} {grads[a][0]:.6f} "
+        f"{b} {grads[b][0]:.6f} (rel {loss_rel:.1e}); gradients: max "
+        f"per-tensor rel diff {grad_rel:.1e}")
+  if not same_init or loss_rel > 1e-4 or grad_rel > 1e-3:
+    print("the two sides do not compute the same step: not timed")
+    return 1
+
+  def side(impl):
+    def run(n):
+      for _ in range(n):
+        states[impl], metrics = steps[impl](states[impl], images, key)
+      jax.block_until_ready(metrics)
+    return run
+  rounds = cmp.interleaved_rounds({i: side(i) for i in impls},
+                                  rounds=args.rounds,
+                                  steps_per_round=args.steps, warmup=2,
+                                  order=args.order)
+  summary = cmp.ratio_summary(rounds.times[a], rounds.times[b],
+                              confidence=args.confidence, n_boot=args.n_boot)
+  cmp.finish_load(load)
+  images_per_s = {i: [batch_size * args.steps / t for t in rounds.times[i]]
+                  for i in impls}
+  record = cmp.results_record(
+      benchmark="method_conv_impl", rounds=rounds,
+      summaries={f"{a}_time_over_{b}_time": summary}, load=load,
+      argv=["benchmarks/method_conv_impl.py",
+            *(sys.argv[1:] if argv is None else argv)],
+      extra={"config": args.config, "batch_size": batch_size,
+             "impls": impls,
+             "resolved": {i: resolve_conv_impl(i) for i in impls},
+             "checks": {"same_initial_parameters": same_init,
+                        "loss_rel_diff": loss_rel,
+                        "grad_max_rel_diff": grad_rel},
+             "median_images_per_s": {i: float(np.median(v))
+                                     for i, v in images_per_s.items()}})
+  print(cmp.format_summary(summary, b, a))
+  if not args.quick:
+    cmp.write_record(args.out, record)
+    print(f"wrote {args.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
