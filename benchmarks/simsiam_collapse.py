@@ -5,7 +5,7 @@ projections per channel (``normalized_std``; the paper's collapse monitor:
 about 1/sqrt(d) when healthy, 0 when collapsed), the effective rank and the
 online kNN accuracy on the validation split.
 
-    python benchmarks/simsiam_collapse.py [--steps 400] \
+    python benchmarks/simsiam_collapse.py [--steps 400] [--nofinal_bn] \
         [--out benchmarks/results/simsiam_collapse.json] \
         [--png benchmarks/results/simsiam_collapse.png]
 
@@ -42,6 +42,12 @@ _PNG = flags.DEFINE_string("png", "benchmarks/results/simsiam_collapse.png",
                            "Picture (std and kNN accuracy against steps).")
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/simsiam_collapse",
                                "Folder of the two runs.")
+_FINAL_BN = flags.DEFINE_bool(
+    "final_bn", True, "BatchNorm (no scale) on the projector's output, as the "
+    "shipped config and the official code. It keeps every output channel at "
+    "unit variance over the batch, so the output cannot become a constant "
+    "and normalized_std cannot reach 0; --nofinal_bn is the setting in which "
+    "the paper's std monitor can show the collapse.")
 
 KEYS = ("loss", "normalized_std", "effective_rank", "collapsed_dim_fraction",
         "knn_acc")
@@ -57,6 +63,7 @@ def main(argv):
   for name, stop in (("stop_gradient", True), ("no_stop_gradient", False)):
     config = module.get_config()
     config.stop_gradient = stop
+    config.head.final_bn = _FINAL_BN.value
     config.num_steps = _STEPS.value
     config.log_every = 20
     config.checkpoint_every = _STEPS.value
@@ -79,6 +86,7 @@ def main(argv):
   result = {"provenance": provenance(), "steps": _STEPS.value,
             "config": "experiments/configs/simsiam_fashion_mnist.py",
             "knn_split": "validation (last 6,000 of the training split)",
+            "final_bn": _FINAL_BN.value,
             "runs": runs}
   os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
   with open(_OUT.value, "w") as f:
@@ -88,15 +96,19 @@ def main(argv):
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
     for name, run in runs.items():
-      for ax, key in zip(axes, ("normalized_std", "knn_acc")):
+      for ax, key in zip(axes, ("normalized_std", "effective_rank",
+                                "knn_acc")):
         pts = run["curves"][key]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name)
     axes[0].axhline(next(iter(runs.values()))["normalized_std_reference"],
                     ls="--", c="gray", label="1/sqrt(d)")
     axes[0].set(title="std of l2-normalized output", xlabel="step")
-    axes[1].set(title="kNN accuracy (validation)", xlabel="step")
+    axes[1].set(title="effective rank of the output", xlabel="step")
+    axes[2].set(title="kNN accuracy (validation)", xlabel="step")
+    fig.suptitle("projector output BN: " + ("on" if _FINAL_BN.value else "off"),
+                 fontsize=9)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(_PNG.value, dpi=120)
