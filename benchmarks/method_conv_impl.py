@@ -14,8 +14,8 @@ formulations (``ssljax.cpu.conv``); it takes any config with an
 sides run the library's ``train_step`` (uint8 batch of the config's size,
 augmentation on device) from the same initial state. Before timing, the loss
 and gradients of each at the same parameters, batch and key must agree up to
-float rounding (recorded). Ratio: the first impl's time over the second's per round
-(above 1: the second is faster).
+float rounding (recorded). The summary is the second impl's time over the first's,
+per round (below 1: the second is faster, by 1 / ratio).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def main(argv=None):
                   for i in impls}
   record = cmp.results_record(
       benchmark="method_conv_impl", rounds=rounds,
-      summaries={f"{a}_time_over_{b}_time": summary}, load=load,
+      summaries={f"{b}_time_over_{a}_time": summary}, load=load,
       argv=["benchmarks/method_conv_impl.py",
             *(sys.argv[1:] if argv is None else argv)],
       extra={"config": args.config, "batch_size": batch_size,
@@ -145,7 +145,12 @@ def main(argv=None):
                         "grad_max_rel_diff": grad_rel},
              "median_images_per_s": {i: float(np.median(v))
                                      for i, v in images_per_s.items()}})
-  print(cmp.format_summary(summary, b, a))
+  # ratio_summary's ratio is time_b / time_a: below 1, the second impl is
+  # faster, by 1 / ratio.
+  print(cmp.format_summary(summary, a, b))
+  print(f"{b} speed over {a}: {1 / summary['median']:.3f}x "
+        f"(interval {1 / summary['interval'][1]:.3f}-"
+        f"{1 / summary['interval'][0]:.3f}x)")
   if not args.quick:
     cmp.write_record(args.out, record)
     print(f"wrote {args.out}")
