@@ -8,7 +8,11 @@ For each share of labels (the protocol's class-balanced subsets of the fit
 split) and each learning rate of the grid, fine-tunes the run's pre-trained
 encoder and trains the same network from scratch, for the protocol's step
 counts, and records the validation accuracy (the test split is not read). The
-protocol's defaults are the best learning rates found here.
+protocol's defaults are the best learning rates found here (SGD, for the
+BatchNorm ResNets). For another network, ``--optimizer adamw`` with
+Adam-sized learning rates; put the winners in its config
+(``eval.finetune_optimizer``, ``eval.finetune_lr``, ``eval.scratch_lr``:
+``ssljax.eval.standard.protocol_options``).
 """
 
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
@@ -39,12 +43,18 @@ _FULL = flags.DEFINE_bool("full", False, "Also train from scratch on all the "
                           "fit labels (standard.ALL_LABELS; the supervised "
                           "reference, reported on validation and test).")
 _GRID = flags.DEFINE_bool("grid", True, "Run the learning-rate grids.")
+_OPTIMIZER = flags.DEFINE_enum(
+    "optimizer", "sgd", ["sgd", "adamw"], "Optimizer of both grids (and of "
+    "--full): the protocol's SGD, or AdamW for networks trained with Adam "
+    "(e.g. image CPC's LayerNorm patch encoder; then give it Adam-sized "
+    "learning rates, e.g. --pretrained_lrs 3e-4,1e-3,3e-3).")
 
 
 def main(argv):
   del argv
   opts = standard.ProtocolOptions()
-  out = {"provenance": provenance(), "workdir": _WORKDIR.value, "grid": {}}
+  out = {"provenance": provenance(), "workdir": _WORKDIR.value,
+         "optimizer": _OPTIMIZER.value, "grid": {}}
   with restore(_WORKDIR.value) as run:
     fit, val, _ = standard.splits(run)      # the test split is not used
     subsets = standard.label_subsets(fit.labels, opts.label_fractions,
@@ -54,7 +64,8 @@ def main(argv):
     for name, state, recipes, lrs in plans if _GRID.value else ():
       for fraction, idx in subsets.items():
         for lr in map(float, lrs):
-          recipe = dataclasses.replace(recipes[fraction], lr=lr)
+          recipe = dataclasses.replace(recipes[fraction], lr=lr,
+                                       optimizer=_OPTIMIZER.value)
           t0 = time.perf_counter()
           acc = standard.finetune_scores(run.method, state, fit, val, None,
                                          idx, recipe)["validation"]
@@ -67,7 +78,8 @@ def main(argv):
     if _FULL.value:
       # one recipe, no choice: the supervised reference, validation and test
       import numpy as np   # noqa: PLC0415
-      recipe = standard.ALL_LABELS[1]
+      recipe = dataclasses.replace(standard.ALL_LABELS[1],
+                                   optimizer=_OPTIMIZER.value)
       t0 = time.perf_counter()
       res = standard.finetune_scores(run.method, run.random_state, fit, val,
                                      run.test, np.arange(len(fit)), recipe)

@@ -127,7 +127,7 @@ def main(argv):
     if _SKIP_DONE.value and _done(_RESULTS.value or out, run.step):
       print(f"{_RESULTS.value or out} already holds step {run.step}")
       return 0
-    options = standard.ProtocolOptions()
+    options = standard.protocol_options(run.config)
     options = dataclasses.replace(
         options, do_finetune=not _NO_FINETUNE.value,
         scratch=options.scratch + ((standard.ALL_LABELS,)

@@ -81,3 +81,59 @@ def test_image_cpc_fine_tunes_through_its_own_features():
   moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()),
                        res["params"], state.params)
   assert max(jax.tree.leaves(moved)) > 0
+
+
+def test_finetune_with_adamw():
+  """optimizer="adamw": AdamW's first step moves every parameter with a
+  non-negligible gradient by the learning rate (|m / sqrt(v)| = 1 at step 1)
+  where SGD moves it by lr x gradient; it learns the task; unknown names are refused; the
+  default SGD recipe keeps the from-scratch cache keys of before."""
+  from ssljax.eval import standard
+  config = tiny_config()
+  method, _ = build_method(config, 64)
+  state = method.init(jax.random.key(0), (8, 8, 1))
+  x, y = _stripes(256, 0)
+  xt, yt = _stripes(200, 1)
+  lr = 1e-3
+  one = finetune(method, state, x, y, num_classes=4, steps=1, batch_size=32,
+                 lr=lr, weight_decay=0.0, optimizer="adamw", augment=False)
+  # the head starts at zero, so at step 1 only the head has a gradient
+  delta = np.abs(np.asarray(one["head"]["w"]))
+  assert delta.max() <= lr * (1 + 1e-5), delta.max()
+  assert np.mean(delta > 0.5 * lr) > 0.5, delta   # most moved by about lr
+  sgd = finetune(method, state, x, y, num_classes=4, steps=1, batch_size=32,
+                 lr=lr, weight_decay=0.0, augment=False)
+  assert np.mean(np.abs(np.asarray(sgd["head"]["w"])) > 0.5 * lr) < 0.5
+  ft = finetune(method, state, x, y, num_classes=4, steps=60, batch_size=32,
+                lr=1e-2, seed=0, optimizer="adamw")
+  assert np.mean(predict(method, ft, xt, batch_size=64) == yt) > 0.9
+  with pytest.raises(ValueError, match="'sgd', 'adamw'.*'adam'"):
+    finetune(method, state, x, y, num_classes=4, steps=1, optimizer="adam")
+  assert "optimizer" not in standard._recipe_key(
+      standard.FinetuneRecipe(steps=10, lr=0.1))
+  assert standard._recipe_key(standard.FinetuneRecipe(
+      steps=10, lr=0.1, optimizer="adamw"))["optimizer"] == "adamw"
+
+
+def test_protocol_options_take_the_config_fine_tuning_settings():
+  """eval.finetune_optimizer / finetune_lr / scratch_lr replace the
+  protocol's recipes (steps and the rest kept); absent, the protocol's own;
+  bad values are refused with the key named."""
+  import ml_collections
+  from ssljax.config import ConfigError
+  from ssljax.eval import standard
+  base = standard.ProtocolOptions()
+  config = ml_collections.ConfigDict({"eval": {}})
+  assert standard.protocol_options(config) == base
+  config.eval.finetune_optimizer = "adamw"
+  config.eval.finetune_lr = 1e-3
+  opts = standard.protocol_options(config)
+  for (f, r), (f0, r0) in zip(opts.finetune, base.finetune):
+    assert (f, r.optimizer, r.lr, r.steps) == (f0, "adamw", 1e-3, r0.steps)
+  for (f, r), (f0, r0) in zip(opts.scratch, base.scratch):
+    assert (f, r.optimizer, r.lr, r.steps) == (f0, "adamw", r0.lr, r0.steps)
+  config.eval.scratch_lr = 3e-3
+  assert {r.lr for _, r in standard.protocol_options(config).scratch} == {3e-3}
+  config.eval.finetune_optimizer = "adam"
+  with pytest.raises(ConfigError, match="finetune_optimizer"):
+    standard.protocol_options(config)

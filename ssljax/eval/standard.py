@@ -59,6 +59,8 @@ class FinetuneRecipe:
   batch_size: int = 128
   weight_decay: float = 5e-4
   crop_area: tuple[float, float] = (0.5, 1.0)
+  #: ``"sgd"`` or ``"adamw"`` (:data:`ssljax.eval.finetune.OPTIMIZERS`)
+  optimizer: str = "sgd"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +89,28 @@ class ProtocolOptions:
   #: also the same network at random init and raw pixels
   baselines: bool = True
   seed: int = 0
+
+
+def protocol_options(config, options: ProtocolOptions | None = None
+                     ) -> ProtocolOptions:
+  """``options`` (default :class:`ProtocolOptions`) with the run config's
+  own fine-tuning settings applied: ``eval.finetune_optimizer`` to the
+  fine-tuning and from-scratch recipes alike, ``eval.finetune_lr`` and
+  ``eval.scratch_lr`` replacing their learning rates."""
+  from ssljax.config import ConfigReader       # noqa: PLC0415
+  from ssljax.train.build import EvalConfig   # noqa: PLC0415 (no cycle)
+  reader = config if isinstance(config, ConfigReader) else ConfigReader(config)
+  ev = EvalConfig.from_config(reader)
+  reader.raise_problems()
+  options = ProtocolOptions() if options is None else options
+
+  def apply(recipes, lr):
+    return tuple((f, dataclasses.replace(
+        r, optimizer=ev.finetune_optimizer,
+        lr=r.lr if lr is None else float(lr))) for f, r in recipes)
+  return dataclasses.replace(options,
+                             finetune=apply(options.finetune, ev.finetune_lr),
+                             scratch=apply(options.scratch, ev.scratch_lr))
 
 
 #: The from-scratch recipe on all the fit labels (about 12 epochs of 54,000
@@ -164,13 +188,24 @@ def finetune_scores(method, state, fit, val, test, subset, recipe: FinetuneRecip
                     num_classes=fit.num_classes, steps=recipe.steps,
                     batch_size=recipe.batch_size, lr=recipe.lr,
                     weight_decay=recipe.weight_decay,
-                    crop_area=tuple(recipe.crop_area), seed=seed, subset=subset)
+                    crop_area=tuple(recipe.crop_area), seed=seed, subset=subset,
+                    optimizer=recipe.optimizer)
   out = {}
   for name, ds in (("validation", val), ("test", test)):
     if ds is not None:        # test=None: a choice on validation only
       out[name] = float(np.mean(ft.predict(method, res, ds.images) == ds.labels))
   out["final_loss"] = float(np.mean(res["losses"][-20:]))
   out["recipe"] = dataclasses.asdict(recipe)
+  return out
+
+
+def _recipe_key(recipe: FinetuneRecipe) -> dict:
+  """The recipe's fields, without ``optimizer`` when it is the default
+  ``"sgd"`` (so the keys of baselines cached before the field existed
+  stay valid)."""
+  out = dataclasses.asdict(recipe)
+  if out["optimizer"] == "sgd":
+    del out["optimizer"]
   return out
 
 
@@ -187,7 +222,7 @@ def baseline_key(run, options: ProtocolOptions) -> str:
       "encoder": run.config.get("encoder").to_dict() if run.config.get(
           "encoder") is not None else None,
       "preprocess": prep, "subset_seed": options.subset_seed,
-      "scratch": [(f, dataclasses.asdict(r)) for f, r in options.scratch],
+      "scratch": [(f, _recipe_key(r)) for f, r in options.scratch],
       "seed": options.seed}, sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

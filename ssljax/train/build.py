@@ -150,6 +150,14 @@ class EvalConfig:
   step_accuracy_batches: int = 8
   probe_train_examples: int = 0
   probe_test_examples: int = 0
+  # The few-label fine-tuning and from-scratch training of the protocol
+  # (ssljax.eval.standard.protocol_options): the optimizer of both, and
+  # learning rates replacing the protocol's (None: the protocol's, chosen on
+  # validation for the BatchNorm ResNets; set them from
+  # benchmarks/finetune_recipe.py's validation grid for another network).
+  finetune_optimizer: str = "sgd"
+  finetune_lr: float | None = None
+  scratch_lr: float | None = None
 
   def __post_init__(self):
     wd = self.linear_weight_decay
@@ -168,7 +176,11 @@ class EvalConfig:
           ("linear_l2", lambda v: v is None or v >= 0, "must be >= 0"),
           ("step_accuracy_batches", _pos_int, "must be an integer >= 1"),
           ("probe_train_examples", lambda v: v >= 0, "must be >= 0 (0: all)"),
-          ("probe_test_examples", lambda v: v >= 0, "must be >= 0 (0: all)"))
+          ("probe_test_examples", lambda v: v >= 0, "must be >= 0 (0: all)"),
+          ("finetune_optimizer", lambda v: v in ("sgd", "adamw"),
+           "'sgd' or 'adamw'"),
+          ("finetune_lr", lambda v: v is None or v > 0, "must be > 0 (or None)"),
+          ("scratch_lr", lambda v: v is None or v > 0, "must be > 0 (or None)"))
 
   @classmethod
   def from_config(cls, config) -> "EvalConfig":
