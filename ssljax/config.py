@@ -220,6 +220,12 @@ class ConfigReader:
     if problems:
       raise ConfigError(problems)
 
+  def raise_recorded_problems(self) -> None:
+    """Raises the problems recorded so far (bad values), not the unread keys:
+    for code that reads one part of a whole run config."""
+    if self._root.problems:
+      raise ConfigError(list(self._root.problems))
+
 
 def _lookup(d: Mapping, dotted: str):
   for part in dotted.split("."):

@@ -116,8 +116,10 @@ def test_protocol_options_take_the_config_fine_tuning_settings():
   protocol's recipes (steps and the rest kept); absent, the protocol's own;
   bad values are refused with the key named."""
   import ml_collections
+  import os
   from ssljax.config import ConfigError
   from ssljax.eval import standard
+  from ssljax.train.build import load_config_file
   base = standard.ProtocolOptions()
   config = ml_collections.ConfigDict({"eval": {}})
   assert standard.protocol_options(config) == base
@@ -131,5 +133,11 @@ def test_protocol_options_take_the_config_fine_tuning_settings():
   config.eval.scratch_lr = 3e-3
   assert {r.lr for _, r in standard.protocol_options(config).scratch} == {3e-3}
   config.eval.finetune_optimizer = "adam"
-  with pytest.raises(ConfigError, match="finetune_optimizer"):
+  with pytest.raises(ConfigError, match="finetune_optimizer") as err:
     standard.protocol_options(config)
+  assert len(err.value.problems) == 1, err.value
+  # a whole shipped run config (keys evaluation does not read) is accepted
+  shipped = load_config_file(os.path.join(
+      os.path.dirname(__file__), "..", "experiments", "configs",
+      "byol_fashion_mnist.py"))
+  assert standard.protocol_options(shipped) == base

@@ -101,7 +101,7 @@ def protocol_options(config, options: ProtocolOptions | None = None
   from ssljax.train.build import EvalConfig   # noqa: PLC0415 (no cycle)
   reader = config if isinstance(config, ConfigReader) else ConfigReader(config)
   ev = EvalConfig.from_config(reader)
-  reader.raise_problems()
+  reader.raise_recorded_problems()     # a whole run config: read eval only
   options = ProtocolOptions() if options is None else options
 
   def apply(recipes, lr):
