@@ -42,10 +42,12 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from ssljax.config import ConfigReader
 from ssljax.data import ArrayDataset, class_names, holdout
 from ssljax.eval import finetune as ft
 from ssljax.eval.knn import knn_predict
 from ssljax.eval.linear import train_linear_classifier
+from ssljax.train.build import EvalConfig
 
 #: Label fractions of the few-label columns.
 LABEL_FRACTIONS = (0.01, 0.1)
@@ -97,8 +99,6 @@ def protocol_options(config, options: ProtocolOptions | None = None
   own fine-tuning settings applied: ``eval.finetune_optimizer`` to the
   fine-tuning and from-scratch recipes alike, ``eval.finetune_lr`` and
   ``eval.scratch_lr`` replacing their learning rates."""
-  from ssljax.config import ConfigReader       # noqa: PLC0415
-  from ssljax.train.build import EvalConfig   # noqa: PLC0415 (no cycle)
   reader = config if isinstance(config, ConfigReader) else ConfigReader(config)
   ev = EvalConfig.from_config(reader)
   reader.raise_recorded_problems()     # a whole run config: read eval only
