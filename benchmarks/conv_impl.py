@@ -41,6 +41,18 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGE_SHAPE = (28, 28, 1)
 
 
+@jax.jit
+def perturbed_params(params):
+  """``params`` plus 0.1 x a standard normal draw per leaf (fixed key), for
+  gradient checks away from zero-initialized layers. One jitted function:
+  drawn op by op, the ~100 normals would compile one by one."""
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(3), len(leaves))
+  return jax.tree.unflatten(treedef, [
+      a + 0.1 * jax.random.normal(k, a.shape, a.dtype)
+      for a, k in zip(leaves, keys)])
+
+
 def load_config_file(path: str):
   spec = importlib.util.spec_from_file_location("bench_config", path)
   module = importlib.util.module_from_spec(spec)
@@ -92,15 +104,7 @@ def main(argv=None):
   v1, v2 = jax.jit(m.views)(images, jax.random.key(2))
   # At initialization each block's last BN scale is zero, which stops the
   # gradients of the block's convolutions: compare at perturbed parameters.
-  # (One jitted function: drawn op by op, the ~100 normals compile one by one.)
-  @jax.jit
-  def perturb(params):
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(3), len(leaves))
-    return jax.tree.unflatten(treedef, [
-        a + 0.1 * jax.random.normal(k, a.shape, a.dtype)
-        for a, k in zip(leaves, keys)])
-  check_params = perturb(states[ref].params)
+  check_params = perturbed_params(states[ref].params)
   grads = {}
   for impl, meth in methods.items():
     st = states[impl]

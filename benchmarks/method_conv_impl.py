@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import _compare as cmp  # noqa: E402
+from conv_impl import perturbed_params  # noqa: E402
 
 import ssljax.cpu.conv  # noqa: E402,F401  (registers the CPU convolutions)
 from ssljax.models.conv import resolve_conv_impl  # noqa: E402
@@ -93,14 +94,7 @@ def main(argv=None):
       lambda x, y: bool(jnp.array_equal(x, y)), states[a].params,
       states[b].params)))
 
-  @jax.jit
-  def perturb(params):
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(3), len(leaves))
-    return jax.tree.unflatten(treedef, [
-        x + 0.1 * jax.random.normal(k, x.shape, x.dtype)
-        for x, k in zip(leaves, keys)])
-  params = perturb(states[a].params)
+  params = perturbed_params(states[a].params)
   grads = {}
   for impl in impls:
     (loss, _), g = jax.jit(jax.value_and_grad(methods[impl].loss, has_aux=True))(
