@@ -44,7 +44,7 @@ _FULL = flags.DEFINE_bool("full", False, "Also train from scratch on all the "
                           "reference, reported on validation and test).")
 _GRID = flags.DEFINE_bool("grid", True, "Run the learning-rate grids.")
 _OPTIMIZER = flags.DEFINE_enum(
-    "optimizer", "sgd", ["sgd", "adamw"], "Optimizer of both grids (and of "
+    "optimizer", "sgd", list(standard.ft.OPTIMIZERS), "Optimizer of both grids (and of "
     "--full): the protocol's SGD, or AdamW for networks trained with Adam "
     "(e.g. image CPC's LayerNorm patch encoder; then give it Adam-sized "
     "learning rates, e.g. --pretrained_lrs 3e-4,1e-3,3e-3).")
