@@ -22,7 +22,9 @@ timed (it is the same for any encoder, and PyTorch does it on the host).
 * ssljax: the library's own step (``ssljax.train.build.build_method`` of a
   config with ``compute_dtype``, then ``SimCLR.loss`` + ``method.tx`` through
   ``ssljax.methods.base.loss_step``, one ``jax.jit`` with the state donated);
-  ``conv_impl="xla"`` (what ``"auto"`` is on a GPU).
+  ``conv_impl="xla"`` (what ``"auto"`` is on a GPU; ``--conv-impl``
+  changes it, and ``resnet_cpu_step.py`` runs this file on the CPU with the
+  shipped configs' ``"auto"`` and start-up).
 * PyTorch (``_torch_resnet.py``): the same network written in torch,
   channels_last, SGD with ``torch._foreach`` kernels (``ForeachSGD``: those
   of ``torch.optim.SGD(foreach=True)``), TF32 allowed (XLA's default float32
@@ -168,6 +170,10 @@ def parse_args(argv=None):
                  help="only record the versions and devices")
   p.add_argument("--summarize", metavar="DIR", default=None,
                  help="only write a text summary of DIR's section records")
+  p.add_argument("--conv-impl", default="xla",
+                 help="the ssljax encoder's conv_impl (default xla, what "
+                      "\"auto\" is on a GPU; the CPU comparison, "
+                      "resnet_cpu_step.py, passes auto)")
   p.add_argument("--out", type=Path, default=None)
   args = p.parse_args(argv)
   spec = ENCODERS[args.encoder]
@@ -346,7 +352,8 @@ def ssljax_config(args, dtype: str) -> dict:
   """The run config the ssljax side is built from (a plain dict: the
   session does not need ml_collections)."""
   spec = ENCODERS[args.encoder]
-  encoder = {"name": args.encoder, "stem": spec["stem"], "conv_impl": "xla"}
+  encoder = {"name": args.encoder, "stem": spec["stem"],
+             "conv_impl": args.conv_impl}
   if args.dry_run:
     encoder.update(stage_sizes=tuple(args.stage_sizes),
                    widths=tuple(args.widths))
@@ -451,6 +458,7 @@ def _run_section(args) -> dict:
                 "dtypes": args.dtypes, "torch_modes": args.torch_modes,
                 "torch_compile_backend": args.torch_compile_backend,
                 "torch_memory_format": "channels_last",
+                "conv_impl": args.conv_impl,
                 "torch_tf32": tdev is not None and tdev.type == "cuda",
                 "rounds": args.rounds, "steps_per_round": args.steps,
                 "warmup_steps": args.warmup,

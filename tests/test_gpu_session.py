@@ -133,3 +133,30 @@ def test_torch_side_dry_run(tmp_path):
   assert rec["sides"]["torch_compiled_f32"]["backend"] == "aot_eager"
   assert {"ssljax_bf16_vs_torch_eager_bf16",
           "ssljax_bf16_vs_torch_compiled_bf16"} <= set(rec["summary"])
+
+
+def test_cpu_comparison_defaults_and_dry_run(tmp_path, monkeypatch):
+  """resnet_cpu_step.py: the CPU defaults (conv_impl "auto" as the shipped
+  configs, float32, the issue's ResNet-18 setting, a small ResNet-50 one),
+  overridable flag by flag; its dry run builds the ssljax side with
+  conv_impl "auto" and records it."""
+  import resnet_cpu_step as rc   # pylint: disable=import-outside-toplevel
+  a18 = gs.parse_args(rc.cpu_argv([]))
+  assert (a18.encoder, a18.batch_size, a18.image_size) == ("resnet18", 128, 32)
+  assert a18.conv_impl == "auto" and a18.dtypes == ["float32"]
+  assert a18.torch_modes == ["eager", "compiled"] and a18.rounds >= 10
+  a50 = gs.parse_args(rc.cpu_argv(["--encoder", "resnet50", "--rounds", "12",
+                                   "--conv-impl", "xla"]))
+  assert (a50.batch_size, a50.image_size, a50.stage_sizes) == (
+      16, 160, (3, 4, 6, 3))
+  assert a50.rounds == 12 and a50.conv_impl == "xla"
+  assert gs.parse_args([]).conv_impl == "xla"      # the GPU session's
+
+  monkeypatch.setitem(sys.modules, "torch", None)    # import torch fails
+  out = tmp_path / "r18_cpu.json"
+  rec = rc.main(["--dry_run", "--batch-size", "4", "--image-size", "16",
+                 "--out", str(out)])
+  assert rec["config"]["conv_impl"] == "auto"
+  assert rec["config"]["dtypes"] == ["float32"]
+  assert set(rec["rounds"]["seconds_per_round"]) == {"ssljax_f32"}
+  assert rec["sides"]["ssljax_f32"]["finite_after_rounds"]
