@@ -90,3 +90,40 @@ def test_reproduce_rows_match_the_table_computed_from_their_files():
       want = tbl._fmt(computed[key].get(col))
       got = cells[col].replace("**", "")
       assert got == want, (line, col, got, want)
+
+
+def test_margins_table_is_computed_from_the_methods_table_files():
+  """The README's margins table (method above / below its baselines, in
+  points) equals ssljax.eval.table.margins of the results files that the
+  methods table names for the same method, row for row."""
+  from ssljax.eval import table as tbl
+  text = _readme()
+  start = text.index("| method | paper |")
+  files_of = {}
+  for line in text[start:text.index("\n\n", start)].splitlines()[2:]:
+    name = line.strip("|").split("|")[0].strip()
+    files = REPRO.findall(line)
+    if files and not name.lower().startswith(("random init", "from scratch",
+                                              "raw pixels")):
+      files_of[name] = files
+  heads_want = [h for h, *_ in tbl.MARGINS]
+  start = text.index("| method | " + heads_want[0])
+  lines = text[start:text.index("\n\n", start)].splitlines()
+  heads = [h.strip() for h in lines[0].strip("|").split("|")]
+  assert heads == ["method"] + heads_want
+  rows = lines[2:]
+  assert len(rows) == len(files_of), (len(rows), sorted(files_of))
+  # all the methods table's files together, as ssljax.eval.table does: the
+  # raw-pixels row is the methods table's (the first method's file)
+  results, key_of = {}, {}
+  for name, files in files_of.items():
+    for f in files:
+      m = re.match(r"(.+)_s(\d+)\.json", f)
+      with open(os.path.join(RESULTS, "reproduce", f), encoding="utf-8") as fh:
+        results.setdefault(m[1], {})[int(m[2])] = json.load(fh)
+      key_of[name] = m[1]
+  computed = tbl.margins(tbl.table(results, order=list(key_of.values())))
+  for line in rows:
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    want = computed[key_of[cells[0]]]
+    assert cells[1:] == [tbl.fmt_margin(want[h]) for h in heads_want], line

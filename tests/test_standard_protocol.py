@@ -150,7 +150,13 @@ def test_table_means_and_stds(tmp_path):
   assert "| rotation random_init | - | 50.00 | 50.00 |" in md
   # random init / raw pixels: their few-label cells are the frozen probe's
   assert "| raw_pixels | - | 50.00 | 50.00 | 50.00 | 50.00 | 50.00 | 50.00 |" in md
-  rows = json.load(open(tmp_path / "table.json"))["rows"]
+  # margins, by hand: simclr's means 82 / 71 / 61 / 77 against raw pixels
+  # 50 / 50, its random init 50 and its from-scratch 40 / 60
+  assert "| simclr | +32.00 | +21.00 | +32.00 | +21.00 | +17.00 |" in md
+  assert "| rotation | +0.00 | -10.00 | +0.00 | -10.00 | -40.00 |" in md
+  saved = json.load(open(tmp_path / "table.json"))
+  assert saved["margins"]["simclr"]["1% vs from scratch"] == pytest.approx(21.0)
+  rows = saved["rows"]
   assert rows["simclr scratch"]["100% labels"]["mean"] == pytest.approx(90.0)
   assert open(tmp_path / "few_labels.png", "rb").read(4) == b"\x89PNG"
 

@@ -107,6 +107,50 @@ def table(results: dict[str, dict[int, dict]], order=None) -> dict:
   return rows
 
 
+#: The margins table: (header, method column, baseline row, baseline column).
+#: The baseline row is ``raw_pixels`` or the method's own ``random_init`` /
+#: ``scratch`` row.
+MARGINS = (("linear vs raw pixels", "linear", "raw_pixels", "linear"),
+           ("kNN vs raw pixels", "kNN", "raw_pixels", "kNN"),
+           ("linear vs random init", "linear", "random_init", "linear"),
+           ("1% vs from scratch", "1% labels", "scratch", "1% labels"),
+           ("10% vs from scratch", "10% labels", "scratch", "10% labels"))
+
+
+def margins(rows: dict) -> dict:
+  """``{method: {header: points}}``: how far each method's mean is above
+  (> 0) or below (< 0) its baselines -- raw pixels, its own network at random
+  init, the same network trained from scratch on the same labels -- in
+  accuracy points (test split), for the headers of :data:`MARGINS`. A
+  baseline or cell that is missing gives None."""
+  out = {}
+  for name, row in rows.items():
+    if "seeds" not in row:           # a baseline row
+      continue
+    out[name] = {}
+    for head, col, base, bcol in MARGINS:
+      brow = rows.get(base if base == "raw_pixels" else f"{name} {base}")
+      a, b = row.get(col), (brow or {}).get(bcol)
+      out[name][head] = (None if a is None or b is None
+                         else a["mean"] - b["mean"])
+  return out
+
+
+def fmt_margin(value) -> str:
+  """``+3.88`` / ``-0.70`` (points, two decimals), ``-`` when missing."""
+  return "-" if value is None else f"{value:+.2f}"
+
+
+def margins_markdown(rows: dict) -> str:
+  heads = [h for h, *_ in MARGINS]
+  lines = ["| method | " + " | ".join(heads) + " |",
+           "|---|" + "---|" * len(heads)]
+  for name, m in margins(rows).items():
+    lines.append(f"| {name} | " + " | ".join(fmt_margin(m[h]) for h in heads)
+                 + " |")
+  return "\n".join(lines)
+
+
 def markdown(rows: dict) -> str:
   heads = [h for h, _ in COLUMNS]
   lines = ["| encoder | seeds | " + " | ".join(heads) + " |",
@@ -178,9 +222,11 @@ def write_table(results_dir: str, order=None) -> str:
   results = {m: results[m] for m in ordered + sorted(set(results) - set(ordered))}
   md = os.path.join(results_dir, "table.md")
   with open(md, "w") as f:
-    f.write(markdown(rows) + "\n")
+    f.write(markdown(rows) + "\n\nMargins (accuracy points; > 0: the "
+            "method is above the baseline):\n\n" + margins_markdown(rows)
+            + "\n")
   with open(os.path.join(results_dir, "table.json"), "w") as f:
-    json.dump({"rows": rows, "files": {m: [f"{m}_s{s}.json" for s in sorted(r)]
+    json.dump({"rows": rows, "margins": margins(rows), "files": {m: [f"{m}_s{s}.json" for s in sorted(r)]
                                        for m, r in results.items()}}, f, indent=1)
   few_label_picture(results, rows, os.path.join(results_dir, "few_labels.png"))
   return md
