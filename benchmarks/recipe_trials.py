@@ -12,8 +12,8 @@ experiments/configs/) with one change for ``--epochs`` epochs on the fit split
 weighted kNN on the frozen features and reports their validation accuracy.
 The test split is never loaded. The trials of each config are in ``TRIALS``:
 for SimCLR, each choice of the shipped recipe (first made by test accuracy,
-BENCHMARKS.md) against the alternatives it was chosen over; for BYOL, the
-changes its card lists as the next things to try.
+BENCHMARKS.md) against the alternatives it was chosen over; for BYOL and
+SimSiam, the changes their cards list as the next things to try.
 """
 
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
@@ -42,7 +42,8 @@ _EPOCHS = flags.DEFINE_float("epochs", 1.0, "Pre-training epochs per trial.")
 _ONLY = flags.DEFINE_list("only", [], "Trials to run (default: all).")
 _CONFIG = flags.DEFINE_enum(
     "config", "simclr_fashion_mnist.py",
-    ["simclr_fashion_mnist.py", "byol_fashion_mnist.py"],
+    ["simclr_fashion_mnist.py", "byol_fashion_mnist.py",
+     "simsiam_fashion_mnist.py"],
     "Shipped config (experiments/configs/) the trials change.")
 
 #: config -> trial name -> config overrides (dotted keys) on that config.
@@ -68,6 +69,16 @@ TRIALS = {
                            "optimizer.weight_decay": 1e-5},
         "wide_heads": {"predictor.hidden_dim": 2048,
                        "head.hidden_dim": 2048},
+    },
+    # SimSiam: the paper's fixed predictor learning rate (sec. 4.2, the
+    # official code's --fix-pred-lr) and the stronger crops of its
+    # augmentation (SimCLR's 0.08-1 on ImageNet; 0.2-1 in its CIFAR code).
+    "simsiam_fashion_mnist.py": {
+        "shipped": {},
+        "fixed_pred_lr": {"optimizer.fixed_lr": ("predictor",)},
+        "crop_area_0.2": {"augment.area_range": (0.2, 1.0)},
+        "fixed_pred_lr_crop_area_0.2": {"optimizer.fixed_lr": ("predictor",),
+                                        "augment.area_range": (0.2, 1.0)},
     },
 }
 

@@ -75,6 +75,28 @@ def test_trains_through_the_loop_with_health_metrics(method, tmp_path):
     assert {"invariance", "variance", "covariance"} <= set(rows[-1])
 
 
+def test_simsiam_fixed_predictor_lr_trains_and_resumes(tmp_path):
+  """optimizer.fixed_lr=("predictor",) (the paper's fixed predictor lr):
+  the config validates, trains through the loop, and a resumed run ends
+  where an uninterrupted one does (the split optimizer state checkpoints)."""
+  def cfg(steps):
+    c = method_config("simsiam", steps=steps)
+    c.optimizer.fixed_lr = ("predictor",)
+    c.checkpoint_every = 2
+    return c
+  validate_config(cfg(4), check_shapes=False)
+  ds = tiny_dataset(n=64)
+  _, whole = pretrain(cfg(4), str(tmp_path / "whole"), dataset=ds,
+                      progress=False)
+  pretrain(cfg(4), str(tmp_path / "cut"), dataset=ds, progress=False,
+           stop_at=2)
+  _, resumed = pretrain(cfg(4), str(tmp_path / "cut"), dataset=ds,
+                        progress=False, resume=True)
+  assert int(resumed.step) == 4
+  for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def _method_and_state(config, n=16):
   ds = tiny_dataset(n=n)
   method, _ = checked_run(config, ds)

@@ -68,6 +68,33 @@ def test_sgd_and_adamw_and_unknown():
     make_optimizer("rmsprop", 0.1)
 
 
+def test_fixed_lr_group_skips_the_schedule():
+  """optimizer.fixed_lr=("predictor",) (SimSiam's fixed predictor lr): plain
+  SGD, cosine over 10 steps from peak 0.4 -- at each step the net moves by
+  -lr_k * g with lr_k the cosine value, the predictor by -0.4 * g; a group
+  the parameters lack is an error naming it."""
+  from ssljax.train.optim import OptimizerConfig   # noqa: PLC0415
+  cfg = OptimizerConfig(name="sgd", base_lr=0.4, lr_scaling="none",
+                        momentum=0.0, fixed_lr=("predictor",))
+  tx, schedule = cfg.make(steps=10, batch_size=4, num_examples=40)
+  params = {"net": {"w": jnp.ones((2, 2))}, "predictor": {"w": jnp.ones((2, 2)),
+                                                          "b": jnp.ones(2)}}
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  for k in range(4):
+    upd, state = update(grads, state, params)
+    lr_k = 0.4 * 0.5 * (1 + np.cos(np.pi * k / 10))
+    np.testing.assert_allclose(upd["net"]["w"], -lr_k * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(upd["predictor"]["w"], -0.4 * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(upd["predictor"]["b"], -0.4 * 0.5, rtol=1e-6)
+    assert float(schedule(k)) == pytest.approx(lr_k, rel=1e-6)
+  bad = OptimizerConfig(name="sgd", fixed_lr=("predictr",)).make(
+      steps=10, batch_size=4, num_examples=40)[0]
+  with pytest.raises(ValueError, match="predictr"):
+    bad.init(params)
+
+
 def test_batch_not_dividing_over_devices_is_a_clear_error():
   with pytest.raises(ValueError, match="does not divide over 8 devices.*multiple of 8"):
     check_batch_divides(12, 8)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -122,6 +122,7 @@ class OptimizerConfig:
   decay_factor: float = 0.1
   b1: float = 0.9
   b2: float = 0.999
+  fixed_lr: tuple[str, ...] = ()
 
   def __post_init__(self):
     num = lambda lo, hi=math.inf: (lambda v: lo <= v <= hi)
@@ -141,7 +142,9 @@ class OptimizerConfig:
            "epochs where the lr drops, e.g. (120, 160)"),
           ("decay_factor", lambda f: f > 0, "must be > 0"),
           ("b1", lambda b: 0 <= b < 1, "Adam's decay rates lie in [0, 1)"),
-          ("b2", lambda b: 0 <= b < 1, "Adam's decay rates lie in [0, 1)"))
+          ("b2", lambda b: 0 <= b < 1, "Adam's decay rates lie in [0, 1)"),
+          ("fixed_lr", lambda g: all(isinstance(n, str) and n for n in g),
+           "names of top-level parameter groups, e.g. ('predictor',)"))
 
   def make(self, *, steps: int, batch_size: int, num_examples: int
            ) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -155,8 +158,30 @@ class OptimizerConfig:
     else:
       warmup = min(int(round(self.warmup_epochs * per_epoch)), steps)
       schedule = warmup_cosine_schedule(peak, max(steps, 1), warmup)
-    tx = make_optimizer(self.name, schedule, weight_decay=self.weight_decay,
-                        momentum=self.momentum,
-                        trust_coefficient=self.trust_coefficient, b1=self.b1,
-                        b2=self.b2)
+    kw = dict(weight_decay=self.weight_decay, momentum=self.momentum,
+              trust_coefficient=self.trust_coefficient, b1=self.b1, b2=self.b2)
+    tx = make_optimizer(self.name, schedule, **kw)
+    if self.fixed_lr:
+      tx = optax.multi_transform(
+          {"scheduled": tx, "fixed": make_optimizer(self.name, peak, **kw)},
+          fixed_lr_labels(self.fixed_lr))
     return tx, schedule
+
+
+def fixed_lr_labels(groups: tuple[str, ...]) -> Callable[[Any], Any]:
+  """``optax.multi_transform``'s labels: ``"fixed"`` for every parameter
+  under a top-level key in ``groups``, ``"scheduled"`` for the rest. A group
+  that the parameters do not have is an error (a misspelt name would
+  silently train on the schedule)."""
+  def labels(params):
+    if not isinstance(params, Mapping):
+      raise ValueError(f"optimizer.fixed_lr={groups} needs parameters "
+                       f"grouped by name; got {type(params).__name__}.")
+    missing = [g for g in groups if g not in params]
+    if missing:
+      raise ValueError(f"optimizer.fixed_lr names {missing}, which the "
+                       f"method's parameters do not have (they have "
+                       f"{sorted(params)}); e.g. ('predictor',) for SimSiam.")
+    return {k: jax.tree.map(lambda _, k=k: "fixed" if k in groups
+                            else "scheduled", v) for k, v in params.items()}
+  return labels
