@@ -6,15 +6,23 @@ side (interleaved rounds, median ratio with a bootstrap interval, load check).
         --impls xla,auto --rounds 10 --steps 5 \
         --out benchmarks/results/cpc_image_conv_impl.json
 
+    python benchmarks/method_conv_impl.py \
+        --config experiments/configs/dino_fashion_mnist.py \
+        --impls xla,auto --rounds 10 --steps 2 \
+        --out benchmarks/results/dino_conv_impl.json
+
 Built for image CPC (issue 24: too slow to reach a useful budget), whose patch
 encoder ran XLA's own convolutions while the ResNets used the faster CPU
 formulations (``ssljax.cpu.conv``); it takes any config with an
-``encoder.conv_impl`` key whose method's ``loss`` is ``(params, batch, key)``
-(image and sequence CPC; ``benchmarks/conv_impl.py`` does SimCLR). Both
+``encoder.conv_impl`` key (``benchmarks/conv_impl.py`` does SimCLR). Both
 sides run the library's ``train_step`` (uint8 batch of the config's size,
-augmentation on device) from the same initial state. Before timing, the loss
-and gradients of each at the same parameters, batch and key must agree up to
-float rounding (recorded). The summary is the second impl's time over the first's,
+augmentation on device) from the same initial state. Before timing, the two
+must compute the same thing up to float rounding (recorded): for a method
+whose ``loss`` is ``(params, batch, key)`` (image and sequence CPC), its loss
+and gradients at the same parameters, batch and key; for the others (DINO,
+the two-view methods), the network's outputs and their parameter gradients
+on the views the method trains on (``crops`` / ``views`` of the batch:
+DINO's 12x12 local crops included). The summary is the second impl's time over the first's,
 per round (below 1: the second is faster, by 1 / ratio).
 """
 
@@ -51,6 +59,37 @@ def _config(path: str, impl: str, batch_size: int):
   if batch_size:
     config.batch_size = batch_size
   return config
+
+
+def _view_batches(method, images, key):
+  """The arrays of views ``[n, h, w, c]`` the method's network sees in a
+  step (DINO: global and local crops; two-view methods: both views)."""
+  if hasattr(method, "crops"):
+    return [c.reshape(-1, *c.shape[2:]) for c in method.crops(images, key)
+            if c is not None]
+  return list(method.views(images, key))
+
+
+def _loss_and_grads(method, params, state, images, key):
+  """``(scalar, gradients)`` that both sides must agree on (module doc)."""
+  if hasattr(method, "crops") or hasattr(method, "views"):
+    batches = _view_batches(method, images, key)
+    stats = state.batch_stats["net"]
+
+    def f(p):
+      total = 0.0
+      for i, x in enumerate(batches):
+        (_, out), _ = method.model.apply(
+            {"params": p["net"], "batch_stats": stats}, x, train=True,
+            mutable=["batch_stats"])
+        w = jax.random.normal(jax.random.key(100 + i), out.shape[1:])
+        total = total + jnp.mean(out.astype(jnp.float32) * w)
+      return total
+    value, g = jax.jit(jax.value_and_grad(f))(params)
+    return float(value), g
+  (loss, _), g = jax.jit(jax.value_and_grad(method.loss, has_aux=True))(
+      params, images, key)
+  return float(loss), g
 
 
 def main(argv=None):
@@ -97,9 +136,8 @@ def main(argv=None):
   params = perturbed_params(states[a].params)
   grads = {}
   for impl in impls:
-    (loss, _), g = jax.jit(jax.value_and_grad(methods[impl].loss, has_aux=True))(
-        params, images, key)
-    grads[impl] = (float(loss), g)
+    grads[impl] = _loss_and_grads(methods[impl], params, states[a], images,
+                                  key)
   loss_rel = abs(grads[a][0] - grads[b][0]) / abs(grads[a][0])
   grad_rel = max(jax.tree.leaves(jax.tree.map(
       lambda x, y: float(jnp.linalg.norm(x - y) / (jnp.linalg.norm(x) + 1e-30)),

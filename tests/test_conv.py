@@ -160,6 +160,12 @@ CPU_CASES = [
     ((2, 7, 7, 20), 3, 2, ((1, 1), (1, 1)), ("lax", "lax", "lax")),      # many channels
     ((2, 7, 7, 8), 3, 1, ((1, 1), (1, 1)), ("lax", "lax", "lax")),       # stride 1
     ((2, 8, 8, 7), 7, 2, ((3, 3), (3, 3)), ("lax", "s2d", "lax")),       # ImageNet-like stem
+    # feature maps smaller than the kernel: one im2col product each way
+    ((3, 2, 2, 12), 3, 1, ((1, 1), (1, 1)), ("patches",) * 3),
+    ((3, 1, 1, 12), 3, 1, ((1, 1), (1, 1)), ("patches",) * 3),
+    ((3, 2, 2, 12), 3, 2, ((1, 1), (1, 1)), ("patches",) * 3),           # strided
+    ((3, 2, 5, 2), 3, 1, ((1, 1), (1, 1)), ("patches",) * 3),            # H < kh only
+    ((3, 3, 3, 12), 3, 1, ((1, 1), (1, 1)), ("lax", "lax", "lax")),      # as large: lax
 ]
 
 
@@ -178,6 +184,7 @@ def test_conv_cpu_paths_values_and_gradients(shape, k, stride, pad, paths,
   spy("_taps_conv", "taps")
   spy("_space_to_depth_conv", "s2d")
   spy("weight_gradient", "matmul")
+  spy("_patches_conv", "patches")
   x = jax.random.normal(jax.random.key(3), shape)
   w = jax.random.normal(jax.random.key(4), (k, k, shape[-1], 5))
   dn = lax.conv_dimension_numbers(x.shape, w.shape, DN)
@@ -197,6 +204,7 @@ def test_conv_cpu_paths_values_and_gradients(shape, k, stride, pad, paths,
       gw, _numpy_weight_grad(np.asarray(x), np.asarray(g), k, k, stride, pad),
       rtol=1e-4, atol=1e-4)
   fwd, dx, dw = paths
+  assert ("patches" in taken) == (fwd == "patches")
   assert ("taps" in taken) == (fwd == "taps")
   assert ("s2d" in taken) == (dx == "s2d")
   assert ("matmul" in taken) == (dw == "matmul")
@@ -219,7 +227,7 @@ def test_conv_cpu_bfloat16_like_lax():
   the dtype and is as close to the float32 result as lax's bf16 convolution
   (the stem's broadcast products sum in float32)."""
   for shape, k, stride in (((2, 9, 9, 1), 3, 1), ((2, 10, 10, 16), 3, 2),
-                           ((2, 8, 8, 6), 1, 2)):
+                           ((2, 8, 8, 6), 1, 2), ((2, 2, 2, 16), 3, 1)):
     x = jax.random.normal(jax.random.key(3), shape)
     w = jax.random.normal(jax.random.key(4), (k, k, shape[-1], 5))
     pad = ((k // 2, k // 2),) * 2

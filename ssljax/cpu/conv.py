@@ -227,9 +227,37 @@ def _lax_conv(x, w, strides, padding, precision):
                                   dimension_numbers=_NHWC, precision=precision)
 
 
+def _smaller_than_kernel(x, w) -> bool:
+  """The input's feature map is smaller than the kernel (``H < kh`` or
+  ``W < kw``): a 3x3 kernel on the 2x2 or 1x1 maps of a small crop's last
+  stage. XLA:CPU's convolution runs such layers 10-30 times slower per FLOP
+  than its larger ones (2.0 s against 0.12 s as one product for a 3x3, 256 ->
+  256 kernel on 1,024 maps of 2x2; ``BENCHMARKS.md``, "Convolutions on maps
+  smaller than the kernel")."""
+  return x.shape[1] < w.shape[0] or x.shape[2] < w.shape[1]
+
+
+def _patches_conv(x, w, strides, padding, precision):
+  """The convolution as one matrix product of the im2col patches
+  ``[N*Ho*Wo, kh*kw*cin]`` with the kernel ``[kh*kw*cin, cout]``. Its
+  gradients (through the slices and the product) are matrix products too.
+  For small feature maps, where the patches are small."""
+  kh, kw, cin, cout = w.shape
+  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  ho = (xp.shape[1] - kh) // strides[0] + 1
+  wo = (xp.shape[2] - kw) // strides[1] + 1
+  views = _shifted_views(xp, kh, kw, strides, (ho, wo))
+  patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+  out = jnp.dot(patches.reshape(-1, kh * kw * cin),
+                w.reshape(kh * kw * cin, cout), precision=precision)
+  return out.reshape(x.shape[0], ho, wo, cout)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv_cpu(x, w, strides, padding, precision):
   kh, kw, cin, _ = w.shape
+  if _smaller_than_kernel(x, w):
+    return _patches_conv(x, w, strides, padding, precision)
   if kh * kw > 1 and kh * kw * cin <= CPU_TAPS_MAX_K:
     return _taps_conv(x, w, strides, padding, precision)
   return _lax_conv(x, w, strides, padding, precision)
@@ -242,6 +270,9 @@ def _conv_cpu_fwd(x, w, strides, padding, precision):
 def _conv_cpu_bwd(strides, padding, precision, res, g):
   x, w = res
   kh, kw, cin, _ = w.shape
+  if _smaller_than_kernel(x, w):
+    return jax.vjp(lambda xx, ww: _patches_conv(xx, ww, strides, padding,
+                                                precision), x, w)[1](g)
   if strides != (1, 1) and kh * kw > 1 and cin <= CPU_S2D_DX_MAX_CIN:
     dx_of = lambda xx: _space_to_depth_conv(xx, w, strides, padding, precision)
   else:
@@ -263,6 +294,9 @@ conv_cpu = _lax_drop_in(_conv_cpu, "conv_cpu", """\
 runs fastest (measured per layer in ``benchmarks/conv_layers.py``; XLA's
 own convolution kernels, ``ssljax.cpu.xla_flags``):
 
+- feature maps smaller than the kernel (:func:`_smaller_than_kernel`):
+  forward pass and both gradients as matrix products of the im2col
+  patches (:func:`_patches_conv`);
 - forward pass: broadcast products for small stems (at most
   ``CPU_TAPS_MAX_K`` weights per output channel, :func:`_taps_conv`),
   XLA's elsewhere;
@@ -287,7 +321,7 @@ def _conv_onednn(x, w, strides, padding, precision):
   if jax.default_backend() != "cpu":
     return _lax_conv(x, w, strides, padding, precision)
   if (x.dtype != jnp.float32 or w.dtype != jnp.float32
-      or w.shape[3] > ONEDNN_MAX_COUT):
+      or w.shape[3] > ONEDNN_MAX_COUT or _smaller_than_kernel(x, w)):
     return _conv_cpu(x, w, strides, padding, precision)
   if not onednn.available():
     reason = onednn.unavailable_reason()
@@ -301,7 +335,8 @@ def _conv_onednn(x, w, strides, padding, precision):
 
 conv_onednn = _lax_drop_in(_conv_onednn, "conv_onednn", """\
 ``lax.conv_general_dilated`` whose few-channel layers (at most
-``ONEDNN_MAX_COUT`` output channels, float32) run forward, input gradient
+``ONEDNN_MAX_COUT`` output channels, float32, on feature maps at least as
+large as the kernel) run forward, input gradient
 and weight gradient on oneDNN (``ssljax.cpu.onednn``: XLA FFI custom
 calls), and whose other layers take :func:`conv_cpu`. Falls back to
 :func:`conv_cpu` (one warning) where the oneDNN kernels cannot be built,
