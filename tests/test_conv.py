@@ -249,3 +249,11 @@ def test_conv_cpu_bfloat16_like_lax():
     for a, b in ((gx, gx_l), (gw, gw_l)):
       a, b = a.astype(jnp.float32), b.astype(jnp.float32)
       assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b)) < 2e-2
+
+
+def test_small_map_benchmark_sides_agree():
+  """benchmarks/small_map_conv.py's smoke run: both sides (XLA's convolution,
+  conv_cpu's patches) give the same outputs and gradients on every layer, or
+  it refuses to time (returns 1)."""
+  import small_map_conv   # benchmarks/ is on pytest's pythonpath  # noqa: PLC0415
+  assert small_map_conv.main(["--quick"]) == 0
