@@ -230,10 +230,11 @@ def _lax_conv(x, w, strides, padding, precision):
 def _smaller_than_kernel(x, w) -> bool:
   """The input's feature map is smaller than the kernel (``H < kh`` or
   ``W < kw``): a 3x3 kernel on the 2x2 or 1x1 maps of a small crop's last
-  stage. XLA:CPU's convolution runs such layers 10-30 times slower per FLOP
-  than its larger ones (2.0 s against 0.12 s as one product for a 3x3, 256 ->
-  256 kernel on 1,024 maps of 2x2; ``BENCHMARKS.md``, "Convolutions on maps
-  smaller than the kernel")."""
+  stage. XLA:CPU's convolution runs such layers many times slower per FLOP
+  than its larger ones: forward and both gradients of a 3x3, 256 -> 256
+  kernel on 1,024 maps of 2x2 take 1.39 s, as im2col products 0.085 s
+  (16x; ``benchmarks/small_map_conv.py``, ``BENCHMARKS.md``, "Convolutions
+  on maps smaller than the kernel")."""
   return x.shape[1] < w.shape[0] or x.shape[2] < w.shape[1]
 
 
