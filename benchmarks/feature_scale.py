@@ -16,12 +16,13 @@ k^2 times faster.
 
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
+import argparse
 import json
+import logging
 import os
 import sys
 
 import numpy as np
-from absl import app, flags, logging
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -30,9 +31,8 @@ from ssljax.eval.provenance import provenance  # noqa: E402
 from ssljax.run import restore  # noqa: E402
 from ssljax.train.start import load_dataset  # noqa: E402
 
-_WORKDIRS = flags.DEFINE_list("workdirs", [], "Run folders (pretrain.py).")
-_NUM = flags.DEFINE_integer("num", 1000, "Validation images per run.")
-_OUT = flags.DEFINE_string("out", None, "Results file (JSON).")
+# argparse, not absl flags: tests import this module next to experiments/
+# scripts whose absl flags share names (--workdirs).
 
 
 def feature_stats(features: np.ndarray) -> dict:
@@ -44,26 +44,30 @@ def feature_stats(features: np.ndarray) -> dict:
           "zero_fraction": float((f == 0).mean())}
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
-  if not _WORKDIRS.value:
-    raise app.UsageError("--workdirs: one or more run folders, comma-separated")
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--workdirs", required=True,
+                 help="run folders (pretrain.py), comma-separated")
+  p.add_argument("--num", type=int, default=1000,
+                 help="validation images per run")
+  p.add_argument("--out", default=None, help="results file (JSON)")
+  args = p.parse_args(argv)
+  logging.getLogger("absl").setLevel(logging.WARNING)
   out = {"provenance": provenance(), "split": "validation", "runs": {}}
-  for workdir in _WORKDIRS.value:
+  for workdir in [w for w in args.workdirs.split(",") if w]:
     with restore(workdir) as run:
       ds = load_dataset(run.config, "validation")
-      feats = np.asarray(run.encode(ds.images[:_NUM.value]))
+      feats = np.asarray(run.encode(ds.images[:args.num]))
     out["runs"][os.path.basename(os.path.normpath(workdir))] = s = (
         feature_stats(feats))
     print(f"{workdir}: norm {s['mean_l2_norm']:.2f}, per-dimension std "
           f"{s['mean_dim_std']:.3f}, zeros {s['zero_fraction']:.3f}",
           flush=True)
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
+  if args.out:
+    with open(args.out, "w") as f:
       json.dump(out, f, indent=1)
-    print(f"wrote {_OUT.value}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  main()
