@@ -92,41 +92,74 @@ def hlo_op_names(compiled_text: str) -> dict[str, str]:
 
 
 def jax_profile(method, state, images, key, steps: int) -> dict:
-  step = jax.jit(method.train_step, donate_argnums=0)
+  """The library's full ``train_step`` (uint8 images in), profiled."""
+  return profile_step(jax.jit(method.train_step, donate_argnums=0), state,
+                      (images, key), steps)
+
+
+def profile_step(step, state, args, steps: int, part=None) -> dict:
+  """Profile the jitted ``step(state, *args) -> (state, metrics)`` (state
+  donated): wall time per step, then one traced run of ``steps`` steps with
+  every XLA operation assigned to ``part(op_name)`` (default
+  :func:`part_of`); also per layer (:func:`layer_of`)."""
+  part = part or part_of
   for _ in range(3):
-    state, metrics = step(state, images, key)
+    state, metrics = step(state, *args)
   jax.block_until_ready(metrics)
-  op_names = hlo_op_names(step.lower(state, images, key).compile().as_text())
+  op_names = hlo_op_names(step.lower(state, *args).compile().as_text())
   t = time.perf_counter()
   for _ in range(steps):
-    state, metrics = step(state, images, key)
+    state, metrics = step(state, *args)
   jax.block_until_ready(metrics)
   wall = (time.perf_counter() - t) / steps
   with tempfile.TemporaryDirectory() as tmp:
     jax.profiler.start_trace(tmp, create_perfetto_trace=True)
     for _ in range(steps):
-      state, metrics = step(state, images, key)
+      state, metrics = step(state, *args)
     jax.block_until_ready(metrics)
     jax.profiler.stop_trace()
     trace = glob.glob(os.path.join(tmp, "**", "*.trace.json.gz"), recursive=True)
     with gzip.open(trace[0]) as f:
       events = json.load(f)["traceEvents"]
-  parts, ops = collections.Counter(), collections.Counter()
+  parts, ops, layers = (collections.Counter(), collections.Counter(),
+                        collections.Counter())
   kinds = collections.defaultdict(collections.Counter)
   for e in events:
     if e.get("ph") != "X" or e["name"] not in op_names:
       continue                       # runtime bookkeeping, not an HLO op
     ms = e["dur"] / 1e3 / steps
-    part = part_of(op_names[e["name"]])
-    parts[part] += ms
+    name = part(op_names[e["name"]])
+    parts[name] += ms
+    layers[layer_of(op_names[e["name"]])] += ms
     # the kind of operation: the instruction name without its number, e.g.
     # concatenate, pad_slice_fusion, dot_general, ynn_fusion (a YNNPACK call)
-    kinds[part][re.sub(r"[.\d]+$", "", e["name"])] += ms
+    kinds[name][re.sub(r"[.\d]+$", "", e["name"])] += ms
     ops[f"{e['name']}  ({op_names[e['name']].split('/', 1)[-1]})"] += ms
   return {"wall_ms_per_step": wall * 1e3, "parts_ms": dict(parts.most_common()),
           "parts_by_kind_ms": {p: dict(k.most_common()) for p, k in kinds.items()},
+          "layers_ms": dict(layers.most_common()),
           "sum_of_parts_ms": sum(parts.values()),
           "top_ops_ms": dict(ops.most_common(15))}
+
+
+_LAYER = re.compile(r"/((?:BasicBlock|BottleneckBlock|Block)_\d+|stem_\w+|head)/"
+                    r"(?:([\w]+)/)?")
+
+
+def layer_of(op_name: str) -> str:
+  """The block (``BasicBlock_3``; the stem's ``stem_conv`` / ``stem_bn``;
+  ``head``) and the module inside it (``Conv_1``, ``BatchNorm_0``,
+  ``proj_conv``) of an HLO ``op_name``; ``"-"`` for operations outside the
+  model (loss, optimizer, augmentation)."""
+  m = None
+  for m in _LAYER.finditer(op_name):
+    pass                                # the innermost match
+  if m is None:
+    return "-"
+  block, module = m.group(1), m.group(2)
+  if block.startswith("stem_") or block == "head" or not module:
+    return block
+  return f"{block}/{module}"
 
 
 def torch_profile(config, model, v1, v2, steps: int) -> dict:

@@ -2,6 +2,7 @@
 operations into model parts (the PyTorch side needs torch; not run here)."""
 
 import collections
+import json
 from pathlib import Path
 
 import jax
@@ -73,3 +74,34 @@ def test_onednn_custom_calls_are_their_own_part():
   assert {"stem_conv", "Conv_0", "Conv_1", "proj_conv"} <= layers
   assert not any("/BasicBlock_2/" in p or "/out_conv/" in p for p in onednn)
   assert any("/BasicBlock_2/" in p for p in parts["conv forward"])
+
+
+def test_layer_of_names_the_block_and_module():
+  sp = load_module(REPO / "benchmarks" / "step_profile.py", "step_profile")
+  p = "jit(step)/transpose(jvp(EncoderWithHead))/encoder/BasicBlock_3/Conv_1/ffi_call"
+  assert sp.layer_of(p) == "BasicBlock_3/Conv_1"
+  assert sp.layer_of("jit(step)/jvp(EncoderWithHead)/encoder/BottleneckBlock_12/"
+                     "proj_bn/reduce_sum") == "BottleneckBlock_12/proj_bn"
+  assert sp.layer_of("jit(step)/jvp(EncoderWithHead)/encoder/stem_conv/"
+                     "conv_general_dilated") == "stem_conv"
+  assert sp.layer_of("jit(step)/jvp(EncoderWithHead)/head/Dense_0/dot_general") == "head"
+  assert sp.layer_of("jit(step)/mul") == "-"
+
+
+def test_resnet_step_profile_quick_without_torch(tmp_path):
+  """benchmarks/resnet_step_profile.py --quick: the ResNet-18 step (tiny
+  widths) profiled, its oneDNN convolutions found per layer."""
+  rp = load_module(REPO / "benchmarks" / "resnet_step_profile.py",
+                   "resnet_step_profile")
+  assert rp.torch_part("aten::convolution_backward") == "conv backward"
+  assert rp.torch_part("aten::native_batch_norm_backward").startswith("batch norm")
+  assert rp.torch_part("aten::_foreach_mul_") == "other"
+  out = tmp_path / "p.json"
+  rec = rp.main(["--quick", "--no-torch", "--out", str(out)])
+  saved = json.loads(out.read_text())
+  assert saved["encoder"] == "resnet18" and saved["git"]["commit"]
+  jx = rec["ssljax"]
+  assert jx["wall_ms_per_step"] > 0
+  assert any(k.startswith("conv on oneDNN") for k in jx["parts_ms"])
+  assert {"stem_conv", "BasicBlock_0/Conv_0", "BasicBlock_2/proj_conv",
+          "BasicBlock_0/BatchNorm_0"} <= set(jx["layers_ms"])
