@@ -259,3 +259,16 @@ def test_hook_end_to_end_on_a_tiny_workdir(tmp_path, monkeypatch, method):
   assert out["test_split"]["crops"] == len(test)
   with open(out["png"], "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  # per source: equal-sized crops, so the crop-weighted mean of the
+  # per-source ab errors is the pooled one; wins count the sources
+  by = out["colorization_by_source"]
+  counts = np.bincount(np.asarray(test.labels))
+  names = list(test.sources)
+  assert by["sources"] == len(names) == len(by["per_source"])
+  for state in ("trained", "random_init", "gray_ab0"):
+    pooled = col[state].get("T=0.38", col[state])["ab_error"]
+    per = [by["per_source"][n][state]["ab_error"] for n in names]
+    assert np.isclose(np.average(per, weights=counts), pooled, rtol=1e-4)
+  assert by["wins"]["trained > gray_ab0"]["auc_rebalanced"] == sum(
+      r["trained"]["auc_rebalanced"] > r["gray_ab0"]["auc_rebalanced"]
+      for r in by["per_source"].values())

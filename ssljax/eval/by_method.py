@@ -36,7 +36,8 @@ from ssljax.eval.colour_features import (FeatureProbeOptions,
 from ssljax.eval.cpc import evaluate_cpc
 from ssljax.eval.video import VideoEvalOptions, evaluate_video_colorization
 
-__all__ = ["ColourCropsEvalOptions", "METHOD_EVALUATIONS",
+__all__ = ["BY_SOURCE_SCORES", "ColourCropsEvalOptions", "METHOD_EVALUATIONS",
+           "colorization_by_source",
            "evaluate_colorization_run", "evaluate_colour_crops_run",
            "evaluate_video_run"]
 
@@ -60,6 +61,8 @@ class ColourCropsEvalOptions:
     train_subset_every: :func:`evaluate_colorization`'s generalization-gap
       subset of the training crops (0: none).
     batch_size: images per batch of the colorization quality.
+    by_source: also the colorization quality of each test source on its
+      own (:func:`colorization_by_source`).
   """
   probe: FeatureProbeOptions | None = None
   fashion_mnist: bool = True
@@ -68,6 +71,7 @@ class ColourCropsEvalOptions:
   png_crops_per_source: int = 2
   train_subset_every: int = 9
   batch_size: int = 128
+  by_source: bool = True
 
 
 def _evenly(ds: ArrayDataset, k: int) -> ArrayDataset:
@@ -90,6 +94,53 @@ def _fashion_mnist(run, options: ColourCropsEvalOptions):
                for d in (fit, val, test))
 
 
+#: The scores :func:`colorization_by_source` keeps per source and state.
+BY_SOURCE_SCORES = ("auc", "auc_rebalanced", "ab_error")
+
+
+def colorization_by_source(method, states, train_images, test, *,
+                           temperature: float = 0.38,
+                           batch_size: int = 128) -> dict:
+  """The colorization quality of each test source on its own: is a margin
+  over a baseline on the pooled crops carried by every source or by one?
+
+  ``test`` is a labelled crops dataset whose labels index ``test.sources``.
+  Returns ``{"per_source": {source: {state or baseline: {score: value}}},
+  "wins": {"<state> > <baseline>": {score: sources where the state scores
+  higher (lower for ab_error), out of "sources"}}, "sources": n,
+  "temperature": T}`` for the states (at ``temperature``) and the gray
+  (``gray_ab0``) and training-mean baselines, the scores of
+  :data:`BY_SOURCE_SCORES`.
+  """
+  labels = np.asarray(test.labels)
+  names = list(getattr(test, "sources", ()) or
+               [str(i) for i in range(int(labels.max()) + 1)])
+  per_source = {}
+  for i, name in enumerate(names):
+    imgs = test.images[labels == i]
+    if not len(imgs):
+      continue
+    res = evaluate_colorization(method, states, train_images, imgs,
+                                temperatures=(temperature,),
+                                batch_size=batch_size, train_subset_every=0)
+    row = {}
+    for k in (*states, "gray_ab0", "train_mean_ab"):
+      r = res[k].get(f"T={temperature}", res[k])
+      row[k] = {s: float(r[s]) for s in BY_SOURCE_SCORES}
+    per_source[name] = row
+  wins = {}
+  for st in states:
+    for other in [o for o in (*states, "gray_ab0", "train_mean_ab")
+                  if o != st]:
+      wins[f"{st} > {other}"] = {
+          s: sum((row[st][s] < row[other][s]) if s == "ab_error"
+                 else (row[st][s] > row[other][s])
+                 for row in per_source.values())
+          for s in BY_SOURCE_SCORES}
+  return {"per_source": per_source, "wins": wins,
+          "sources": len(per_source), "temperature": temperature}
+
+
 def evaluate_colour_crops_run(run, out_dir: str, *,
                               options: ColourCropsEvalOptions | None = None
                               ) -> dict:
@@ -99,6 +150,8 @@ def evaluate_colour_crops_run(run, out_dir: str, *,
 
   * ``"colorization"``: :func:`evaluate_colorization` (split-brain: of its
     L -> ab half), beside gray, the training mean ab and mode bin;
+  * ``"colorization_by_source"``: the same per test source
+    (:func:`colorization_by_source`);
   * ``"splitbrain"`` (split-brain only): :func:`evaluate_splitbrain`, its
     held-out losses beside the training marginals;
   * ``"png"``: ``out_dir/colorization_crops.png``, a few held-out crops of
@@ -121,6 +174,12 @@ def evaluate_colour_crops_run(run, out_dir: str, *,
       batch_size=options.batch_size,
       train_subset_every=options.train_subset_every)
   seconds["colorization"] = time.perf_counter() - t0
+  if options.by_source:
+    t0 = time.perf_counter()
+    result["colorization_by_source"] = colorization_by_source(
+        run.method, states, run.train.images, test,
+        batch_size=options.batch_size)
+    seconds["colorization_by_source"] = time.perf_counter() - t0
   if run.config.method == "splitbrain":
     t0 = time.perf_counter()
     result["splitbrain"] = evaluate_splitbrain(
