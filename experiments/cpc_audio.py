@@ -18,7 +18,9 @@ machine) to that file:
 
 * linear-probe accuracy of word identity and voice identity on the held-out
   utterances, from frozen features pooled over time (``c``: mean context,
-  ``z``: mean encoder output, ``c_last``: the last context vector), for the
+  ``c_mean_std``: its mean and standard deviation, the baseline's
+  ``mean_std``, ``z``: mean encoder output, ``c_last``: the last context
+  vector), for the
   trained network and the same network at its random initialization;
 * the trivial baseline of speech with the same probe: log-mel (40 bands) and
   MFCC (13) features of the same utterances, 25 ms windows every 10 ms
@@ -52,13 +54,17 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The pretrain.py run.",
                                required=True)
 _RESULTS = flags.DEFINE_string("results", None, "Also write the results, with "
                                "their provenance, to this JSON file.")
+_POOLS = flags.DEFINE_list(
+    "pools", [], "Pools to probe instead of the run's config.eval.pools "
+    "(c, c_mean_std, z, c_last), e.g. for a run trained before a pool "
+    "existed.")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   with restore(_WORKDIR.value) as run:
-    results = {"step": int(run.step), **evaluate_cpc(run)}
+    results = {"step": int(run.step), **evaluate_cpc(run, pools=_POOLS.value)}
   with open(os.path.join(_WORKDIR.value, "eval.json"), "w") as f:
     json.dump(results, f, indent=2)
   if _RESULTS.value:

@@ -17,7 +17,8 @@ from ssljax import losses
 from ssljax.config import ConfigReader, build
 from ssljax.data import speech
 from helpers import assert_only_problem, tiny_dataset
-from ssljax.eval.cpc import (audio_probes, format_cpc,
+from ssljax.eval.cpc import (audio_probes, format_cpc, pool_sequence,
+                             split_pooled,
                              held_out_prediction_accuracy, image_cpc_evaluation)
 from ssljax.methods import TrainState
 from ssljax.methods.cpc import ImageCPC, SequenceCPC
@@ -511,3 +512,21 @@ def test_image_cpc_evaluation_beside_random_init_and_pixels():
   np.testing.assert_allclose(results["cpc"]["test_step_accuracy"], acc_k)
   assert 0.0 <= results["raw_pixels"]["pixels"]["knn"] <= 1.0
   assert "raw pixels" in format_cpc(results)
+
+
+def test_sequence_pools_against_numpy():
+  """The audio probes' pools: z's and c's means over time, c's last step,
+  and c's mean and (population) standard deviation, the spectral baseline's
+  mean_std pooling."""
+  rng = np.random.default_rng(0)
+  z = rng.standard_normal((3, 7, 4)).astype(np.float32)
+  c = rng.standard_normal((3, 7, 5)).astype(np.float32)
+  pools = split_pooled(jax.jit(pool_sequence)(z, c), 4, 5)
+  np.testing.assert_allclose(pools["z"], z.mean(1), rtol=1e-5)
+  np.testing.assert_allclose(pools["c"], c.mean(1), rtol=1e-5)
+  np.testing.assert_allclose(pools["c_last"], c[:, 6], rtol=1e-6)
+  np.testing.assert_allclose(pools["c_mean_std"],
+                             np.concatenate([c.mean(1), c.std(1)], -1),
+                             rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="pooled features"):
+    split_pooled(np.zeros((3, 18)), 4, 5)

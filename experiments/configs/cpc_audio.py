@@ -74,7 +74,7 @@ def get_config():
   c.keep_checkpoints = 2
 
   c.eval = ml_collections.ConfigDict(dict(
-      pools=("c", "z", "c_last"), linear_epochs=100, linear_lr=0.1,
+      pools=("c", "c_mean_std", "z", "c_last"), linear_epochs=100, linear_lr=0.1,
       linear_weight_decay=(1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
       linear_batch_size=128, feature_batch_size=64))
   return c

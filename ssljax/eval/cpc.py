@@ -5,8 +5,9 @@
   against all targets of its batch whatever the training candidate set.
 * :func:`audio_probes`: sequence CPC on spoken words (``ssljax.data.speech``):
   linear probes of word and voice identity on frozen features pooled over
-  time (``c``: mean context, ``z``: mean encoder output, ``c_last``: the
-  last context vector), plus the held-out step accuracy; beside them the
+  time (``c``: mean context, ``c_mean_std``: mean and standard deviation
+  of the context, the pooling of the spectral baseline's ``mean_std``,
+  ``z``: mean encoder output, ``c_last``: the last context vector), plus the held-out step accuracy; beside them the
   trivial baseline of speech, log-mel and MFCC features of the same
   utterances (``ssljax.data.spectral``: 25 ms / 10 ms frames, 40 mel bands,
   13 MFCCs) pooled over frames the same way (mean; mean and std), probed by
@@ -26,6 +27,7 @@ fits a restored run (``ssljax.run.restore``, from the caller).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Mapping
@@ -45,7 +47,8 @@ from ssljax.train.build import EvalConfig
 
 __all__ = ["AUDIO_VAL_FRACTION", "audio_probes", "audio_spectral_baselines",
            "evaluate_cpc", "format_cpc", "held_out_prediction_accuracy",
-           "image_cpc_evaluation", "spectral_features"]
+           "image_cpc_evaluation", "pool_sequence", "spectral_features",
+           "split_pooled"]
 
 
 def _params(state, mesh=None) -> dict:
@@ -208,6 +211,27 @@ def audio_spectral_baselines(train, test, *, ev, seed: int,
   return results, choices
 
 
+def pool_sequence(z, c):
+  """Per sequence, the features the audio probes read, concatenated:
+  ``[z mean over time, c mean, c at the last step, c standard deviation]``
+  of encoder outputs ``z [B, T, Dz]`` and contexts ``c [B, T, Dc]``
+  (:func:`split_pooled` names the parts)."""
+  return jnp.concatenate([z.mean(1), c.mean(1), c[:, -1], c.std(1)], -1)
+
+
+def split_pooled(f, zd: int, cd: int) -> dict:
+  """The pools of :func:`pool_sequence`'s ``f [N, Dz + 3 Dc]``: ``{"z",
+  "c", "c_last", "c_mean_std"}`` (the last: c's mean and standard deviation
+  over time, the spectral baseline's ``mean_std`` pooling)."""
+  f = np.asarray(f)
+  if f.ndim != 2 or f.shape[1] != zd + 3 * cd:
+    raise ValueError(f"pooled features must be [N, {zd} + 3 x {cd}]; got "
+                     f"{f.shape}.")
+  c_mean = f[:, zd:zd + cd]
+  return {"z": f[:, :zd], "c": c_mean, "c_last": f[:, zd + cd:zd + 2 * cd],
+          "c_mean_std": np.concatenate([c_mean, f[:, zd + 2 * cd:]], -1)}
+
+
 def audio_probes(method, states: Mapping, train, test, *, ev, seed: int,
                  batch_size: int, mesh=None,
                  val_fraction: float = AUDIO_VAL_FRACTION) -> dict:
@@ -233,8 +257,7 @@ def audio_probes(method, states: Mapping, train, test, *, ev, seed: int,
   cd = int(method.model.context.features)
 
   def pooled(variables, x):
-    z, c = method.representations(variables, x)
-    return jnp.concatenate([z.mean(1), c.mean(1), c[:, -1]], -1)
+    return pool_sequence(*method.representations(variables, x))
 
   results, choices = {}, {}
   for name, state in states.items():
@@ -244,8 +267,7 @@ def audio_probes(method, states: Mapping, train, test, *, ev, seed: int,
       f = extract_features(pooled, _params(state, mesh), ds.audio, mesh=mesh,
                            batch_size=ev.feature_batch_size,
                            desc=f"{name} {split}")
-      feats[split] = {"z": f[:, :zd], "c": f[:, zd:zd + cd],
-                      "c_last": f[:, zd + cd:]}
+      feats[split] = split_pooled(f, zd, cd)
     res, choices[name] = _probe_all(ev, seed, val_fraction, feats,
                                     ev.pools or ("c", "z", "c_last"), train,
                                     test)
@@ -391,15 +413,19 @@ def _format_image(results: Mapping) -> str:
   return "\n".join(lines + _step_lines(cpc, rnd))
 
 
-def evaluate_cpc(run) -> dict:
+def evaluate_cpc(run, *, pools=None) -> dict:
   """:func:`audio_probes` (``SequenceCPC``) or :func:`image_cpc_evaluation`
   (``ImageCPC``) of a restored run (``method``, ``state``,
   ``random_state``, ``train``, ``test``, ``config``, ``mesh``), with the
-  options of its ``config.eval``."""
+  options of its ``config.eval`` (``pools``, if given, replaces its
+  ``pools``: an evaluation setting, not a training one)."""
   fn = audio_probes if isinstance(run.method, SequenceCPC) else \
       image_cpc_evaluation
+  ev = EvalConfig.from_config(run.config)
+  if pools:
+    ev = dataclasses.replace(ev, pools=tuple(pools))
   return fn(run.method, {"cpc": run.state, "random_init": run.random_state},
-            run.train, run.test, ev=EvalConfig.from_config(run.config), seed=run.config.seed,
+            run.train, run.test, ev=ev, seed=run.config.seed,
             batch_size=run.config.batch_size, mesh=run.mesh)
 
 
