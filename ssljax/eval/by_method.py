@@ -29,7 +29,8 @@ from ssljax.data.photos import load_photos
 from ssljax.eval.colorization import (colorize_holdout_crops,
                                       colorize_holdout_photos,
                                       evaluate_colorization,
-                                      evaluate_splitbrain)
+                                      evaluate_splitbrain,
+                                      training_colour_baselines)
 from ssljax.eval.colour_features import (FeatureProbeOptions,
                                          evaluate_fashion_mnist_transfer,
                                          evaluate_source_id)
@@ -116,13 +117,15 @@ def colorization_by_source(method, states, train_images, test, *,
   names = list(getattr(test, "sources", ()) or
                [str(i) for i in range(int(labels.max()) + 1)])
   per_source = {}
+  baselines = training_colour_baselines(method, train_images)
   for i, name in enumerate(names):
     imgs = test.images[labels == i]
     if not len(imgs):
       continue
     res = evaluate_colorization(method, states, train_images, imgs,
                                 temperatures=(temperature,),
-                                batch_size=batch_size, train_subset_every=0)
+                                batch_size=batch_size, train_subset_every=0,
+                                baselines=baselines)
     row = {}
     for k in (*states, "gray_ab0", "train_mean_ab"):
       r = res[k].get(f"T={temperature}", res[k])

@@ -53,6 +53,7 @@ __all__ = [
     "holdout_photos",
     "recolor_psnr",
     "save_colorization_png",
+    "training_colour_baselines",
 ]
 
 #: The ab-error thresholds of the AuC run from 0 to this (Zhang et al.).
@@ -164,10 +165,24 @@ def _colorization_scores(method, states, mean_ab, mode_bin, images, *,
   return out
 
 
+def training_colour_baselines(method, train_images) -> tuple:
+  """``(mean_ab [2], mode_bin)``: the mean ab of the uint8 RGB training
+  images' pixels and the most frequent of ``method.bin_centers`` among them
+  (the constant baselines of :func:`evaluate_colorization`)."""
+  bins = method.bin_centers
+  train_lab = _lab_of(train_images)
+  mean_ab = train_lab[..., 1:].reshape(-1, 2).mean(0)
+  train_bins = np.bincount(np.asarray(jax.jit(
+      lambda a: nearest_ab_bin(a, bins))(train_lab[..., 1:].reshape(-1, 2))),
+      minlength=len(bins))
+  return mean_ab, int(train_bins.argmax())
+
+
 def evaluate_colorization(method, states: Mapping[str, Any], train_images,
                           test_images, *, temperatures=(0.38, 1.0),
                           batch_size: int = 128,
-                          train_subset_every: int = 9) -> dict:
+                          train_subset_every: int = 9,
+                          baselines: tuple | None = None) -> dict:
   """Colorization quality (module docstring) of each of ``states`` (e.g.
   ``{"trained": state, "random_init": init_state}``) on uint8 RGB
   ``test_images``, beside the constant baselines fitted on
@@ -177,14 +192,11 @@ def evaluate_colorization(method, states: Mapping[str, Any], train_images,
 
   ``method``: a :class:`~ssljax.methods.Colorization` (or anything with
   ``predict_logits``, ``decode_ab``, ``bin_centers``, ``class_weights``).
+  ``baselines``: :func:`training_colour_baselines` of ``train_images``,
+  if already computed.
   """
-  bins = method.bin_centers
-  train_lab = _lab_of(train_images)
-  mean_ab = train_lab[..., 1:].reshape(-1, 2).mean(0)
-  train_bins = np.bincount(np.asarray(jax.jit(
-      lambda a: nearest_ab_bin(a, bins))(train_lab[..., 1:].reshape(-1, 2))),
-      minlength=len(bins))
-  mode_bin = int(train_bins.argmax())
+  mean_ab, mode_bin = baselines or training_colour_baselines(method,
+                                                             train_images)
   kw = dict(temperatures=temperatures, batch_size=batch_size)
   out = _colorization_scores(method, states, mean_ab, mode_bin, test_images,
                              **kw)
