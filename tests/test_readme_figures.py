@@ -127,3 +127,32 @@ def test_margins_table_is_computed_from_the_methods_table_files():
     cells = [c.strip() for c in line.strip("|").split("|")]
     want = computed[key_of[cells[0]]]
     assert cells[1:] == [tbl.fmt_margin(want[h]) for h in heads_want], line
+
+
+DECIMAL = re.compile(r"(?<![\d.])(0\.\d{3})(?![\d%])")
+
+
+def _decimals_in(path):
+  with open(os.path.join(RESULTS, path), encoding="utf-8") as f:
+    return {round(v, 3) for v in _leaves(json.load(f))}
+
+
+def test_own_measure_table_figures_are_in_their_results_files():
+  """The table of methods judged by their paper's own measure (AuC,
+  cluster accuracy, J, probe accuracy): every 3-decimal figure of a row is
+  a value of the files the row names, rounded (percentages: the test
+  above)."""
+  text = _readme()
+  table = text[text.index("| method | paper | config | measure (held out)"):]
+  table = table[:table.index("\n\n")]
+  rows = table.splitlines()[2:]
+  assert len(rows) >= 5
+  checked = 0
+  for row in rows:
+    files = FILE.findall(row)
+    assert files, row
+    known = set().union(*(_decimals_in(f) for f in files))
+    for d in DECIMAL.findall(row):
+      assert round(float(d), 3) in known, (row[:60], d, files)
+      checked += 1
+  assert checked >= 15

@@ -22,7 +22,10 @@ Budget: sized to about 45 minutes on a 2-core CPU. A 20-step run of this
 config went at about 500-550 crops/s (about 0.12 s a step of 64 crops; the
 machine was also running other jobs), so 19,000 steps (about 36 epochs)
 take about 40 minutes, plus about half a minute to load the crops and
-compile.
+compile. Measured on an idle 2-core Intel Xeon (2026-12-07): 20 minutes,
+about 1,100 crops/s; result in ``benchmarks/results/
+colorization_colour_crops_eval.json`` (BENCHMARKS.md, "Colorization and
+split-brain on the colour crops").
 
 ``experiments/evaluate.py`` then writes ``method_eval.json``
 (``ssljax.eval.by_method``): the colorization quality on the 8 test sources
