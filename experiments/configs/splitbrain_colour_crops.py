@@ -22,7 +22,10 @@ Budget: sized to about 45 minutes on a 2-core CPU. A 20-step run of this
 config went at about 470-530 crops/s (about 0.13 s a step of 64 crops; the
 machine was also running other jobs), so 19,000 steps (about 36 epochs)
 take about 40 minutes, plus about half a minute to load the crops and
-compile.
+compile. Measured on a 2-core Intel Xeon (2026-12-07), beside evaluations
+of other runs: 21 minutes; result in ``benchmarks/results/
+splitbrain_colour_crops_eval.json`` (BENCHMARKS.md, "Colorization and
+split-brain on the colour crops").
 
 ``experiments/evaluate.py`` then writes ``method_eval.json``
 (``ssljax.eval.by_method``): the held-out losses beside the training
