@@ -177,6 +177,9 @@ def main(argv=None):
     print(f"  {ms:8.1f} ms  {short_part(part)}   ("
           + ", ".join(f"{k} {v:.1f}" for k, v in
                       list(jx["parts_by_kind_ms"][part].items())[:4]) + ")")
+  print("  traced events that are not HLO operations (largest):")
+  for name, ms in list(jx["other_events_ms"].items())[:8]:
+    print(f"  {ms:8.1f} ms  {name}")
   print("  by layer:")
   for layer, ms in list(jx["layers_ms"].items())[:25]:
     print(f"  {ms:8.1f} ms  {layer}")

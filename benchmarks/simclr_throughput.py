@@ -608,9 +608,12 @@ TORCH_SIDE_NAMES = {"none": "torch_eager", "model": "torch_compiled_model",
 #: change of all state tensors together; the change of any one tensor (a
 #: looser bound: a tensor whose gradient is small against its weight decay
 #: can differ by a few thousandths through rounding alone, while a step that
-#: misses or repeats an operation is off by order one).
+#: misses or repeats an operation is off by order one). The update bound was
+#: 1e-3 until an AVX-512 Xeon gave 1.3e-3 after 3 LARS steps (inductor's
+#: reductions round differently there; the losses agreed to 7e-8): 1e-2
+#: still catches any missed or repeated operation.
 COMPILED_LOSS_TOL = 1e-3
-COMPILED_UPDATE_TOL = 1e-3
+COMPILED_UPDATE_TOL = 1e-2
 COMPILED_TENSOR_TOL = 1e-1
 #: The same under AMP (bf16), where the compiled step may round at other
 #: places than the eager one (fused kernels keep float32 intermediates):

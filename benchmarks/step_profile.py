@@ -124,10 +124,18 @@ def profile_step(step, state, args, steps: int, part=None) -> dict:
   parts, ops, layers = (collections.Counter(), collections.Counter(),
                         collections.Counter())
   kinds = collections.defaultdict(collections.Counter)
+  other = collections.Counter()      # events that are not HLO operations
+  threads = collections.Counter()    # HLO-operation time per thread
   for e in events:
-    if e.get("ph") != "X" or e["name"] not in op_names:
-      continue                       # runtime bookkeeping, not an HLO op
+    if e.get("ph") != "X":
+      continue
+    if e["name"] not in op_names:
+      # runtime bookkeeping (and anything else traced), kept by name
+      other[re.sub(r"[.\d]+$", "", str(e["name"]))[:80]] += (
+          e.get("dur", 0) / 1e3 / steps)
+      continue
     ms = e["dur"] / 1e3 / steps
+    threads[f"{e.get('pid')}/{e.get('tid')}"] += ms
     name = part(op_names[e["name"]])
     parts[name] += ms
     layers[layer_of(op_names[e["name"]])] += ms
@@ -138,6 +146,8 @@ def profile_step(step, state, args, steps: int, part=None) -> dict:
   return {"wall_ms_per_step": wall * 1e3, "parts_ms": dict(parts.most_common()),
           "parts_by_kind_ms": {p: dict(k.most_common()) for p, k in kinds.items()},
           "layers_ms": dict(layers.most_common()),
+          "hlo_ms_by_thread": dict(threads.most_common(8)),
+          "other_events_ms": dict(other.most_common(15)),
           "sum_of_parts_ms": sum(parts.values()),
           "top_ops_ms": dict(ops.most_common(15))}
 
