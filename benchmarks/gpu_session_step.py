@@ -174,6 +174,10 @@ def parse_args(argv=None):
                  help="the ssljax encoder's conv_impl (default xla, what "
                       "\"auto\" is on a GPU; the CPU comparison, "
                       "resnet_cpu_step.py, passes auto)")
+  p.add_argument("--onednn-max-cout", type=int, default=0,
+                 help="CPU only: run layers with up to this many output "
+                      "channels on oneDNN (ssljax.cpu.conv.ONEDNN_MAX_COUT; "
+                      "0: the library's value) -- to measure the policy")
   p.add_argument("--out", type=Path, default=None)
   args = p.parse_args(argv)
   spec = ENCODERS[args.encoder]
@@ -401,6 +405,9 @@ def _run_section(args) -> dict:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from ssljax.methods.base import loss_step  # pylint: disable=import-outside-toplevel
   from ssljax.train.build import build_method  # pylint: disable=import-outside-toplevel
+  if args.onednn_max_cout:
+    import ssljax.cpu.conv as cpu_conv  # pylint: disable=import-outside-toplevel
+    cpu_conv.ONEDNN_MAX_COUT = int(args.onednn_max_cout)
 
   info = versions(with_torch=bool(args.torch_modes))
   print(json.dumps({k: v for k, v in info.items() if not k.endswith(
@@ -459,6 +466,7 @@ def _run_section(args) -> dict:
                 "torch_compile_backend": args.torch_compile_backend,
                 "torch_memory_format": "channels_last",
                 "conv_impl": args.conv_impl,
+                "onednn_max_cout": args.onednn_max_cout or None,
                 "torch_tf32": tdev is not None and tdev.type == "cuda",
                 "rounds": args.rounds, "steps_per_round": args.steps,
                 "warmup_steps": args.warmup,
