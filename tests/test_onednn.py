@@ -75,9 +75,10 @@ def test_forward_and_both_gradients_equal_the_formula(shape, k, stride, pad):
     assert f'custom_call_target="{target}"' in hlo
 
 
-def test_conv_onednn_drop_in_routes_layers_and_matches_lax():
-  """The drop-in for flax's nn.Conv: few-channel float32 layers go to
-  oneDNN, wide layers (> ONEDNN_MAX_COUT outputs) and bfloat16 to conv_cpu;
+def test_conv_onednn_drop_in_routes_layers_and_matches_lax(monkeypatch):
+  """The drop-in for flax's nn.Conv: float32 layers go to oneDNN (by
+  default all of them, the wide layers of a standard ResNet included),
+  layers wider than ONEDNN_MAX_COUT outputs and bfloat16 to conv_cpu;
   string padding works; values equal lax's."""
   def run(shape, cout, dtype=jnp.float32, padding="SAME", strides=(2, 2)):
     x = jax.random.normal(jax.random.key(1), shape).astype(dtype)
@@ -97,8 +98,10 @@ def test_conv_onednn_drop_in_routes_layers_and_matches_lax():
 
   assert run((2, 9, 9, 16), 16)
   assert run((2, 9, 9, 16), 64, padding="VALID", strides=(1, 1))
-  assert not run((2, 5, 5, 64), conv_lib.ONEDNN_MAX_COUT + 1)
+  assert run((2, 5, 5, 64), 512)                 # the default: every width
   assert not run((2, 9, 9, 16), 16, dtype=jnp.bfloat16)
+  monkeypatch.setattr(conv_lib, "ONEDNN_MAX_COUT", 64)
+  assert not run((2, 5, 5, 64), 65)
 
 
 def test_unavailable_kernels_fall_back_to_conv_cpu_with_one_warning(monkeypatch):

@@ -52,7 +52,7 @@ def test_parts_of_a_compiled_simclr_step():
   assert sp.part_of("jit(train_step)/mul").startswith("other")
 
 
-def test_onednn_custom_calls_are_their_own_part():
+def test_onednn_custom_calls_are_their_own_part(monkeypatch):
   """conv_impl="auto" (the command-1 config's), which is "onednn" on this
   CPU with ssljax.cpu imported: the few-channel layers' custom calls (forward, input and weight gradients) are grouped as oneDNN
   convolutions; the wide layers stay XLA convolutions."""
@@ -60,6 +60,11 @@ def test_onednn_custom_calls_are_their_own_part():
   config = load_config_file(str(REPO / "experiments/configs/simclr_fashion_mnist.py"))
   assert config.encoder.conv_impl == "auto"
   assert resolve_conv_impl("auto") == "onednn"
+  import ssljax.cpu.conv as cpu_conv  # pylint: disable=import-outside-toplevel
+  # a limit below the last stage's width: wide layers stay XLA convolutions
+  # (the default sends every layer to oneDNN)
+  assert cpu_conv.ONEDNN_MAX_COUT >= 2048
+  monkeypatch.setattr(cpu_conv, "ONEDNN_MAX_COUT", 64)
   config.batch_size = 8
   config.encoder.widths = (8, 16, 128)          # last stage wider than 64
   method, _ = build_method(config, 60_000)

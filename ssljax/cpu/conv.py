@@ -313,8 +313,13 @@ plain NHWC/HWIO case without dilation or groups is passed to
 
 
 #: ``conv_onednn``: layers with at most this many output channels run on
-#: oneDNN; wider ones (XLA:CPU is as fast there) take :func:`conv_cpu`.
-ONEDNN_MAX_COUT = 64
+#: oneDNN; wider ones take :func:`conv_cpu`. It was 64 (XLA:CPU was as fast
+#: on the wide layers of the small Fashion-MNIST ResNet, on an AMD EPYC).
+#: On standard ResNets every layer is faster on oneDNN (2-core Intel Xeon,
+#: 2026-12-07: the ResNet-18 SimCLR step 0.82x -> 1.015x eager PyTorch,
+#: ResNet-50 0.90x -> 0.96x; benchmarks/results/resnet18_cpu_step_onednn_all.json,
+#: resnet50_cpu_step_onednn_all.json), so every float32 layer goes there.
+ONEDNN_MAX_COUT = 1 << 16
 _warned: set = set()
 
 
@@ -335,9 +340,9 @@ def _conv_onednn(x, w, strides, padding, precision):
 
 
 conv_onednn = _lax_drop_in(_conv_onednn, "conv_onednn", """\
-``lax.conv_general_dilated`` whose few-channel layers (at most
-``ONEDNN_MAX_COUT`` output channels, float32, on feature maps at least as
-large as the kernel) run forward, input gradient
+``lax.conv_general_dilated`` whose layers (at most ``ONEDNN_MAX_COUT``
+output channels: all of them since 2026-12-07; float32, on feature maps at
+least as large as the kernel) run forward, input gradient
 and weight gradient on oneDNN (``ssljax.cpu.onednn``: XLA FFI custom
 calls), and whose other layers take :func:`conv_cpu`. Falls back to
 :func:`conv_cpu` (one warning) where the oneDNN kernels cannot be built,
