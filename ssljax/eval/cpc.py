@@ -7,8 +7,8 @@
   linear probes of word and voice identity on frozen features pooled over
   time (``c``: mean context, ``c_mean_std``: mean and standard deviation
   of the context, the pooling of the spectral baseline's ``mean_std``,
-  ``z``: mean encoder output, ``c_last``: the last context vector), plus the held-out step accuracy; beside them the
-  trivial baseline of speech, log-mel and MFCC features of the same
+  ``z``: mean encoder output, ``c_last``: the last context vector), plus
+  the held-out step accuracy; beside them the trivial baseline of speech, log-mel and MFCC features of the same
   utterances (``ssljax.data.spectral``: 25 ms / 10 ms frames, 40 mel bands,
   13 MFCCs) pooled over frames the same way (mean; mean and std), probed by
   the same probe (:func:`audio_spectral_baselines`). Every probe's weight
