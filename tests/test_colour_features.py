@@ -20,6 +20,7 @@ from ssljax.data import ArrayDataset
 from ssljax.data.colour import ColourCrops, load_colour_crops
 from ssljax.data.photos import PHOTOS_DIR
 from ssljax.eval import by_method
+from ssljax.eval.colorization import evaluate_colorization
 from ssljax.eval.colour_features import (FeatureProbeOptions, encode_with,
                                          evaluate_fashion_mnist_transfer,
                                          evaluate_source_id,
@@ -272,3 +273,37 @@ def test_hook_end_to_end_on_a_tiny_workdir(tmp_path, monkeypatch, method):
   assert by["wins"]["trained > gray_ab0"]["auc_rebalanced"] == sum(
       r["trained"]["auc_rebalanced"] > r["gray_ab0"]["auc_rebalanced"]
       for r in by["per_source"].values())
+
+
+def test_step_curve_chooses_the_checkpoint_on_validation(tmp_path, monkeypatch):
+  """colorization_step_curve: every kept checkpoint scored on the
+  validation crops (the figure of the last one is evaluate_colorization's
+  on them), the best rebalanced AuC chosen."""
+  train = _crops(per_source=8, seed=3, name="colour_crops:train[tiny]")
+  validation = _crops(per_source=4, seed=5, name="colour_crops:val[tiny]")
+  config = _config("colorization")
+  config.num_steps, config.checkpoint_every, config.keep_checkpoints = 3, 1, 3
+  workdir = str(tmp_path / "run")
+  pretrain(config, workdir, dataset=train, progress=False)
+  monkeypatch.setattr(ssljax.run, "load_dataset",
+                      lambda config, split: {"train": train, "test": train,
+                                             "validation": validation}[split])
+  with restore(workdir) as run:
+    assert run.checkpoint_steps() == [1, 2, 3]
+    sel = by_method.colorization_step_curve(run, validation, batch_size=8)
+    direct = evaluate_colorization(
+        run.method, {"trained": run.state}, train.images, validation.images,
+        temperatures=(0.38,), batch_size=8, train_subset_every=0)
+    first = evaluate_colorization(
+        run.method, {"trained": run.state_at(1)}, train.images,
+        validation.images, temperatures=(0.38,), batch_size=8,
+        train_subset_every=0)
+  assert sorted(sel["by_step"]) == [1, 2, 3]
+  for step, ref in ((3, direct), (1, first)):
+    assert sel["by_step"][step]["auc_rebalanced"] == pytest.approx(
+        ref["trained"]["T=0.38"]["auc_rebalanced"], rel=1e-6)
+  best = max(v["auc_rebalanced"] for v in sel["by_step"].values())
+  assert sel["by_step"][sel["chosen_step"]]["auc_rebalanced"] == best
+  assert sel["split"] == "colour_crops:val[tiny]" and sel["crops"] == len(
+      validation.images)
+  json.dumps(sel)

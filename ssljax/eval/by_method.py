@@ -38,7 +38,7 @@ from ssljax.eval.cpc import evaluate_cpc
 from ssljax.eval.video import VideoEvalOptions, evaluate_video_colorization
 
 __all__ = ["BY_SOURCE_SCORES", "ColourCropsEvalOptions", "METHOD_EVALUATIONS",
-           "colorization_by_source",
+           "colorization_by_source", "colorization_step_curve",
            "evaluate_colorization_run", "evaluate_colour_crops_run",
            "evaluate_video_run"]
 
@@ -142,6 +142,42 @@ def colorization_by_source(method, states, train_images, test, *,
           for s in BY_SOURCE_SCORES}
   return {"per_source": per_source, "wins": wins,
           "sources": len(per_source), "temperature": temperature}
+
+
+def colorization_step_curve(run, validation, *, steps=None,
+                            temperature: float = 0.38,
+                            batch_size: int = 128) -> dict:
+  """Early stopping on validation: the colorization quality
+  (:data:`BY_SOURCE_SCORES`, annealed mean at ``temperature``) of each
+  checkpoint of a restored colorization / split-brain ``run`` (default: all
+  of ``run.checkpoint_steps()``) on the ``validation`` crops (uint8 RGB
+  ``images``), and the step with the highest rebalanced AuC there. The test
+  split is not read.
+
+  Returns ``{"split", "crops", "by_step": {step: {score: value}},
+  "chosen_step", "rule"}``.
+  """
+  steps = [int(s) for s in (steps or run.checkpoint_steps())]
+  if not steps:
+    raise ValueError(f"{run.workdir} has no checkpoint to choose from.")
+  baselines = training_colour_baselines(run.method, run.train.images)
+  curve = {}
+  for step in steps:
+    state = run.state if step == run.step else run.state_at(step)
+    res = evaluate_colorization(run.method, {"trained": state},
+                                run.train.images, validation.images,
+                                temperatures=(temperature,),
+                                batch_size=batch_size, train_subset_every=0,
+                                baselines=baselines)
+    scores = res["trained"][f"T={temperature}"]
+    curve[step] = {s: float(scores[s]) for s in BY_SOURCE_SCORES}
+  chosen = max(steps, key=lambda s: (curve[s]["auc_rebalanced"], s))
+  return {"split": getattr(validation, "name", "validation"),
+          "crops": int(len(validation.images)), "by_step": curve,
+          "chosen_step": chosen, "temperature": temperature,
+          "rule": ("the checkpoint with the highest rebalanced AuC on the "
+                   "validation sources (ties: the later step); the test "
+                   "sources choose nothing")}
 
 
 def evaluate_colour_crops_run(run, out_dir: str, *,
