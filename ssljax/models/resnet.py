@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from ssljax.config import check
 from ssljax.models.conv import get_conv_impl
+from ssljax.models.norm import BatchNorm
 
 ModuleDef = Any
 
@@ -27,21 +28,22 @@ class BasicBlock(nn.Module):
   filters: int
   strides: int = 1
   conv: ModuleDef = nn.Conv
-  norm: ModuleDef = nn.BatchNorm
+  norm: ModuleDef = BatchNorm
   expansion = 1
 
   @nn.compact
   def __call__(self, x):
     residual = x
     y = self.conv(self.filters, (3, 3), self.strides, padding=1)(x)
-    y = nn.relu(self.norm()(y))
+    y = self.norm()(y, relu=True)
     y = self.conv(self.filters, (3, 3), padding=1)(y)
-    y = self.norm(scale_init=nn.initializers.zeros)(y)
     if residual.shape != y.shape:
       residual = self.conv(self.filters, (1, 1), self.strides, name="proj_conv")(
           residual)
       residual = self.norm(name="proj_bn")(residual)
-    return nn.relu(residual + y)
+    # relu(residual + bn(y)), fused (ssljax.models.norm).
+    return self.norm(scale_init=nn.initializers.zeros)(
+        y, residual=residual, relu=True)
 
 
 class BottleneckBlock(nn.Module):
@@ -49,22 +51,22 @@ class BottleneckBlock(nn.Module):
   filters: int
   strides: int = 1
   conv: ModuleDef = nn.Conv
-  norm: ModuleDef = nn.BatchNorm
+  norm: ModuleDef = BatchNorm
   expansion = 4
 
   @nn.compact
   def __call__(self, x):
     residual = x
-    y = nn.relu(self.norm()(self.conv(self.filters, (1, 1))(x)))
+    y = self.norm()(self.conv(self.filters, (1, 1))(x), relu=True)
     y = self.conv(self.filters, (3, 3), self.strides, padding=1)(y)
-    y = nn.relu(self.norm()(y))
+    y = self.norm()(y, relu=True)
     y = self.conv(self.filters * 4, (1, 1))(y)
-    y = self.norm(scale_init=nn.initializers.zeros)(y)
     if residual.shape != y.shape:
       residual = self.conv(self.filters * 4, (1, 1), self.strides,
                            name="proj_conv")(residual)
       residual = self.norm(name="proj_bn")(residual)
-    return nn.relu(residual + y)
+    return self.norm(scale_init=nn.initializers.zeros)(
+        y, residual=residual, relu=True)
 
 
 class ResNet(nn.Module):
@@ -142,17 +144,17 @@ class ResNet(nn.Module):
                              conv_general_dilated=get_conv_impl(self.conv_impl),
                              kernel_init=nn.initializers.variance_scaling(
                                  2.0, "fan_out", "normal"))
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+    norm = functools.partial(BatchNorm, use_running_average=not train,
                              momentum=self.bn_momentum, epsilon=1e-5,
                              dtype=self.dtype)
     x = x.astype(self.dtype)
     stem_width = self.stem_width or widths[0]
     if self.stem == "cifar":
       x = conv(stem_width, (3, 3), padding=1, name="stem_conv")(x)
-      x = nn.relu(norm(name="stem_bn")(x))
+      x = norm(name="stem_bn")(x, relu=True)
     elif self.stem == "imagenet":
       x = conv(stem_width, (7, 7), 2, padding=3, name="stem_conv")(x)
-      x = nn.relu(norm(name="stem_bn")(x))
+      x = norm(name="stem_bn")(x, relu=True)
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     else:
       raise ValueError(f"stem must be 'cifar' or 'imagenet'; got {self.stem!r}.")
@@ -162,7 +164,7 @@ class ResNet(nn.Module):
         x = self.block(width, strides, conv=conv, norm=norm)(x)
     if self.out_width:
       x = conv(self.out_width, (1, 1), name="out_conv")(x)
-      x = nn.relu(norm(name="out_bn")(x))
+      x = norm(name="out_bn")(x, relu=True)
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
