@@ -276,3 +276,10 @@ def test_standard_resnets_keep_their_variable_names(net):
           else ["BatchNorm_0", "BatchNorm_1", "BatchNorm_2", "proj_bn"])
   assert names == want
   assert set(shapes["batch_stats"]["stem_bn"]) == {"mean", "var"}
+
+
+def test_bn_layer_benchmark_smoke():
+  """benchmarks/bn_layer.py's smoke run: both sides agree on every layer
+  (values, gradients, running statistics) before anything is timed."""
+  import bn_layer   # benchmarks/ is on pytest's pythonpath  # noqa: PLC0415
+  assert bn_layer.main(["--quick"]) == 0
