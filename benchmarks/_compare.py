@@ -452,3 +452,72 @@ def add_arguments(parser, *, rounds: int = MIN_ROUNDS) -> None:
                       help="of the bootstrap interval (default 0.95)")
   parser.add_argument("--n_boot", "--n-boot", type=int, default=10_000,
                       help="bootstrap resamples (default 10000)")
+
+
+def layer_arguments(description: str, argv=None, *, steps: int, out: str,
+                    quick_what: str):
+  """``(args, load)`` of a per-layer comparison (``small_map_conv.py``,
+  ``bn_layer.py``): the parsed options (``--steps`` calls per round,
+  ``--out``, ``--quick``: a smoke run of 2 rounds of 1 call on
+  ``quick_what``, no load check; and the harness's own,
+  :func:`add_arguments`), then :func:`check_load`'s record."""
+  import argparse  # pylint: disable=import-outside-toplevel
+  p = argparse.ArgumentParser(description=description)
+  p.add_argument("--steps", type=int, default=steps, help="calls per round")
+  p.add_argument("--out", default=out)
+  p.add_argument("--quick", action="store_true",
+                 help=f"smoke run: 2 rounds of 1 call, {quick_what}, no load "
+                      "check")
+  add_arguments(p)
+  args = p.parse_args(argv)
+  if args.quick:
+    args.rounds, args.steps, args.allow_load = 2, 1, True
+  return args, check_load(args.max_load, args.allow_load)
+
+
+def rel_diff(a, b) -> float:
+  """``||a - b|| / ||a||`` (Frobenius), for checking two sides agree."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.linalg.norm(a - b) / (np.linalg.norm(a) + 1e-30))
+
+
+def time_calls(fns: Mapping[str, Callable], inputs: Sequence, args, a: str,
+               b: str) -> tuple[RoundTimes, dict, dict]:
+  """Interleaved rounds of ``fns[k](*inputs)`` (``args.steps`` calls per
+  side per round, one warm-up call); returns the rounds, the
+  :func:`ratio_summary` of ``b``'s time over ``a``'s and the median seconds
+  per call of each side."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  def side(f):
+    def run(n):
+      for _ in range(n):
+        out = f(*inputs)
+      jax.block_until_ready(out)
+    return run
+  rounds = interleaved_rounds({k: side(f) for k, f in fns.items()},
+                              rounds=args.rounds, steps_per_round=args.steps,
+                              warmup=1, order=args.order)
+  summary = ratio_summary(rounds.times[a], rounds.times[b],
+                          confidence=args.confidence, n_boot=args.n_boot)
+  per_call = {k: sorted(t)[len(t) // 2] / args.steps
+              for k, t in rounds.times.items()}
+  return rounds, summary, per_call
+
+
+def finish_layer_record(args, argv, *, benchmark: str, load: dict,
+                        **fields) -> int:
+  """Closes the load check and, unless ``--quick``, writes the per-layer
+  comparison's record (:func:`plain_record` with ``load`` and ``fields``)
+  to ``args.out``; returns 0 (the script's exit status)."""
+  finish_load(load)
+  record = plain_record(
+      benchmark=benchmark,
+      argv=[f"benchmarks/{benchmark}.py",
+            *(sys.argv[1:] if argv is None else argv)],
+      extra={"load": dict(load),
+             "load_flagged": bool(load.get("load_flagged", False)), **fields})
+  if not args.quick:
+    write_record(args.out, record)
+    print(f"wrote {args.out}")
+  return 0

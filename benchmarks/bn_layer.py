@@ -18,7 +18,6 @@ from __future__ import annotations
 
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
-import argparse
 import sys
 
 import flax.linen as nn
@@ -72,43 +71,23 @@ def _sides(shape, with_residual):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--steps", type=int, default=5, help="calls per round")
-  p.add_argument("--out", default="benchmarks/results/bn_layer.json")
-  p.add_argument("--quick", action="store_true",
-                 help="smoke run: 2 rounds of 1 call, batch 4, no load check")
-  cmp.add_arguments(p)
-  args = p.parse_args(argv)
-  if args.quick:
-    args.rounds, args.steps, args.allow_load = 2, 1, True
-  load = cmp.check_load(args.max_load, args.allow_load)
+  args, load = cmp.layer_arguments(
+      __doc__.splitlines()[0], argv, steps=5,
+      out="benchmarks/results/bn_layer.json", quick_what="batch 4")
   layers, checks = {}, {}
   for name, shape, with_residual in LAYERS:
     if args.quick:
       shape = (4, *shape[1:])
     fns, inputs = _sides(shape, with_residual)
     a, b = fns["flax"](*inputs), fns["fused"](*inputs)
-    rel = lambda u, v: float(jnp.linalg.norm(u - v) / (jnp.linalg.norm(u) + 1e-30))
-    checks[name] = {f"leaf_{i}_rel_diff": rel(u, v) for i, (u, v) in
+    checks[name] = {f"leaf_{i}_rel_diff": cmp.rel_diff(u, v) for i, (u, v) in
                     enumerate(zip(jax.tree.leaves(a), jax.tree.leaves(b)))}
     if max(checks[name].values()) > 1e-3:   # float32 sums over 10^5 terms
       print(f"{name}: the two sides differ: {checks[name]}; not timed")
       return 1
 
-    def side(f):
-      def run(n):
-        for _ in range(n):
-          out = f(*inputs)
-        jax.block_until_ready(out)
-      return run
-    rounds = cmp.interleaved_rounds({k: side(f) for k, f in fns.items()},
-                                    rounds=args.rounds,
-                                    steps_per_round=args.steps, warmup=1,
-                                    order=args.order)
-    summary = cmp.ratio_summary(rounds.times["fused"], rounds.times["flax"],
-                                confidence=args.confidence, n_boot=args.n_boot)
-    per_call = {k: sorted(t)[len(t) // 2] / args.steps
-                for k, t in rounds.times.items()}
+    rounds, summary, per_call = cmp.time_calls(fns, inputs, args, "fused",
+                                               "flax")
     layers[name] = {"input": list(shape), "residual": with_residual,
                     "rounds": rounds.to_dict(),
                     "median_seconds_per_call": per_call,
@@ -117,20 +96,11 @@ def main(argv=None):
           f"{per_call['fused'] * 1e3:.1f} ms; speed-up {summary['median']:.2f}x "
           f"(interval {summary['interval'][0]:.2f}-{summary['interval'][1]:.2f}x)",
           flush=True)
-  cmp.finish_load(load)
-  record = cmp.plain_record(
-      benchmark="bn_layer",
-      argv=["benchmarks/bn_layer.py",
-            *(sys.argv[1:] if argv is None else argv)],
-      extra={"load": dict(load),
-             "load_flagged": bool(load.get("load_flagged", False)),
-             "layers": layers, "checks": checks,
-             "what": "forward + gradients (input, scale, bias, residual) of "
-                     "relu(bn(x) [+ residual]) in training mode, per call"})
-  if not args.quick:
-    cmp.write_record(args.out, record)
-    print(f"wrote {args.out}")
-  return 0
+  return cmp.finish_layer_record(
+      args, argv, benchmark="bn_layer", load=load, layers=layers,
+      checks=checks,
+      what=("forward + gradients (input, scale, bias, residual) of "
+           "relu(bn(x) [+ residual]) in training mode, per call"))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
-import argparse
 import sys
 
 import jax
@@ -50,44 +49,24 @@ def _sides(shape, cout):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--steps", type=int, default=3, help="calls per round")
-  p.add_argument("--out", default="benchmarks/results/small_map_conv.json")
-  p.add_argument("--quick", action="store_true",
-                 help="smoke run: 2 rounds of 1 call, 8 maps, no load check")
-  cmp.add_arguments(p)
-  args = p.parse_args(argv)
-  if args.quick:
-    args.rounds, args.steps, args.allow_load = 2, 1, True
-  load = cmp.check_load(args.max_load, args.allow_load)
+  args, load = cmp.layer_arguments(
+      __doc__.splitlines()[0], argv, steps=3,
+      out="benchmarks/results/small_map_conv.json", quick_what="8 maps")
   layers, checks = {}, {}
   for name, shape, cout in LAYERS:
     if args.quick:
       shape = (8, *shape[1:])
     fns, (x, w) = _sides(shape, cout)
     (va, ga), (vb, gb) = fns["xla"](x, w), fns["cpu"](x, w)
-    rel = lambda a, b: float(jnp.linalg.norm(a - b) / (jnp.linalg.norm(a) + 1e-30))
     checks[name] = {"value_rel_diff": abs(float(va - vb)) / abs(float(va)),
-                    "dx_rel_diff": rel(ga[0], gb[0]),
-                    "dw_rel_diff": rel(ga[1], gb[1])}
+                    "dx_rel_diff": cmp.rel_diff(ga[0], gb[0]),
+                    "dw_rel_diff": cmp.rel_diff(ga[1], gb[1])}
     if max(checks[name].values()) > 1e-4:
       print(f"{name}: the two sides differ: {checks[name]}; not timed")
       return 1
 
-    def side(f):
-      def run(n):
-        for _ in range(n):
-          out = f(x, w)
-        jax.block_until_ready(out)
-      return run
-    rounds = cmp.interleaved_rounds({k: side(f) for k, f in fns.items()},
-                                    rounds=args.rounds,
-                                    steps_per_round=args.steps, warmup=1,
-                                    order=args.order)
-    summary = cmp.ratio_summary(rounds.times["xla"], rounds.times["cpu"],
-                                confidence=args.confidence, n_boot=args.n_boot)
-    per_call = {k: sorted(t)[len(t) // 2] / args.steps
-                for k, t in rounds.times.items()}
+    rounds, summary, per_call = cmp.time_calls(fns, (x, w), args, "xla",
+                                               "cpu")
     layers[name] = {"input": list(shape), "cout": cout,
                     "rounds": rounds.to_dict(),
                     "median_seconds_per_call": per_call,
@@ -97,19 +76,10 @@ def main(argv=None):
           f"speed-up {1 / summary['median']:.2f}x (interval "
           f"{1 / summary['interval'][1]:.2f}-{1 / summary['interval'][0]:.2f}x)",
           flush=True)
-  cmp.finish_load(load)
-  record = cmp.plain_record(
-      benchmark="small_map_conv",
-      argv=["benchmarks/small_map_conv.py",
-            *(sys.argv[1:] if argv is None else argv)],
-      extra={"load": dict(load),
-             "load_flagged": bool(load.get("load_flagged", False)),
-             "layers": layers, "checks": checks,
-             "what": "forward + both gradients of a 3x3 SAME conv, per call"})
-  if not args.quick:
-    cmp.write_record(args.out, record)
-    print(f"wrote {args.out}")
-  return 0
+  return cmp.finish_layer_record(
+      args, argv, benchmark="small_map_conv", load=load, layers=layers,
+      checks=checks,
+      what="forward + both gradients of a 3x3 SAME conv, per call")
 
 
 if __name__ == "__main__":
