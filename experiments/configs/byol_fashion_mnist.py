@@ -11,11 +11,18 @@ Launch::
 
 From the paper: the symmetric normalized-MSE loss, stop-gradient on the
 target, the cosine EMA schedule from base_momentum to 1, a 2-layer projector
-and predictor with BN, LARS with weight decay 1.5e-6 (biases and BN excluded
-by the optimizer's LARS mask). Scaled to 28x28 and a short CPU run: projector
-and predictor 512 -> 128 (paper 4096 -> 256), base momentum 0.99 (the paper's
-0.996 is for 1000 epochs; it reports 0.99 for shorter runs), base lr 0.2 x
-B/256 as in the paper.
+and predictor with BN, LARS (biases and BN excluded by the optimizer's LARS
+mask). Scaled to 28x28 and a short CPU run: projector and predictor
+512 -> 128 (paper 4096 -> 256), base momentum 0.99 (the paper's 0.996 is for
+1000 epochs; it reports 0.99 for shorter runs).
+
+Learning rate and weight decay: LARS 1.0 x B/256 with weight decay 1e-5
+(solo-learn's CIFAR settings), chosen on the validation split over the
+paper's 1000-epoch 0.2 / 1.5e-6 (the first shipped recipe) and the official
+code's 40-epoch preset (0.45 / 1e-6, tau 0.97): validation linear 88.02%
+against 84.55% and 86.23%, kNN 80.37% against 73.87% and 79.65%
+(``python benchmarks/recipe_trials.py --config byol_fashion_mnist.py
+--epochs 10``, ``benchmarks/results/byol_trials_validation.json``).
 """
 
 import os
@@ -46,13 +53,13 @@ def get_config():
       t=0.1))
   c.num_epochs = 10.0
   c.optimizer = ml_collections.ConfigDict(dict(
-      base_lr=0.2,
+      base_lr=1.0,
       lr_scaling="linear",
       momentum=0.9,
       name="lars",
       trust_coefficient=0.001,
       warmup_epochs=0.5,
-      weight_decay=1.5e-06))
+      weight_decay=1e-05))
   c.predictor = ml_collections.ConfigDict(dict(
       hidden_dim=512,
       num_layers=2,
