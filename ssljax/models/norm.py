@@ -90,8 +90,7 @@ def _batch_norm_bwd(epsilon, relu, out_dtype, saved, cotangents):
           d_residual)
 
 
-_batch_norm.defvjp(
-    lambda *args: _forward(*args), _batch_norm_bwd)
+_batch_norm.defvjp(_forward, _batch_norm_bwd)
 
 
 def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array,
