@@ -45,6 +45,8 @@ def _count(x) -> int:
 
 
 def _forward(x, scale, bias, residual, epsilon, relu, out_dtype):
+  # The residual is not saved for the backward pass (only its dtype, static,
+  # is needed there), so it need not stay alive until then.
   axes = tuple(range(x.ndim - 1))
   n = _count(x)
   xf = x.astype(jnp.float32)
@@ -58,17 +60,26 @@ def _forward(x, scale, bias, residual, epsilon, relu, out_dtype):
   if relu:
     y = jnp.maximum(y, 0.0)
   y = y.astype(out_dtype)
-  return (y, mean, var), (x, y, mean, inv, scale, bias, residual)
+  return (y, mean, var), (x, y, mean, inv, scale, bias)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
-def _batch_norm(x, scale, bias, residual, epsilon, relu, out_dtype):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
+def _batch_norm(x, scale, bias, residual, epsilon, relu, out_dtype,
+                residual_dtype):
+  del residual_dtype
   return _forward(x, scale, bias, residual, epsilon, relu, out_dtype)[0]
 
 
-def _batch_norm_bwd(epsilon, relu, out_dtype, saved, cotangents):
+def _batch_norm_fwd(x, scale, bias, residual, epsilon, relu, out_dtype,
+                    residual_dtype):
+  del residual_dtype
+  return _forward(x, scale, bias, residual, epsilon, relu, out_dtype)
+
+
+def _batch_norm_bwd(epsilon, relu, out_dtype, residual_dtype, saved,
+                    cotangents):
   del epsilon, out_dtype
-  x, y, mean, inv, scale, bias, residual = saved
+  x, y, mean, inv, scale, bias = saved
   # The statistics are outputs for the running averages only: their
   # cotangents (zero in any training step) are not propagated.
   g = cotangents[0].astype(jnp.float32)
@@ -85,12 +96,12 @@ def _batch_norm_bwd(epsilon, relu, out_dtype, saved, cotangents):
   b = -k * inv * d_scale / n
   c = -k * d_bias / n - b * mean
   dx = (g * k + xf * b + c).astype(x.dtype)
-  d_residual = None if residual is None else g.astype(residual.dtype)
+  d_residual = None if residual_dtype is None else g.astype(residual_dtype)
   return (dx, d_scale.astype(scale.dtype), d_bias.astype(bias.dtype),
           d_residual)
 
 
-_batch_norm.defvjp(_forward, _batch_norm_bwd)
+_batch_norm.defvjp(_batch_norm_fwd, _batch_norm_bwd)
 
 
 def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array,
@@ -111,7 +122,8 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array,
     raise ValueError(f"residual shape {residual.shape} != x shape {x.shape}.")
   out_dtype = jnp.dtype(dtype or x.dtype)
   return _batch_norm(x, scale, bias, residual, float(epsilon), bool(relu),
-                     out_dtype)
+                     out_dtype,
+                     None if residual is None else jnp.dtype(residual.dtype))
 
 
 class BatchNorm(nn.Module):
