@@ -82,6 +82,7 @@ from __future__ import annotations
 
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
+import collections
 import copy
 import sys
 import tempfile
@@ -101,12 +102,15 @@ import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import _compare as cmp  # noqa: E402
+import resnet_step_profile as rsp  # noqa: E402
 import simclr_throughput as sct  # noqa: E402
+import step_profile as sp  # noqa: E402
 from moco_queue import queue_copies  # noqa: E402
 import ssljax  # noqa: E402
 import ssljax.train.build  # noqa: E402
 from ssljax.methods.ema import ema_update  # noqa: E402
 from ssljax.methods.moco import _zero_after, enqueue  # noqa: E402
+from ssljax.models.conv import resolve_conv_impl  # noqa: E402
 from ssljax.train.optim import make_optimizer  # noqa: E402
 
 CONFIG_PATH = REPO / "experiments" / "configs" / "moco_v2_fashion_mnist.py"
@@ -424,6 +428,57 @@ def add_arguments(p):
                  help="config: the config's (LARS); sgd: MoCo's SGD (lr 0.03 "
                       "x B/256, momentum 0.9, wd 1e-4, no warm-up) on both "
                       "sides")
+  p.add_argument("--profile_steps", type=int, default=0,
+                 help="after the timed rounds, profile this many steps of "
+                      "each side (the JAX model step per part and layer, "
+                      "the eager torch step per ATen operator) into the "
+                      "record's 'profile' (0: no profile)")
+
+
+def key_part(op_name: str) -> str:
+  """``step_profile.part_of`` with the key encoder's forward (under the
+  split-BN ``vmap``, no gradient) as a part of its own."""
+  if "/encoder/" in op_name and "vmap(" in op_name:
+    return "key encoder forward (split BN over the shuffled keys)"
+  return sp.part_of(op_name)
+
+
+def profile_sides(method, state, jax_args, trainer, torch_inputs,
+                  steps: int) -> dict:
+  """Where each side's model step spends its time (after the timing: the
+  profile does not enter the figures): ``step_profile.profile_step`` on the
+  JAX model step, ``torch.profiler`` self time per operator (and per part,
+  ``resnet_step_profile.torch_part``) on the torch side."""
+  from torch.profiler import ProfilerActivity, profile  # pylint: disable=import-outside-toplevel
+  jx = sp.profile_step(jax.jit(make_jax_model_step(method, method.tx),
+                               donate_argnums=0), state, jax_args, steps,
+                       part=key_part)
+  t = time.perf_counter()
+  for _ in range(steps):
+    loss = trainer.step(*torch_inputs)
+  float(loss)
+  wall = (time.perf_counter() - t) / steps
+  with profile(activities=[ProfilerActivity.CPU]) as prof:
+    for _ in range(steps):
+      loss = trainer.step(*torch_inputs)
+    float(loss)
+  ops = {e.key: e.self_cpu_time_total / 1e3 / steps
+         for e in prof.key_averages()}
+  parts = collections.Counter()
+  for op, ms in ops.items():
+    parts[rsp.torch_part(op)] += ms
+  ops = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+  tr = {"wall_ms_per_step": wall * 1e3, "sum_of_ops_ms": sum(ops.values()),
+        "parts_ms": dict(parts.most_common()),
+        "top_ops_ms": dict(list(ops.items())[:25])}
+  print(f"\nprofile ({steps} steps): ssljax model step "
+        f"{jx['wall_ms_per_step']:.1f} ms wall, torch eager "
+        f"{tr['wall_ms_per_step']:.1f} ms wall")
+  for part, ms in jx["parts_ms"].items():
+    print(f"  ssljax {ms:8.1f} ms  {rsp.short_part(part)}")
+  for part, ms in tr["parts_ms"].items():
+    print(f"  torch  {ms:8.1f} ms  {part}")
+  return {"jax_model": jx, "torch_eager": tr}
 
 
 def parse_args(argv=None):
@@ -680,6 +735,11 @@ def main(argv=None):
   sct.print_flops(flops)
   cmp.finish_load(load)
   print(f"load average at end: {load['end'][0]:.2f}")
+  profile = None
+  if args.profile_steps > 0 and "none" in torch_sides:
+    profile = profile_sides(method, states["model"], (xq_j, xk_j, shuffle_key),
+                            torch_sides["none"]["trainer"],
+                            torch_sides["none"]["inputs"], args.profile_steps)
 
   record = cmp.results_record(
       benchmark="moco_throughput", rounds=rounds, summaries=summaries,
@@ -703,6 +763,10 @@ def main(argv=None):
               "batch_size": batch, "views_per_step": 2 * batch,
               "quick": args.quick,
               "encoder": config.encoder.to_dict(),
+              # what the encoder ran (build_encoder: a config without
+              # encoder.conv_impl gets "auto")
+              "conv_impl_resolved": resolve_conv_impl(
+                  config.encoder.get("conv_impl", "auto")),
               "head": config.head.to_dict(),
               "moco": config.moco.to_dict(),
               "temperature": temperature, "queue_size": queue_size,
@@ -739,6 +803,7 @@ def main(argv=None):
                               "jax_full": jax_full_compile_s},
           "median_images_per_s": med,
           "jax_model_step_flops": flops,
+          "profile": profile,
       })
   cmp.write_record(args.out, record)
   return record
