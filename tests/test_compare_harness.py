@@ -271,11 +271,20 @@ def test_benchmark_dry_run(script, tmp_path):
   out = tmp_path / f"{script}.json"
   proc = subprocess.run(
       [sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--dry_run",
-       "--torch-compile-backend", "aot_eager", "--out", str(out)],
+       "--torch-compile-backend", "aot_eager", "--out", str(out)]
+      + (["--profile_steps", "1"] if script == "moco_throughput" else []),
       cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   rec = json.loads(out.read_text())
   assert rec["benchmark"] == script and rec["dry_run"] is True
+  if script == "moco_throughput":
+    assert rec["config"]["conv_impl_resolved"] == "onednn"
+    prof = rec["profile"]
+    assert any(p.startswith("key encoder forward")
+               for p in prof["jax_model"]["parts_ms"])
+    assert any(p.startswith("conv on oneDNN")
+               for p in prof["jax_model"]["parts_ms"])
+    assert prof["torch_eager"]["parts_ms"]["conv backward"] > 0
   assert rec["rounds"]["rounds"] == 1
   assert set(rec["rounds"]["seconds_per_round"]) == (
       {"jax_model", "jax_full"} | _TORCH_SIDES)

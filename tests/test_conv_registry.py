@@ -178,3 +178,22 @@ def test_cpc_patch_encoder_routes_every_conv_through_conv_impl():
   model.init(jax.random.key(1), jnp.zeros((2, 8, 8, 1)))
   assert len(calls) == 4, calls
   assert sum(tuple(s) == (2, 2) for s in calls) == 1, calls
+
+
+def test_a_config_without_conv_impl_gets_auto():
+  """build_encoder: an encoder section that names no conv_impl runs the
+  platform's best ("auto"; the MoCo and pretext configs once ran XLA's own
+  convolutions on the CPU because the model's default is "xla"); a named one
+  is kept; encoders without the field are left alone."""
+  from ssljax.config import ConfigReader  # pylint: disable=import-outside-toplevel
+  from ssljax.methods.base import build_encoder  # pylint: disable=import-outside-toplevel
+  from ssljax.train.build import load_config_file  # pylint: disable=import-outside-toplevel
+  enc = build_encoder(ConfigReader({"encoder": {"name": "small_resnet"}}))
+  assert enc.conv_impl == "auto"
+  assert registry.get_conv_impl(enc.conv_impl) is cpu_conv.conv_onednn
+  enc = build_encoder(ConfigReader({"encoder": {"name": "resnet18",
+                                                "conv_impl": "xla"}}))
+  assert enc.conv_impl == "xla"
+  moco = load_config_file(str(REPO / "experiments/configs/moco_v2_fashion_mnist.py"))
+  assert "conv_impl" not in moco.encoder
+  assert build_encoder(ConfigReader(moco.to_dict())).conv_impl == "auto"
