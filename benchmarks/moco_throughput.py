@@ -763,10 +763,9 @@ def main(argv=None):
               "batch_size": batch, "views_per_step": 2 * batch,
               "quick": args.quick,
               "encoder": config.encoder.to_dict(),
-              # what the encoder ran (build_encoder: a config without
-              # encoder.conv_impl gets "auto")
+              # what the encoder ran (ResNet's default is "xla")
               "conv_impl_resolved": resolve_conv_impl(
-                  config.encoder.get("conv_impl", "auto")),
+                  config.encoder.get("conv_impl", "xla")),
               "head": config.head.to_dict(),
               "moco": config.moco.to_dict(),
               "temperature": temperature, "queue_size": queue_size,

@@ -180,20 +180,31 @@ def test_cpc_patch_encoder_routes_every_conv_through_conv_impl():
   assert sum(tuple(s) == (2, 2) for s in calls) == 1, calls
 
 
-def test_a_config_without_conv_impl_gets_auto():
-  """build_encoder: an encoder section that names no conv_impl runs the
-  platform's best ("auto"; the MoCo and pretext configs once ran XLA's own
-  convolutions on the CPU because the model's default is "xla"); a named one
-  is kept; encoders without the field are left alone."""
-  from ssljax.config import ConfigReader  # pylint: disable=import-outside-toplevel
+def test_every_shipped_image_config_names_auto():
+  """Every shipped config whose encoder takes a conv_impl names "auto" (the
+  model's own default is "xla": the MoCo and pretext configs once ran XLA's
+  convolutions on the CPU because they named none), and it resolves to
+  oneDNN here."""
   from ssljax.methods.base import build_encoder  # pylint: disable=import-outside-toplevel
+  from ssljax.config import ConfigReader, field_names  # pylint: disable=import-outside-toplevel
+  from ssljax.models import ENCODERS, PATCH_ENCODERS  # pylint: disable=import-outside-toplevel
   from ssljax.train.build import load_config_file  # pylint: disable=import-outside-toplevel
-  enc = build_encoder(ConfigReader({"encoder": {"name": "small_resnet"}}))
-  assert enc.conv_impl == "auto"
-  assert registry.get_conv_impl(enc.conv_impl) is cpu_conv.conv_onednn
-  enc = build_encoder(ConfigReader({"encoder": {"name": "resnet18",
-                                                "conv_impl": "xla"}}))
-  assert enc.conv_impl == "xla"
+  checked = []
+  for path in sorted((REPO / "experiments" / "configs").glob("*.py")):
+    config = load_config_file(str(path))
+    encoder = config.get("encoder")
+    name = encoder.get("name") if encoder is not None else None
+    cls = ENCODERS.get(name) or PATCH_ENCODERS.get(name)
+    if cls is None or "conv_impl" not in field_names(cls):
+      continue
+    if path.stem == "simclr_fashion_mnist_long":   # the GPU sweep's, on purpose
+      assert encoder.conv_impl == "xla"
+      continue
+    assert encoder.get("conv_impl") == "auto", path.name
+    checked.append(path.stem)
+  assert {"moco_v2_fashion_mnist", "moco_v1_fashion_mnist", "rotation_fashion_mnist",
+          "jigsaw_fashion_mnist", "relpos_fashion_mnist", "simclr_fashion_mnist",
+          "cpc_fashion_mnist"} <= set(checked), checked
   moco = load_config_file(str(REPO / "experiments/configs/moco_v2_fashion_mnist.py"))
-  assert "conv_impl" not in moco.encoder
-  assert build_encoder(ConfigReader(moco.to_dict())).conv_impl == "auto"
+  enc = build_encoder(ConfigReader(moco.to_dict()))
+  assert registry.get_conv_impl(enc.conv_impl) is cpu_conv.conv_onednn

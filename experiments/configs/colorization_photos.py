@@ -40,6 +40,8 @@ def get_config():
   # hypercolumn). On an accelerator: widths=(64, 128, 256), first_stage_stride=1.
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(16, 32, 64), first_stage_stride=2))
+  # oneDNN convolutions on the CPU, XLA's own on GPU / TPU (ssljax.models.conv)
+  c.encoder.conv_impl = "auto"
   # The per-pixel head (ssljax.models.ColorNet). Predictions at 1/4
   # resolution (8x8 for 32x32 crops), as in the paper.
   c.head = ml_collections.ConfigDict(dict(

@@ -42,6 +42,8 @@ def get_config():
 
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(32, 64, 256), first_stage_stride=2))
+  # oneDNN convolutions on the CPU, XLA's own on GPU / TPU (ssljax.models.conv)
+  c.encoder.conv_impl = "auto"
   # Pooled features -> Dense 7x7x128 -> two 2x sub-pixel (depth-to-space) upsamplings -> 28x28.
   c.decoder = ml_collections.ConfigDict(dict(widths=(128, 64, 32)))
   c.discriminator = ml_collections.ConfigDict(dict(widths=(32, 64, 128)))

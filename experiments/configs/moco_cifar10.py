@@ -33,6 +33,8 @@ def get_config():
       shuffle_bn=True, bn_splits=8))
 
   c.encoder = ml_collections.ConfigDict(dict(name="resnet18", stem="cifar"))
+  # oneDNN convolutions on the CPU, XLA's own on GPU / TPU (ssljax.models.conv)
+  c.encoder.conv_impl = "auto"
   c.head = ml_collections.ConfigDict(dict(out_dim=128, num_layers=1))
 
   # RandomResizedCrop(32) (area 0.08-1), ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8,

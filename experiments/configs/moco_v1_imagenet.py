@@ -39,6 +39,8 @@ def get_config():
       shuffle_bn=True, bn_splits=1))
 
   c.encoder = ml_collections.ConfigDict(dict(name="resnet50", stem="imagenet"))
+  # oneDNN convolutions on the CPU, XLA's own on GPU / TPU (ssljax.models.conv)
+  c.encoder.conv_impl = "auto"
   c.head = ml_collections.ConfigDict(dict(out_dim=128, num_layers=1))
 
   c.augment = ml_collections.ConfigDict(dict(

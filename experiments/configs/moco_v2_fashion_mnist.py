@@ -56,6 +56,8 @@ def get_config():
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(16, 64, 256), first_stage_stride=2,
       out_width=0))
+  # oneDNN convolutions on the CPU, XLA's own on GPU / TPU (ssljax.models.conv)
+  c.encoder.conv_impl = "auto"
   c.head = ml_collections.ConfigDict(dict(   # v2 MLP head; hidden 0 = encoder width
       out_dim=128, hidden_dim=0, num_layers=2, use_bn=False))
 

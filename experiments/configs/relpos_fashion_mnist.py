@@ -34,6 +34,8 @@ def get_config():
 
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(32, 64, 256), first_stage_stride=2))
+  # oneDNN convolutions on the CPU, XLA's own on GPU / TPU (ssljax.models.conv)
+  c.encoder.conv_impl = "auto"
   # Concatenated pair features (2 x 256) -> Dense(512)-BN-ReLU -> Dense(8).
   c.head = ml_collections.ConfigDict(dict(hidden_dim=512, num_layers=2))
   c.relpos = ml_collections.ConfigDict(dict(

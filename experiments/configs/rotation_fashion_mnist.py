@@ -36,6 +36,8 @@ def get_config():
 
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(32, 64, 256), first_stage_stride=2))
+  # oneDNN convolutions on the CPU, XLA's own on GPU / TPU (ssljax.models.conv)
+  c.encoder.conv_impl = "auto"
   # Classifier over the encoder features: Dense-BN-ReLU-Dense(4).
   c.head = ml_collections.ConfigDict(dict(hidden_dim=0, num_layers=2))
   # Before rotating: a mild crop and a flip (RotNet's CIFAR code also uses

@@ -35,6 +35,8 @@ def get_config():
 
   c.encoder = ml_collections.ConfigDict(dict(
       name="small_resnet", widths=(8, 16, 32), first_stage_stride=2))
+  # oneDNN convolutions on the CPU, XLA's own on GPU / TPU (ssljax.models.conv)
+  c.encoder.conv_impl = "auto"
   # The per-pixel head of both halves (ssljax.models.ColorNet).
   c.head = ml_collections.ConfigDict(dict(
       hidden_dim=16, out_stride=4, hypercolumn=True))

@@ -40,7 +40,6 @@ import optax
 from ssljax.augment import normalize_images, to_float
 from ssljax.config import ConfigReader, build, field_names
 from ssljax.models import ENCODERS, ProjectionMLP
-from ssljax.models.conv import AUTO
 
 __all__ = ["COMPUTE_DTYPES", "DataSpec", "build_encoder", "build_head",
            "compute_dtype", "METHODS", "Method", "TrainState", "apply_gradients",
@@ -232,11 +231,7 @@ def build_encoder(config: ConfigReader, registry: Mapping[str, type] = ENCODERS,
                   **fixed) -> nn.Module:
   """The encoder of ``config.encoder``: ``name`` picks a class of
   ``registry`` (default :data:`ssljax.models.ENCODERS`), the other keys are
-  its fields; ``dtype`` defaults to :func:`compute_dtype`, and
-  ``conv_impl`` (where the class has one) to ``"auto"``: the fastest
-  convolution of the platform (:func:`ssljax.models.conv.resolve_conv_impl`:
-  XLA's own on GPU / TPU, oneDNN on the CPU), which a config that names no
-  ``conv_impl`` gets."""
+  its fields; ``dtype`` defaults to :func:`compute_dtype`."""
   section = config.get("encoder")
   if section is None:
     config.problem("encoder", None, "required: e.g. --config.encoder.name="
@@ -256,8 +251,6 @@ def build_encoder(config: ConfigReader, registry: Mapping[str, type] = ENCODERS,
     dtype = compute_dtype(config)
     if dtype != jnp.float32:
       fixed.setdefault("dtype", dtype)
-  if "conv_impl" not in section and "conv_impl" in field_names(cls):
-    fixed.setdefault("conv_impl", AUTO)
   return build(cls, section, **fixed)
 
 
