@@ -82,7 +82,6 @@ from __future__ import annotations
 
 if __name__ == "__main__": import ssljax.cpu.startup  # noqa: E701,F401  (first: CPU speed-ups, ssljax/cpu)
 
-import collections
 import copy
 import sys
 import tempfile
@@ -449,28 +448,11 @@ def profile_sides(method, state, jax_args, trainer, torch_inputs,
   profile does not enter the figures): ``step_profile.profile_step`` on the
   JAX model step, ``torch.profiler`` self time per operator (and per part,
   ``resnet_step_profile.torch_part``) on the torch side."""
-  from torch.profiler import ProfilerActivity, profile  # pylint: disable=import-outside-toplevel
   jx = sp.profile_step(jax.jit(make_jax_model_step(method, method.tx),
                                donate_argnums=0), state, jax_args, steps,
                        part=key_part)
-  t = time.perf_counter()
-  for _ in range(steps):
-    loss = trainer.step(*torch_inputs)
-  float(loss)
-  wall = (time.perf_counter() - t) / steps
-  with profile(activities=[ProfilerActivity.CPU]) as prof:
-    for _ in range(steps):
-      loss = trainer.step(*torch_inputs)
-    float(loss)
-  ops = {e.key: e.self_cpu_time_total / 1e3 / steps
-         for e in prof.key_averages()}
-  parts = collections.Counter()
-  for op, ms in ops.items():
-    parts[rsp.torch_part(op)] += ms
-  ops = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
-  tr = {"wall_ms_per_step": wall * 1e3, "sum_of_ops_ms": sum(ops.values()),
-        "parts_ms": dict(parts.most_common()),
-        "top_ops_ms": dict(list(ops.items())[:25])}
+  tr = rsp.torch_step_profile(lambda: trainer.step(*torch_inputs), steps,
+                              top=25)
   print(f"\nprofile ({steps} steps): ssljax model step "
         f"{jx['wall_ms_per_step']:.1f} ms wall, torch eager "
         f"{tr['wall_ms_per_step']:.1f} ms wall")

@@ -74,6 +74,32 @@ def torch_part(op: str) -> str:
   return "other"
 
 
+def torch_step_profile(step, steps: int, top: int = 20) -> dict:
+  """A warmed-up torch ``step()`` (returns the loss): wall time per step over
+  ``steps`` steps, then ``steps`` more under ``torch.profiler``: self CPU
+  time per ATen operator (the ``top`` largest) and per part
+  (:func:`torch_part`), in ms per step."""
+  from torch.profiler import ProfilerActivity, profile  # pylint: disable=import-outside-toplevel
+  t = time.perf_counter()
+  for _ in range(steps):
+    loss = step()
+  float(loss)
+  wall = (time.perf_counter() - t) / steps
+  with profile(activities=[ProfilerActivity.CPU]) as prof:
+    for _ in range(steps):
+      loss = step()
+    float(loss)
+  ops = {e.key: e.self_cpu_time_total / 1e3 / steps
+         for e in prof.key_averages()}
+  parts = collections.Counter()
+  for op, ms in ops.items():
+    parts[torch_part(op)] += ms
+  ops = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+  return {"wall_ms_per_step": wall * 1e3, "sum_of_ops_ms": sum(ops.values()),
+          "parts_ms": dict(parts.most_common()),
+          "top_ops_ms": dict(list(ops.items())[:top])}
+
+
 def short_part(part: str) -> str:
   """A part's name up to its first parenthesis (for the printed table)."""
   return part.split(" (")[0]
@@ -131,7 +157,6 @@ def main(argv=None):
   tr = None
   if not args.no_torch:
     import torch  # pylint: disable=import-outside-toplevel
-    from torch.profiler import ProfilerActivity, profile  # pylint: disable=import-outside-toplevel
     import _torch_resnet as trn  # pylint: disable=import-outside-toplevel
     if args.quick:
       torch.set_num_threads(1)
@@ -147,24 +172,7 @@ def main(argv=None):
     t1, t2 = to(v1_np), to(v2_np)
     for _ in range(3):
       float(trainer.step(t1, t2))
-    t = time.perf_counter()
-    for _ in range(args.steps):
-      loss = trainer.step(t1, t2)
-    float(loss)
-    wall = (time.perf_counter() - t) / args.steps
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-      for _ in range(args.steps):
-        loss = trainer.step(t1, t2)
-      float(loss)
-    ops = {e.key: e.self_cpu_time_total / 1e3 / args.steps
-           for e in prof.key_averages()}
-    parts = collections.Counter()
-    for op, ms in ops.items():
-      parts[torch_part(op)] += ms
-    ops = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
-    tr = {"wall_ms_per_step": wall * 1e3, "sum_of_ops_ms": sum(ops.values()),
-          "parts_ms": dict(parts.most_common()),
-          "top_ops_ms": dict(list(ops.items())[:20]),
+    tr = {**torch_step_profile(lambda: trainer.step(t1, t2), args.steps),
           "threads": torch.get_num_threads()}
 
   cmp.finish_load(load)
