@@ -51,7 +51,9 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 _RESULTS = flags.DEFINE_string("results", None, "Also write the results, with "
                                "their provenance, to this JSON file.")
 _BASELINES = flags.DEFINE_string("baselines", "workdirs/baselines",
-                                 "Cache of the from-scratch baselines.")
+                                 "Cache of the baselines that do not depend "
+                                 "on the pre-training (from scratch, random "
+                                 "init, raw pixels).")
 _NO_FINETUNE = flags.DEFINE_bool("no_finetune", False, "Skip fine-tuning and "
                                  "the from-scratch baseline (about 1 minute).")
 _ALL_LABELS = flags.DEFINE_bool(

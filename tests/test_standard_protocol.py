@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from helpers import tiny_config
@@ -106,16 +107,66 @@ def test_evaluate_on_a_restored_run(digits_run, tmp_path, monkeypatch):
   assert set(s["scratch"]) == {"1%", "10%", "100%"}
   assert s["raw_pixels"]["linear"] > 0.85      # digits pixels are easy
   # the scratch baseline is cached: a second evaluation does not train it
-  calls = []
+  calls, probes, encodes = [], [], []
   real = standard.finetune_scores
   monkeypatch.setattr(standard, "finetune_scores",
                       lambda *a, **k: calls.append(1) or real(*a, **k))
+  real_probe = standard.probe
+  monkeypatch.setattr(standard, "probe",
+                      lambda *a, **k: probes.append(1) or real_probe(*a, **k))
   with restore(digits_run) as run:
+    real_encode = run.encode
+    run.encode = lambda *a, **k: encodes.append(1) or real_encode(*a, **k)
     again = standard.evaluate(run, _tiny_options(), cache_dir=cache,
                               progress=False)
   assert len(calls) == 2                      # the two fine-tunings only
   assert again["results"]["scratch"] == json.loads(json.dumps(
       res["results"]["scratch"]))
+  # the frozen baselines are cached too: only the trained encoder is probed
+  # (linear + the two few-label probes) and encoded (fit+val, then test)
+  assert len(probes) == 3 and len(encodes) == 2
+  for which in ("random_init", "raw_pixels"):
+    assert again["results"][which] == json.loads(json.dumps(
+        res["results"][which]))
+    assert again["seconds"][f"{which} (cached)"] == 0.0
+  assert json.dumps(again["results"]["trained"], sort_keys=True) == \
+      json.dumps(res["results"]["trained"], sort_keys=True)
+
+
+def test_frozen_baseline_keys(digits_run, tmp_path):
+  """The random-init key follows the random weights and the encoder's config,
+  not the pre-training fields; the raw-pixel key follows the data only."""
+  import dataclasses
+  from ssljax.run import restore
+  opts = _tiny_options()
+  with restore(digits_run) as run:
+    keys = {w: standard.frozen_baseline_key(run, opts, w, "d0")
+            for w in ("random_init", "raw_pixels")}
+    assert keys["random_init"] != keys["raw_pixels"]
+    assert standard.frozen_baseline_key(run, opts, "raw_pixels", "d1") != \
+        keys["raw_pixels"]
+    other = dataclasses.replace(opts, weight_decays=(1e-3,))
+    assert standard.frozen_baseline_key(run, other, "random_init", "d0") != \
+        keys["random_init"]
+    config = run.config
+    run.config = config.copy_and_resolve_references()
+    run.config.num_steps = 1000           # pre-training only: same key
+    run.config.optimizer.base_lr = 9.0
+    assert standard.frozen_baseline_key(run, opts, "random_init", "d0") == \
+        keys["random_init"]
+    run.config.encoder.conv_impl = "xla" if config.encoder.get(
+        "conv_impl") != "xla" else "auto"           # the network: new key
+    assert standard.frozen_baseline_key(run, opts, "random_init", "d0") != \
+        keys["random_init"]
+    run.config = config
+    real = run.random_state                   # other random weights: new key
+    run.random_state = real.replace(params=jax.tree.map(
+        lambda a: a + 1, real.params))
+    assert standard.frozen_baseline_key(run, opts, "random_init", "d0") != \
+        keys["random_init"]
+    assert standard.frozen_baseline_key(run, opts, "raw_pixels", "d0") == \
+        keys["raw_pixels"]
+    run.random_state = real
 
 
 def _fake_result(trained, seed=0):

@@ -7,8 +7,11 @@ validation split (what pre-training saw), ``validation`` = its last 10%,
 
 Encoders: the trained one, the same network at random init (step 0 of the
 run's seed), raw pixels; and, for scarce labels, the same network trained from
-scratch on the labels alone (:func:`scratch_baseline`, cached: it does not
-depend on the pre-training).
+scratch on the labels alone (:func:`scratch_baseline`). None of the three
+baselines depends on the pre-training, so each is cached in ``cache_dir``
+(from scratch: :func:`baseline_key`; random init and raw pixels, their probes
+and kNN: :func:`frozen_baseline_key`) and a second run of the same network
+and seed evaluates the trained encoder only.
 
 - ``linear``: a linear classifier on standardized frozen features of ``fit``
   (mini-batch SGD, the config's ``eval`` lr / batch, at least
@@ -258,6 +261,57 @@ def scratch_baseline(run, options: ProtocolOptions, cache_dir: str | None,
   return out
 
 
+#: Bump when the probe or kNN code changes its numbers: it is part of every
+#: :func:`frozen_baseline_key`, so older cached frozen baselines are not used.
+FROZEN_BASELINE_VERSION = 1
+
+#: Config fields that only steer pre-training: they do not change the random
+#: initialization (whose weights are hashed anyway) or what ``encode`` computes.
+_TRAINING_ONLY = ("num_steps", "num_epochs", "batch_size", "optimizer",
+                  "augment", "log_every", "checkpoint_every",
+                  "keep_checkpoints", "monitor", "data_dir", "data_source",
+                  "nonfinite")
+
+
+def _digest(*trees) -> str:
+  """sha256 of the dtypes, shapes and bytes of every array leaf."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(trees):
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{a.dtype}{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def frozen_baseline_key(run, options: ProtocolOptions, which: str,
+                        data_digest: str) -> str:
+  """What a frozen baseline's numbers (linear, kNN, few-label probes of
+  ``"raw_pixels"`` or ``"random_init"``) depend on: the splits' images and
+  labels (``data_digest``), the label subsets, the probe and kNN settings,
+  and for ``"random_init"`` the method, its config without the pre-training
+  fields (:data:`_TRAINING_ONLY`) and the hashed random-init variables; not
+  the pre-training."""
+  ev = run.config.eval
+  blob = {"which": which, "version": FROZEN_BASELINE_VERSION,
+          "data": data_digest,
+          "probe": {"weight_decays": list(map(float, options.weight_decays)),
+                    "probe_steps": options.probe_steps,
+                    "label_fractions": list(options.label_fractions),
+                    "subset_seed": options.subset_seed, "seed": options.seed,
+                    "linear_lr": float(ev.linear_lr),
+                    "linear_batch_size": int(ev.linear_batch_size),
+                    "linear_epochs": int(ev.linear_epochs),
+                    "knn_k": int(ev.knn_k), "knn_t": float(ev.knn_t)}}
+  if which == "random_init":
+    config = run.config.to_dict() if hasattr(run.config, "to_dict") else dict(
+        run.config)
+    blob["config"] = {k: v for k, v in config.items()
+                      if k not in _TRAINING_ONLY}
+    blob["variables"] = _digest(run.variables(run.random_state))
+  text = json.dumps(blob, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def _pct(fraction: float) -> str:
   return f"{100 * fraction:g}%"
 
@@ -277,15 +331,30 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
   subsets = label_subsets(fit.labels, options.label_fractions,
                           options.subset_seed)
   finetune = dict(options.finetune)
-  n_enc = 3 if options.baselines else 1
   # Progress in units of expected work (about a second each on a 2-core CPU
   # for Fashion-MNIST), so that the time left is estimated from the rate so
   # far rather than from a count of unequal parts.
   work = {"features": 20.0, "linear": 8.0, "knn": 10.0,
           "few-label probe": 12.0, "fine-tune": 0.1}   # fine-tune: per step
-  total = (work["features"] * min(n_enc, 2)
-           + (work["linear"] + work["knn"]) * n_enc
-           + (work["few-label probe"] * n_enc if subsets else 0.0))
+  # The frozen baselines (random init, raw pixels) do not depend on the
+  # pre-training: cached in cache_dir like the scratch baseline.
+  cached: dict[str, dict] = {}
+  frozen_paths: dict[str, str] = {}
+  if options.baselines and cache_dir:
+    data_digest = _digest(fit.images, fit.labels, val.images, val.labels,
+                          test.images, test.labels)
+    for which in ("random_init", "raw_pixels"):
+      key = frozen_baseline_key(run, options, which, data_digest)
+      frozen_paths[which] = os.path.join(cache_dir, f"frozen_{which}_{key}.json")
+      if os.path.exists(frozen_paths[which]):
+        with open(frozen_paths[which]) as f:
+          cached[which] = json.load(f)
+  todo = 1 + (options.baselines and "random_init" not in cached)
+  n_probe = 1 + sum(options.baselines and w not in cached
+                    for w in ("random_init", "raw_pixels"))
+  total = (work["features"] * todo
+           + (work["linear"] + work["knn"]) * n_probe
+           + (work["few-label probe"] * n_probe if subsets else 0.0))
   if options.do_finetune:
     total += sum(work["fine-tune"] * finetune[f].steps for f in subsets)
   bar = tqdm(total=round(total), disable=not progress, unit="u",
@@ -303,7 +372,7 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
 
   feats = {}
   encoders = [("trained", run.state)]
-  if options.baselines:
+  if options.baselines and "random_init" not in cached:
     encoders.append(("random_init", run.random_state))
   for which, state in encoders:
     t0 = step(f"features ({which})")
@@ -315,7 +384,7 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
                         batch_size=ev.feature_batch_size, progress=False)
     feats[which] = (f_train[:len(fit)], f_train[len(fit):], f_test)
     done("features", t0)
-  if options.baselines:
+  if options.baselines and "raw_pixels" not in cached:
     feats["raw_pixels"] = (_raw(fit.images), _raw(val.images),
                            _raw(test.images))
 
@@ -339,6 +408,14 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
         r[f"probe_{_pct(fraction)}"] = probe(
             a[idx], fit.labels[idx], b, val.labels, c, test.labels, **probe_kw)
       done("few-label probe", t0)
+    if which in frozen_paths:
+      os.makedirs(cache_dir, exist_ok=True)
+      with open(frozen_paths[which], "w") as f:
+        json.dump(r, f, indent=1)
+  for which in ("random_init", "raw_pixels"):    # the table's order
+    if which in cached:
+      results[which] = cached[which]
+      seconds[f"{which} (cached)"] = 0.0
   if options.do_finetune and subsets:
     for fraction, idx in subsets.items():
       t0 = step(f"fine-tune {_pct(fraction)}")
