@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +30,8 @@ from ssljax.config import build
 from ssljax.methods import Method, register
 from ssljax.train.checkpoint import CheckpointError, Checkpointer, CheckpointWarning
 from ssljax.train.logging import read_jsonl, truncate_jsonl
-from ssljax.train.loop import (ConfigMismatchError, NonFiniteError, Preempted,
-                               pretrain)
+from ssljax.train.loop import (ConfigMismatchError, KernelMismatchWarning,
+                               NonFiniteError, Preempted, pretrain)
 
 STEPS = 12
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -189,6 +190,79 @@ def test_sigterm_saves_exits_cleanly_and_resume_is_bit_identical(
   _, state = pretrain(reliability_config(), workdir, dataset=_ds(),
                       resume="auto", progress=False)
   _check_matches_reference(state, workdir, reference)
+
+
+def test_sigterm_resume_is_bit_identical_on_the_shipped_cpu_convolutions(
+    compile_cache, tmp_path):
+  """The same as above with ``conv_impl="auto"``, what the shipped configs
+  name (oneDNN's convolutions on this CPU): the pre-empted part runs in a
+  child process that imports ssljax.cpu as experiments/pretrain.py does, the
+  resumed part and the reference here."""
+  import ssljax.cpu.conv  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  from ssljax.models.conv import resolve_conv_impl  # pylint: disable=import-outside-toplevel
+  assert resolve_conv_impl("auto") == "onednn"
+  config = reliability_config()
+  config.encoder.conv_impl = "auto"
+  ref_dir = str(tmp_path / "reference")
+  _, ref_state = pretrain(config, ref_dir, dataset=_ds(), progress=False)
+  reference = {"workdir": ref_dir, "state": ref_state,
+               "rows": read_jsonl(os.path.join(ref_dir, "metrics.jsonl"))}
+  workdir = str(tmp_path / "run")
+  script = _PREEMPT_SCRIPT.format(cache=compile_cache).replace(
+      "try:\n", "import ssljax.cpu.conv\n\ndef _auto(c):\n"
+      "  c.encoder.conv_impl = 'auto'\n  return c\n\ntry:\n", 1).replace(
+          "pretrain(reliability_config(),", "pretrain(_auto(reliability_config()),")
+  assert "pretrain(_auto(" in script
+  out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
+  with open(out_path, "w") as out, open(err_path, "w") as err:
+    proc = subprocess.Popen([sys.executable, "-c", script, workdir], cwd=REPO,
+                            env=_child_env(), stdout=out, stderr=err)
+  try:
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+      if os.path.exists(metrics) and open(metrics).read().count("\n") >= 2:
+        break
+      time.sleep(0.05)
+    assert proc.poll() is None, err_path.read_text()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 0, err_path.read_text()[-3000:]
+  stopped = int(out_path.read_text().split("PREEMPTED")[1].split()[0])
+  assert 4 <= stopped < STEPS
+  ck = Checkpointer(os.path.join(workdir, "checkpoints"))
+  assert ck.metadata(stopped)["conv_kernels"] == "onednn"
+  ck.close()
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", KernelMismatchWarning)
+    _, state = pretrain(config, workdir, dataset=_ds(), resume="auto",
+                        progress=False)
+  _check_matches_reference(state, workdir, reference)
+
+
+def test_resume_on_other_convolution_kernels_warns(monkeypatch, tmp_path):
+  """A run saved on XLA's convolutions ("auto" without ssljax.cpu) and
+  resumed where "auto" is oneDNN's: one warning that names the cause and
+  the fix; the run continues."""
+  from ssljax.train import loop  # pylint: disable=import-outside-toplevel
+  config = reliability_config()
+  config.encoder.conv_impl = "auto"
+  workdir = str(tmp_path)
+  monkeypatch.setattr(loop, "resolve_conv_impl", lambda name: "xla")
+  pretrain(config, workdir, dataset=_ds(), stop_at=4, progress=False)
+  monkeypatch.setattr(loop, "resolve_conv_impl", lambda name: "onednn")
+  with pytest.warns(KernelMismatchWarning) as record:
+    _, state = pretrain(config, workdir, dataset=_ds(), resume="auto",
+                        progress=False)
+  assert int(state.step) == STEPS
+  assert len(record) == 1
+  msg = str(record[0].message)
+  for words in ("saved with the 'xla' convolutions", "runs 'onednn'",
+                "not bit-identical", "import ssljax.cpu.conv"):
+    assert words in msg, msg
 
 
 # SIGKILL at many moments (compile, save, restore, ...): tests/test_kill.py.

@@ -20,6 +20,10 @@ checkpoint that cannot be read is reported (``CheckpointWarning`` naming step
 and path), renamed ``<step>.corrupt`` and the previous good one is used.
 ``resume=False`` (the library default) refuses a ``workdir`` that holds
 checkpoints; ``experiments/pretrain.py`` resumes automatically ("auto").
+Each checkpoint also records the convolutions ``conv_impl`` resolved to
+(:func:`conv_kernels`); a resume that resolves them otherwise (``"auto"``
+with and without ``ssljax.cpu`` imported) warns with
+:class:`KernelMismatchWarning`: same function, not bit-identical.
 
 Pre-emption. While ``pretrain`` runs (in the main thread) SIGTERM and SIGINT
 are caught: the loop finishes the current step, saves a checkpoint at that
@@ -68,6 +72,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ssljax import data as data_lib
+from ssljax.models.conv import resolve_conv_impl
 from ssljax.parallel import check_batch_divides, make_data_mesh, replicated_sharding
 from ssljax.train.build import NONFINITE_MODES, RunConfig
 from ssljax.train.checkpoint import (CheckpointError, Checkpointer,
@@ -123,6 +128,27 @@ class NonFiniteError(FloatingPointError):
 
 
 _STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+class KernelMismatchWarning(UserWarning):
+  """A run resumed with other convolution kernels than it was saved with
+  (``conv_impl="auto"`` resolved otherwise, e.g. ``ssljax.cpu`` imported by
+  one process and not by the other): the same function, but not
+  bit-identical to an uninterrupted run."""
+
+
+def conv_kernels(config) -> str | None:
+  """The convolution implementation ``config.encoder.conv_impl`` (default
+  ``"xla"``) resolves to in this process (:func:`ssljax.models.conv.
+  resolve_conv_impl`); None for a config without an ``encoder`` section or an
+  unknown name (the config checks report that)."""
+  encoder = config.get("encoder") if hasattr(config, "get") else None
+  if encoder is None or not hasattr(encoder, "get"):
+    return None
+  try:
+    return resolve_conv_impl(encoder.get("conv_impl", "xla"))
+  except ValueError:
+    return None
 
 
 class StorageError(OSError):
@@ -469,6 +495,7 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
   state, data_key = init_state(method, config, input_shape, mesh)
   start, skipped = 0, 0
   data_print = data_lib.fingerprint(ds)
+  kernels = conv_kernels(config)
   if latest is not None:
     def verify(step, restored, meta):
       if int(restored.step) != step:
@@ -505,6 +532,20 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
       if "config" in meta:
         _check_same_run(meta["config"], config, workdir,
                         f"saved with the checkpoint at step {step}")
+      saved_kernels = meta.get("conv_kernels")
+      if saved_kernels and kernels and saved_kernels != kernels:
+        warnings.warn(
+            f"the run in {workdir} was saved with the {saved_kernels!r} "
+            f"convolutions and this process runs {kernels!r} (conv_impl "
+            f"{config.encoder.get('conv_impl', 'xla')!r}): the resumed run "
+            f"computes the same function but is not bit-identical to an "
+            f"uninterrupted one. To match, resume the way it was started "
+            f"(experiments/pretrain.py imports ssljax.cpu; in Python, "
+            f"`import ssljax.cpu.conv` before pretrain)"
+            + (" or" if saved_kernels == "xla" else ", or")
+            + (" do not import ssljax.cpu." if saved_kernels == "xla" else
+               " name conv_impl explicitly."),
+            KernelMismatchWarning, stacklevel=2)
 
     event("restore", latest)
     restored = ckpt.restore_last_good(state, verify=verify)
@@ -563,6 +604,7 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
               metadata={"step": step, "data": data_position(config, ds, step),
                         "data_fingerprint": data_print,
                         "skipped_steps": int(g[0]), "nonfinite": nonfinite,
+                        "conv_kernels": kernels,
                         "config": config_to_dict(config)})
     last_saved = step
 
