@@ -17,7 +17,7 @@ the random-init network's probes and kNN per network and seed, the raw
 pixels' per dataset. With them cached, the evaluation of a run of the SimCLR
 network takes 5 min 25 s on a 2-core CPU, 40 s of it for the frozen probes
 and kNN and 4 min 37 s for fine-tuning on 1% and 10% of the labels (3,000
-SGD steps of 128 images), against 9 min 14 s uncached
+SGD steps of 128 images), against 9 min 4 s of parts uncached
 (``benchmarks/results/evaluate_time_cached.json``); ``--no_finetune`` skips
 the fine-tuning.
 
