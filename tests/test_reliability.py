@@ -152,10 +152,10 @@ def _child_env() -> dict:
       [TESTS_DIR, REPO] + ([path] if path else [])))
 
 
-def test_sigterm_saves_exits_cleanly_and_resume_is_bit_identical(
-    reference, compile_cache, tmp_path):
-  workdir = str(tmp_path / "run")
-  script = _PREEMPT_SCRIPT.format(cache=compile_cache)
+def _sigterm_child(script, workdir, tmp_path):
+  """Run ``script`` (a ``_PREEMPT_SCRIPT``) on ``workdir`` in a child
+  python and SIGTERM it once two metrics rows are written; returns its
+  ``(returncode, stdout, stderr)``."""
   out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
   with open(out_path, "w") as out, open(err_path, "w") as err:
     proc = subprocess.Popen([sys.executable, "-c", script, workdir], cwd=REPO,
@@ -174,8 +174,15 @@ def test_sigterm_saves_exits_cleanly_and_resume_is_bit_identical(
   finally:
     if proc.poll() is None:
       proc.kill()
-  out, err = out_path.read_text(), err_path.read_text()
-  assert proc.returncode == 0, err[-3000:]
+  return proc.returncode, out_path.read_text(), err_path.read_text()
+
+
+def test_sigterm_saves_exits_cleanly_and_resume_is_bit_identical(
+    reference, compile_cache, tmp_path):
+  workdir = str(tmp_path / "run")
+  script = _PREEMPT_SCRIPT.format(cache=compile_cache)
+  returncode, out, err = _sigterm_child(script, workdir, tmp_path)
+  assert returncode == 0, err[-3000:]
   assert "SIGTERM received" in err
   stopped = int(out.split("PREEMPTED")[1].split()[0])
   assert 4 <= stopped < STEPS
@@ -213,25 +220,9 @@ def test_sigterm_resume_is_bit_identical_on_the_shipped_cpu_convolutions(
       "  c.encoder.conv_impl = 'auto'\n  return c\n\ntry:\n", 1).replace(
           "pretrain(reliability_config(),", "pretrain(_auto(reliability_config()),")
   assert "pretrain(_auto(" in script
-  out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
-  with open(out_path, "w") as out, open(err_path, "w") as err:
-    proc = subprocess.Popen([sys.executable, "-c", script, workdir], cwd=REPO,
-                            env=_child_env(), stdout=out, stderr=err)
-  try:
-    metrics = os.path.join(workdir, "metrics.jsonl")
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-      if os.path.exists(metrics) and open(metrics).read().count("\n") >= 2:
-        break
-      time.sleep(0.05)
-    assert proc.poll() is None, err_path.read_text()[-3000:]
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-  assert proc.returncode == 0, err_path.read_text()[-3000:]
-  stopped = int(out_path.read_text().split("PREEMPTED")[1].split()[0])
+  returncode, out, err = _sigterm_child(script, workdir, tmp_path)
+  assert returncode == 0, err[-3000:]
+  stopped = int(out.split("PREEMPTED")[1].split()[0])
   assert 4 <= stopped < STEPS
   ck = Checkpointer(os.path.join(workdir, "checkpoints"))
   assert ck.metadata(stopped)["conv_kernels"] == "onednn"
