@@ -152,6 +152,7 @@ def test_frozen_baseline_keys(digits_run, tmp_path):
     run.config = config.copy_and_resolve_references()
     run.config.num_steps = 1000           # pre-training only: same key
     run.config.optimizer.base_lr = 9.0
+    run.config.eval.finetune_lr = 0.01    # fine-tuning only: same key
     assert standard.frozen_baseline_key(run, opts, "random_init", "d0") == \
         keys["random_init"]
     run.config.encoder.conv_impl = "xla" if config.encoder.get(

@@ -265,12 +265,15 @@ def scratch_baseline(run, options: ProtocolOptions, cache_dir: str | None,
 #: :func:`frozen_baseline_key`, so older cached frozen baselines are not used.
 FROZEN_BASELINE_VERSION = 1
 
-#: Config fields that only steer pre-training: they do not change the random
-#: initialization (whose weights are hashed anyway) or what ``encode`` computes.
-_TRAINING_ONLY = ("num_steps", "num_epochs", "batch_size", "optimizer",
-                  "augment", "log_every", "checkpoint_every",
-                  "keep_checkpoints", "monitor", "data_dir", "data_source",
-                  "nonfinite")
+#: Config fields left out of the random-init key: those that only steer
+#: pre-training (they change neither the random initialization, whose weights
+#: are hashed anyway, nor what ``encode`` computes), and ``eval``, whose probe
+#: and kNN settings the key holds on their own (its fine-tuning settings do
+#: not touch the frozen baselines).
+_FROZEN_KEY_IGNORES = ("num_steps", "num_epochs", "batch_size", "optimizer",
+                       "augment", "log_every", "checkpoint_every",
+                       "keep_checkpoints", "monitor", "data_dir",
+                       "data_source", "nonfinite", "eval")
 
 
 def _digest(*trees) -> str:
@@ -289,8 +292,8 @@ def frozen_baseline_key(run, options: ProtocolOptions, which: str,
   ``"raw_pixels"`` or ``"random_init"``) depend on: the splits' images and
   labels (``data_digest``), the label subsets, the probe and kNN settings,
   and for ``"random_init"`` the method, its config without the pre-training
-  fields (:data:`_TRAINING_ONLY`) and the hashed random-init variables; not
-  the pre-training."""
+  fields (:data:`_FROZEN_KEY_IGNORES`) and the hashed random-init variables;
+  not the pre-training."""
   ev = run.config.eval
   blob = {"which": which, "version": FROZEN_BASELINE_VERSION,
           "data": data_digest,
@@ -306,7 +309,7 @@ def frozen_baseline_key(run, options: ProtocolOptions, which: str,
     config = run.config.to_dict() if hasattr(run.config, "to_dict") else dict(
         run.config)
     blob["config"] = {k: v for k, v in config.items()
-                      if k not in _TRAINING_ONLY}
+                      if k not in _FROZEN_KEY_IGNORES}
     blob["variables"] = _digest(run.variables(run.random_state))
   text = json.dumps(blob, sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:12]
