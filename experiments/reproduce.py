@@ -150,7 +150,10 @@ def _do(run: Run, seed: int, stage: str, env: dict) -> str:
     if cmd[1].endswith("pretrain.py") and not _finished(workdir):
       return f"{name}: pre-training stopped before its last step (rerun to resume)"
     print(f"[{name}] {cmd[1]} done in {time.time() - t0:.0f} s", flush=True)
-  if not _DRY.value and os.path.exists(out):
+  # Only after this call's evaluation (or its check that the results hold
+  # the run's step): with --stage pretrain the results file, if any, is an
+  # older evaluation's, and the new run's speed does not belong in it.
+  if not _DRY.value and stage in ("all", "evaluate") and os.path.exists(out):
     _annotate(out, run, seed, workdir)
   return f"{name}: ok"
 

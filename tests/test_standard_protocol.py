@@ -230,3 +230,38 @@ def test_reproduce_orders_seed_zero_first_and_dry_runs(tmp_path):
   lines = [l for l in out.stdout.splitlines() if "experiments/" in l]
   assert len(lines) == 4 and "simclr_fashion_mnist.py" in lines[0]
   assert "--results" in lines[1] and "simclr_s0.json" in lines[1]
+
+
+def test_reproduce_pretrain_stage_leaves_an_older_evaluation_alone(
+    tmp_path, monkeypatch):
+  """``--stage pretrain`` does not write the new run's speed into a results
+  file that an earlier evaluation wrote; the evaluate stage annotates it."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import reproduce
+  from absl import flags
+  fl = flags.FLAGS
+  was_parsed = fl.is_parsed()
+  old = {k: fl[k].value for k in ("workdirs", "results")} if was_parsed else None
+  fl.mark_as_parsed()
+  fl.workdirs, fl.results = str(tmp_path / "w"), str(tmp_path / "r")
+  try:
+    run = reproduce.RUNS[0]
+    name = reproduce.run_name(run, 0)
+    workdir = tmp_path / "w" / name
+    workdir.mkdir(parents=True)
+    (workdir / "finished.json").write_text("{}")        # nothing to pre-train
+    (workdir / "metrics.jsonl").write_text(
+        json.dumps({"step": 2, "images_per_sec": 9.0}) + "\n")
+    (tmp_path / "r").mkdir()
+    out = tmp_path / "r" / f"{name}.json"
+    out.write_text(json.dumps({"pretrain": {"median_images_per_sec": 1.0}}))
+    assert reproduce._do(run, 0, "pretrain", {}) == f"{name}: ok"
+    assert json.loads(out.read_text())["pretrain"]["median_images_per_sec"] == 1.0
+    monkeypatch.setattr(reproduce.subprocess, "call", lambda *a, **k: 0)
+    assert reproduce._do(run, 0, "evaluate", {}) == f"{name}: ok"
+    assert json.loads(out.read_text())["pretrain"]["median_images_per_sec"] == 9.0
+  finally:
+    if was_parsed:
+      fl.workdirs, fl.results = old["workdirs"], old["results"]
+    else:
+      fl.unparse_flags()
