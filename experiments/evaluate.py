@@ -80,11 +80,16 @@ _EMBED = flags.DEFINE_list("embed", ["tsne", "umap"],
                            "--suite pictures: tsne and/or umap.")
 
 
-def _done(path: str | None, step: int) -> bool:
+def _done(path: str | None, step: int, params_sha256: str) -> bool:
+  """Whether ``path`` holds this checkpoint's evaluation: the same step and
+  (files written since it was recorded) the same parameters, so a run
+  trained again into the same workdir is evaluated again."""
   if not path or not os.path.exists(path):
     return False
   with open(path) as f:
-    return json.load(f).get("step") == step
+    held = json.load(f)
+  return held.get("step") == step and held.get(
+      "params_sha256", params_sha256) == params_sha256
 
 
 def _write(result: dict, *paths: str | None) -> None:
@@ -107,6 +112,7 @@ def main(argv):
     return 1
   with run:
     method = run.config.method
+    digest = standard.tree_digest(run.state.params)
     if _SUITE.value:
       from ssljax.eval.report import markdown_report   # noqa: PLC0415
       from ssljax.eval.suite import (SECTIONS, SuiteOptions,  # noqa: PLC0415
@@ -122,15 +128,15 @@ def main(argv):
       return 0
     if method in METHOD_EVALUATIONS:
       out = os.path.join(_WORKDIR.value, "method_eval.json")
-      if _SKIP_DONE.value and _done(_RESULTS.value or out, run.step):
+      if _SKIP_DONE.value and _done(_RESULTS.value or out, run.step, digest):
         print(f"{_RESULTS.value or out} already holds step {run.step}")
         return 0
-      result = {"method": method, "step": run.step,
+      result = {"method": method, "step": run.step, "params_sha256": digest,
                 **METHOD_EVALUATIONS[method](run, _WORKDIR.value)}
       _write(result, out, _RESULTS.value)
       return 0
     out = os.path.join(_WORKDIR.value, "eval_protocol.json")
-    if _SKIP_DONE.value and _done(_RESULTS.value or out, run.step):
+    if _SKIP_DONE.value and _done(_RESULTS.value or out, run.step, digest):
       print(f"{_RESULTS.value or out} already holds step {run.step}")
       return 0
     options = standard.protocol_options(run.config)
@@ -140,6 +146,7 @@ def main(argv):
                                    if _ALL_LABELS.value else ()))
     result = standard.evaluate(run, options, cache_dir=_BASELINES.value)
     result["workdir"] = _WORKDIR.value
+    result["params_sha256"] = digest
   print(standard.format_summary(result))
   _write(result, out, _RESULTS.value)
   return 0

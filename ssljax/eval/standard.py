@@ -276,7 +276,7 @@ _FROZEN_KEY_IGNORES = ("num_steps", "num_epochs", "batch_size", "optimizer",
                        "data_source", "nonfinite", "eval")
 
 
-def _digest(*trees) -> str:
+def tree_digest(*trees) -> str:
   """sha256 of the dtypes, shapes and bytes of every array leaf."""
   h = hashlib.sha256()
   for leaf in jax.tree.leaves(trees):
@@ -310,7 +310,7 @@ def frozen_baseline_key(run, options: ProtocolOptions, which: str,
         run.config)
     blob["config"] = {k: v for k, v in config.items()
                       if k not in _FROZEN_KEY_IGNORES}
-    blob["variables"] = _digest(run.variables(run.random_state))
+    blob["variables"] = tree_digest(run.variables(run.random_state))
   text = json.dumps(blob, sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -344,7 +344,7 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
   cached: dict[str, dict] = {}
   frozen_paths: dict[str, str] = {}
   if options.baselines and cache_dir:
-    data_digest = _digest(fit.images, fit.labels, val.images, val.labels,
+    data_digest = tree_digest(fit.images, fit.labels, val.images, val.labels,
                           test.images, test.labels)
     for which in ("random_init", "raw_pixels"):
       key = frozen_baseline_key(run, options, which, data_digest)
