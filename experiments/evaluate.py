@@ -80,18 +80,6 @@ _EMBED = flags.DEFINE_list("embed", ["tsne", "umap"],
                            "--suite pictures: tsne and/or umap.")
 
 
-def _done(path: str | None, step: int, params_sha256: str) -> bool:
-  """Whether ``path`` holds this checkpoint's evaluation: the same step and
-  (files written since it was recorded) the same parameters, so a run
-  trained again into the same workdir is evaluated again."""
-  if not path or not os.path.exists(path):
-    return False
-  with open(path) as f:
-    held = json.load(f)
-  return held.get("step") == step and held.get(
-      "params_sha256", params_sha256) == params_sha256
-
-
 def _write(result: dict, *paths: str | None) -> None:
   result = {**result, "provenance": provenance()}
   for path in paths:
@@ -128,7 +116,7 @@ def main(argv):
       return 0
     if method in METHOD_EVALUATIONS:
       out = os.path.join(_WORKDIR.value, "method_eval.json")
-      if _SKIP_DONE.value and _done(_RESULTS.value or out, run.step, digest):
+      if _SKIP_DONE.value and standard.holds_checkpoint(_RESULTS.value or out, run.step, digest):
         print(f"{_RESULTS.value or out} already holds step {run.step}")
         return 0
       result = {"method": method, "step": run.step, "params_sha256": digest,
@@ -136,7 +124,7 @@ def main(argv):
       _write(result, out, _RESULTS.value)
       return 0
     out = os.path.join(_WORKDIR.value, "eval_protocol.json")
-    if _SKIP_DONE.value and _done(_RESULTS.value or out, run.step, digest):
+    if _SKIP_DONE.value and standard.holds_checkpoint(_RESULTS.value or out, run.step, digest):
       print(f"{_RESULTS.value or out} already holds step {run.step}")
       return 0
     options = standard.protocol_options(run.config)

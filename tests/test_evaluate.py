@@ -102,25 +102,21 @@ def test_method_evaluations_cover_registered_methods_only():
 
 
 def test_evaluate_skips_only_the_same_checkpoint(tmp_path):
-  """experiments/evaluate.py --skip_done: a results file holds this
-  checkpoint when its step and its parameter digest match; a run trained
-  again into the workdir (same step, other weights) is evaluated again;
-  older files without a digest are judged by the step."""
-  from pathlib import Path  # pylint: disable=import-outside-toplevel
-  from helpers import load_module  # pylint: disable=import-outside-toplevel
-  from ssljax.eval.standard import tree_digest  # pylint: disable=import-outside-toplevel
-  ev = load_module(Path(__file__).resolve().parents[1] / "experiments" /
-                   "evaluate.py", "evaluate_script")
+  """experiments/evaluate.py --skip_done (standard.holds_checkpoint): a
+  results file holds this checkpoint when its step and its parameter digest
+  match; a run trained again into the workdir (same step, other weights) is
+  evaluated again; older files without a digest are judged by the step."""
+  from ssljax.eval.standard import holds_checkpoint, tree_digest  # pylint: disable=import-outside-toplevel
   params = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
   digest = tree_digest(params)
   assert digest == tree_digest({"w": params["w"].copy()})
   assert digest != tree_digest({"w": params["w"] + 1})
   assert digest != tree_digest({"w": params["w"].astype(np.float64)})
   path = tmp_path / "r.json"
-  assert not ev._done(str(path), 10, digest)
+  assert not holds_checkpoint(str(path), 10, digest)
   path.write_text(json.dumps({"step": 10, "params_sha256": digest}))
-  assert ev._done(str(path), 10, digest)
-  assert not ev._done(str(path), 12, digest)
-  assert not ev._done(str(path), 10, tree_digest({"w": params["w"] + 1}))
+  assert holds_checkpoint(str(path), 10, digest)
+  assert not holds_checkpoint(str(path), 12, digest)
+  assert not holds_checkpoint(str(path), 10, tree_digest({"w": params["w"] + 1}))
   path.write_text(json.dumps({"step": 10}))            # written before digests
-  assert ev._done(str(path), 10, digest)
+  assert holds_checkpoint(str(path), 10, digest)

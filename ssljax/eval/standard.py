@@ -286,6 +286,20 @@ def tree_digest(*trees) -> str:
   return h.hexdigest()
 
 
+def holds_checkpoint(path: str | None, step: int, params_sha256: str) -> bool:
+  """Whether the results file ``path`` holds the evaluation of this
+  checkpoint: the same step and (files written since it was recorded) the
+  same parameter digest (:func:`tree_digest` of the trained params), so a run
+  trained again into the same workdir is evaluated again
+  (``experiments/evaluate.py --skip_done``)."""
+  if not path or not os.path.exists(path):
+    return False
+  with open(path) as f:
+    held = json.load(f)
+  return held.get("step") == step and held.get(
+      "params_sha256", params_sha256) == params_sha256
+
+
 def frozen_baseline_key(run, options: ProtocolOptions, which: str,
                         data_digest: str) -> str:
   """What a frozen baseline's numbers (linear, kNN, few-label probes of

@@ -541,10 +541,8 @@ def _pretrain(config, workdir, ckpt, latest, *, nonfinite, mesh, stop_at,
             f"computes the same function but is not bit-identical to an "
             f"uninterrupted one. To match, resume the way it was started "
             f"(experiments/pretrain.py imports ssljax.cpu; in Python, "
-            f"`import ssljax.cpu.conv` before pretrain)"
-            + (" or" if saved_kernels == "xla" else ", or")
-            + (" do not import ssljax.cpu." if saved_kernels == "xla" else
-               " name conv_impl explicitly."),
+            f"`import ssljax.cpu.conv` before pretrain, or not, as the run "
+            f"did), or name conv_impl explicitly.",
             KernelMismatchWarning, stacklevel=2)
 
     event("restore", latest)
