@@ -116,7 +116,8 @@ def main(argv):
       return 0
     if method in METHOD_EVALUATIONS:
       out = os.path.join(_WORKDIR.value, "method_eval.json")
-      if _SKIP_DONE.value and standard.holds_checkpoint(_RESULTS.value or out, run.step, digest):
+      if _SKIP_DONE.value and standard.holds_checkpoint(
+          _RESULTS.value or out, run.step, digest):
         print(f"{_RESULTS.value or out} already holds step {run.step}")
         return 0
       result = {"method": method, "step": run.step, "params_sha256": digest,
@@ -124,7 +125,8 @@ def main(argv):
       _write(result, out, _RESULTS.value)
       return 0
     out = os.path.join(_WORKDIR.value, "eval_protocol.json")
-    if _SKIP_DONE.value and standard.holds_checkpoint(_RESULTS.value or out, run.step, digest):
+    if _SKIP_DONE.value and standard.holds_checkpoint(
+        _RESULTS.value or out, run.step, digest):
       print(f"{_RESULTS.value or out} already holds step {run.step}")
       return 0
     options = standard.protocol_options(run.config)

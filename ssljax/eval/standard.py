@@ -359,17 +359,18 @@ def evaluate(run, options: ProtocolOptions = ProtocolOptions(), *,
   frozen_paths: dict[str, str] = {}
   if options.baselines and cache_dir:
     data_digest = tree_digest(fit.images, fit.labels, val.images, val.labels,
-                          test.images, test.labels)
+                              test.images, test.labels)
     for which in ("random_init", "raw_pixels"):
       key = frozen_baseline_key(run, options, which, data_digest)
       frozen_paths[which] = os.path.join(cache_dir, f"frozen_{which}_{key}.json")
       if os.path.exists(frozen_paths[which]):
         with open(frozen_paths[which]) as f:
           cached[which] = json.load(f)
-  todo = 1 + (options.baselines and "random_init" not in cached)
-  n_probe = 1 + sum(options.baselines and w not in cached
-                    for w in ("random_init", "raw_pixels"))
-  total = (work["features"] * todo
+  # what this call computes: the trained encoder and the uncached baselines
+  fresh = ["trained"] + [w for w in ("random_init", "raw_pixels")
+                         if options.baselines and w not in cached]
+  n_probe = len(fresh)
+  total = (work["features"] * len([w for w in fresh if w != "raw_pixels"])
            + (work["linear"] + work["knn"]) * n_probe
            + (work["few-label probe"] * n_probe if subsets else 0.0))
   if options.do_finetune:
